@@ -1,0 +1,125 @@
+//! How a failure reaches the user: a class that picks the exit code, the
+//! message, its causes, and a hint when the fix is known.
+//!
+//! Each stage has its own error type; they all implement [`Diagnose`] and meet
+//! in [`Error`], which `main` prints as `error:` / `caused by:` / `hint:` lines.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// Exit codes, documented in the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// 1: the run worked but a policy said no (the scan gate).
+    Policy,
+    /// 2: the user can fix it: a flag, the configuration, the image on disk.
+    Usage,
+    /// 3: something outside hoist failed: the registry, AWS, the network.
+    Infrastructure,
+}
+
+impl Class {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Policy => 1,
+            Class::Usage => 2,
+            Class::Infrastructure => 3,
+        }
+    }
+}
+
+pub trait Diagnose: StdError + Send + Sync + 'static {
+    fn class(&self) -> Class;
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Any stage's error, boxed, with what it knows about itself.
+pub struct Error {
+    inner: Box<dyn Diagnose>,
+}
+
+impl Error {
+    pub fn class(&self) -> Class {
+        self.inner.class()
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        self.inner.hint()
+    }
+
+    /// The lines `main` prints: `error: …`, then `caused by: …` for each source
+    /// that adds something, then `hint: …`.
+    pub fn report(&self) -> String {
+        let mut out = format!("error: {}", self.inner);
+        let mut last = self.inner.to_string();
+        let mut source = self.inner.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // reqwest and the SDK repeat their cause inside their own message.
+            if !last.contains(&text) {
+                out.push_str(&format!("\ncaused by: {text}"));
+            }
+            last = text;
+            source = cause.source();
+        }
+        if let Some(hint) = self.hint() {
+            out.push_str(&format!("\nhint: {hint}"));
+        }
+        out
+    }
+}
+
+impl<E: Diagnose> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error { inner: Box::new(e) }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.report())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+/// Errors in the settings themselves: flags, environment, files they name.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub message: String,
+    pub hint: Option<String>,
+    #[source]
+    pub source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError { message: message.into(), hint: None, source: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+impl Diagnose for ConfigError {
+    fn class(&self) -> Class {
+        Class::Usage
+    }
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
