@@ -101,7 +101,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError { message: message.into(), hint: None, source: None }
+        ConfigError {
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

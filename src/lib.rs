@@ -1,5 +1,80 @@
+//! hoist: a prebuilt container image from disk to a live AWS Lambda alias.
+//!
+//! The pipeline, one folder per stage: `image` (read from disk) and
+//! `registry` (talk to ECR) make up `push`; `ci` is the seam to the CI
+//! systems; `report` is the one result every output is made from.
+
+pub mod aws;
 pub mod ci;
+pub mod cli;
 pub mod env;
 pub mod error;
 pub mod image;
+pub mod net;
+pub mod progress;
+pub mod push;
+pub mod registry;
+pub mod report;
 pub mod secret;
+
+use ci::Ci;
+use cli::{Cli, Command};
+use env::Env;
+use error::{ConfigError, Error};
+use report::Outcome;
+
+/// Run one command. Everything the outside world gives hoist comes in here:
+/// the parsed flags and one snapshot of the environment.
+pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
+    let ci = match &cli.global.ci {
+        Some(name) => Ci::named(name, &env)?,
+        None => Ci::detect(&env),
+    };
+    let net = net::Network::from_env(&env)?;
+    let outcome = match cli.command {
+        Command::Push(args) => {
+            let settings = push::Settings {
+                source: args.source,
+                repository: args.repository,
+                tags: args.tags,
+                reference: args.reference,
+                mount_from: args.mount_from,
+                jobs: args.jobs,
+                create_repository: args.create_repository,
+                quiet: cli.global.quiet,
+            };
+            settings.validate()?;
+            let endpoint = cli
+                .global
+                .registry_endpoint
+                .as_deref()
+                .map(registry::parse_endpoint)
+                .transpose()?;
+            // The image is read and checked before any call to AWS: bad input
+            // fails fast, and touches nothing.
+            let image = push::open(&settings).await?;
+            let sdk = aws::sdk_config(cli.global.region.as_deref(), &net).await?;
+            let masker = ci.clone();
+            let registry = registry::Registry::connect(
+                registry::Ecr::new(&sdk),
+                endpoint,
+                net,
+                Default::default(),
+                Box::new(move |s| masker.mask(s)),
+            )
+            .await?;
+            let report = push::push(&settings, &image, &registry).await?;
+            if let Some(path) = &args.digest_file {
+                std::fs::write(path, report.digest.to_string()).map_err(|e| {
+                    ConfigError::new(format!("could not write the digest to {}", path.display()))
+                        .source(e)
+                })?;
+            }
+            Outcome::Push(report)
+        }
+    };
+    for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {
+        tracing::warn!("{warning}");
+    }
+    Ok(outcome)
+}

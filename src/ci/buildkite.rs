@@ -29,7 +29,9 @@ impl Buildkite {
                 .stdout(Stdio::null())
                 .status()?;
             if !status.success() {
-                return Err(std::io::Error::other(format!("buildkite-agent meta-data set exited with {status}")));
+                return Err(std::io::Error::other(format!(
+                    "buildkite-agent meta-data set exited with {status}"
+                )));
             }
         }
         Ok(())

@@ -28,14 +28,18 @@ impl GitHub {
     pub fn run_url(&self) -> Option<String> {
         Some(format!(
             "{}/{}/actions/runs/{}",
-            self.github_server_url.as_deref().unwrap_or("https://github.com"),
+            self.github_server_url
+                .as_deref()
+                .unwrap_or("https://github.com"),
             self.github_repository.as_ref()?,
             self.github_run_id.as_ref()?
         ))
     }
 
     pub(super) fn write_outputs(&self, outputs: &Outputs) -> std::io::Result<()> {
-        let Some(path) = &self.github_output else { return Ok(()) };
+        let Some(path) = &self.github_output else {
+            return Ok(());
+        };
         // Values are single-line (digests, URIs, counts); a newline would end
         // the `name=value` form, so refuse to write one rather than corrupt it.
         let text: String = outputs

@@ -23,6 +23,9 @@ impl GitLab {
     /// `hoist.env` in the project directory: the file the GitLab template
     /// lists under `artifacts: reports: dotenv`.
     pub(super) fn default_dotenv(&self) -> PathBuf {
-        self.ci_project_dir.clone().unwrap_or_default().join("hoist.env")
+        self.ci_project_dir
+            .clone()
+            .unwrap_or_default()
+            .join("hoist.env")
     }
 }

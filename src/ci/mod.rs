@@ -38,7 +38,15 @@ pub enum Ci {
 }
 
 /// The names `--ci` accepts.
-pub const NAMES: &[&str] = &["github", "gitlab", "buildkite", "circleci", "bitbucket", "jenkins", "local"];
+pub const NAMES: &[&str] = &[
+    "github",
+    "gitlab",
+    "buildkite",
+    "circleci",
+    "bitbucket",
+    "jenkins",
+    "local",
+];
 
 impl Ci {
     /// The CI system this environment belongs to. Each system's marker variable
@@ -129,7 +137,10 @@ impl Ci {
             Ci::Buildkite(b) => note("buildkite-agent meta-data", b.set_meta_data(outputs)),
             _ => {}
         }
-        if let Some(path) = dotenv.map(Path::to_path_buf).or_else(|| self.default_dotenv()) {
+        if let Some(path) = dotenv
+            .map(Path::to_path_buf)
+            .or_else(|| self.default_dotenv())
+        {
             note(&path.display().to_string(), write_dotenv(&path, outputs));
         }
         warnings
@@ -159,7 +170,11 @@ impl Outputs {
 /// Write (or update) a dotenv file: keys hoist owns are replaced, other lines
 /// are kept, so stages run as separate steps can share one file.
 pub fn write_dotenv(path: &Path, outputs: &Outputs) -> std::io::Result<()> {
-    let ours: Vec<(String, &str)> = outputs.values.iter().map(|(k, v)| (Outputs::env_name(k), v.as_str())).collect();
+    let ours: Vec<(String, &str)> = outputs
+        .values
+        .iter()
+        .map(|(k, v)| (Outputs::env_name(k), v.as_str()))
+        .collect();
     let existing = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -181,7 +196,10 @@ pub fn write_dotenv(path: &Path, outputs: &Outputs) -> std::io::Result<()> {
 
 /// Append to a file a CI system gave us (`$GITHUB_OUTPUT` and friends).
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }
 
@@ -193,8 +211,14 @@ mod tests {
     fn detection_order_and_override() {
         let env = Env::from_pairs([("GITHUB_ACTIONS", "true"), ("GITLAB_CI", "true")]);
         assert_eq!(Ci::detect(&env).name(), "github");
-        assert_eq!(Ci::detect(&Env::from_pairs([("BUILDKITE", "true")])).name(), "buildkite");
-        assert_eq!(Ci::detect(&Env::from_pairs([("JENKINS_URL", "https://ci/")])).name(), "jenkins");
+        assert_eq!(
+            Ci::detect(&Env::from_pairs([("BUILDKITE", "true")])).name(),
+            "buildkite"
+        );
+        assert_eq!(
+            Ci::detect(&Env::from_pairs([("JENKINS_URL", "https://ci/")])).name(),
+            "jenkins"
+        );
         assert_eq!(Ci::detect(&Env::default()).name(), "local");
         assert_eq!(Ci::named("GitLab", &env).unwrap().name(), "gitlab");
         let err = Ci::named("travis", &env).unwrap_err();

@@ -22,11 +22,15 @@ pub enum DigestError {
 
 impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
-        Digest { hex: hex::encode(Sha256::digest(bytes)) }
+        Digest {
+            hex: hex::encode(Sha256::digest(bytes)),
+        }
     }
 
     pub fn from_hasher(h: Sha256) -> Digest {
-        Digest { hex: hex::encode(h.finalize()) }
+        Digest {
+            hex: hex::encode(h.finalize()),
+        }
     }
 
     pub fn hex(&self) -> &str {
@@ -52,15 +56,25 @@ impl FromStr for Digest {
             return Err(DigestError::Invalid(s.to_string()));
         };
         if alg != "sha256" {
-            if !alg.is_empty() && alg.chars().all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c)) {
+            if !alg.is_empty()
+                && alg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c))
+            {
                 return Err(DigestError::Algorithm(alg.to_string()));
             }
             return Err(DigestError::Invalid(s.to_string()));
         }
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -105,7 +119,10 @@ mod tests {
             String::new(),
             format!("sha256:{}", "a".repeat(65)),
         ] {
-            assert!(matches!(bad.parse::<Digest>(), Err(DigestError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(bad.parse::<Digest>(), Err(DigestError::Invalid(_))),
+                "{bad}"
+            );
         }
         assert_eq!(
             format!("sha512:{}", "a".repeat(128)).parse::<Digest>(),
@@ -115,6 +132,9 @@ mod tests {
 
     #[test]
     fn digest_of_bytes() {
-        assert_eq!(Digest::of(b"").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            Digest::of(b"").hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::store::Store;
-use super::{Blob, Compression, DOCKER_CONFIG, Digest, DockerImage, DockerLayer, ImageError, Platform};
+use super::{
+    Blob, Compression, DOCKER_CONFIG, Digest, DockerImage, DockerLayer, ImageError, Platform,
+};
 
 /// A config larger than this is not a config.
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
@@ -37,9 +39,18 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<DockerImage, ImageError> {
-    let bytes = store.read("manifest.json", super::MAX_MANIFEST)?.expect("caller checked manifest.json exists");
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what: "manifest.json".into(), source: e })?;
+pub fn open(
+    store: &Store,
+    shown: &str,
+    reference: Option<&str>,
+) -> Result<DockerImage, ImageError> {
+    let bytes = store
+        .read("manifest.json", super::MAX_MANIFEST)?
+        .expect("caller checked manifest.json exists");
+    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+        what: "manifest.json".into(),
+        source: e,
+    })?;
     let listing = || {
         entries
             .iter()
@@ -50,28 +61,54 @@ pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Docke
             .collect::<Vec<_>>()
     };
     let entry = match (reference, entries.as_slice()) {
-        (_, []) => return Err(ImageError::Malformed { what: "manifest.json".into(), reason: "it lists no images".into() }),
+        (_, []) => {
+            return Err(ImageError::Malformed {
+                what: "manifest.json".into(),
+                reason: "it lists no images".into(),
+            });
+        }
         (None, [one]) => one,
-        (None, _) => return Err(ImageError::RefNeeded { source_path: shown.into(), entries: listing() }),
+        (None, _) => {
+            return Err(ImageError::RefNeeded {
+                source_path: shown.into(),
+                entries: listing(),
+            });
+        }
         (Some(wanted), _) => {
-            let hit = |t: &String| t == wanted || t.rsplit_once(':').is_some_and(|(_, tag)| tag == wanted);
+            let hit = |t: &String| {
+                t == wanted || t.rsplit_once(':').is_some_and(|(_, tag)| tag == wanted)
+            };
             entries
                 .iter()
                 .find(|e| e.repo_tags.iter().flatten().any(hit))
-                .ok_or_else(|| ImageError::RefNotFound { source_path: shown.into(), wanted: wanted.into(), entries: listing() })?
+                .ok_or_else(|| ImageError::RefNotFound {
+                    source_path: shown.into(),
+                    wanted: wanted.into(),
+                    entries: listing(),
+                })?
         }
     };
 
     let config_name = clean(&entry.config)?;
     let config_region = store
         .region(&config_name)?
-        .ok_or_else(|| ImageError::MissingFile { what: format!("config {config_name}"), referenced_by: "manifest.json".into() })?;
+        .ok_or_else(|| ImageError::MissingFile {
+            what: format!("config {config_name}"),
+            referenced_by: "manifest.json".into(),
+        })?;
     let config_bytes = config_region.read_all(MAX_CONFIG, &config_name)?;
-    let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Json { what: format!("config {config_name}"), source: e })?;
+    let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Json {
+        what: format!("config {config_name}"),
+        source: e,
+    })?;
     if config.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(ImageError::Malformed {
             what: format!("config {config_name}"),
-            reason: format!("it lists {} diff_ids for {} layers in manifest.json", config.rootfs.diff_ids.len(), entry.layers.len()),
+            reason: format!(
+                "it lists {} diff_ids for {} layers in manifest.json",
+                config.rootfs.diff_ids.len(),
+                entry.layers.len()
+            ),
         });
     }
     let mut layers = Vec::with_capacity(entry.layers.len());
@@ -79,10 +116,22 @@ pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Docke
         let name = clean(name)?;
         let region = store
             .region(&name)?
-            .ok_or_else(|| ImageError::MissingFile { what: format!("layer {name}"), referenced_by: "manifest.json".into() })?;
-        let diff_id: Digest = diff_id.parse().map_err(|e| ImageError::Digest { what: format!("config {config_name} (rootfs.diff_ids)"), source: e })?;
+            .ok_or_else(|| ImageError::MissingFile {
+                what: format!("layer {name}"),
+                referenced_by: "manifest.json".into(),
+            })?;
+        let diff_id: Digest = diff_id.parse().map_err(|e| ImageError::Digest {
+            what: format!("config {config_name} (rootfs.diff_ids)"),
+            source: e,
+        })?;
         let mut magic = [0u8; 4];
-        let n = region.open().and_then(|mut r| super::read_up_to(&mut r, &mut magic)).map_err(|e| ImageError::Read { what: name.clone(), source: e })?;
+        let n = region
+            .open()
+            .and_then(|mut r| super::read_up_to(&mut r, &mut magic))
+            .map_err(|e| ImageError::Read {
+                what: name.clone(),
+                source: e,
+            })?;
         let compression = match &magic[..n] {
             [0x1f, 0x8b, ..] => Compression::Gzip,
             [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
@@ -91,14 +140,32 @@ pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Docke
         if compression == Compression::Zstd {
             return Err(ImageError::Unsupported { what: format!("layer {name}"), reason: "zstd layers are not accepted by Lambda; export the image with gzip or uncompressed layers".into() });
         }
-        layers.push(DockerLayer { name, region, diff_id, compression });
+        layers.push(DockerLayer {
+            name,
+            region,
+            diff_id,
+            compression,
+        });
     }
     let platform = match (config.os, config.architecture) {
-        (Some(os), Some(architecture)) => Some(Platform { os, architecture, variant: config.variant }),
+        (Some(os), Some(architecture)) => Some(Platform {
+            os,
+            architecture,
+            variant: config.variant,
+        }),
         _ => None,
     };
-    let config = Blob { digest: Digest::of(&config_bytes), size: config_bytes.len() as u64, media_type: DOCKER_CONFIG.into(), region: config_region };
-    Ok(DockerImage { config, layers, platform })
+    let config = Blob {
+        digest: Digest::of(&config_bytes),
+        size: config_bytes.len() as u64,
+        media_type: DOCKER_CONFIG.into(),
+        region: config_region,
+    };
+    Ok(DockerImage {
+        config,
+        layers,
+        platform,
+    })
 }
 
 /// manifest.json names files relative to the archive's root; a name that
@@ -109,9 +176,13 @@ fn clean(name: &str) -> Result<String, ImageError> {
         match c {
             std::path::Component::Normal(s) => parts.push(s.to_str().unwrap_or_default()),
             std::path::Component::CurDir => {}
-            _ => return Err(ImageError::Escapes { path: name.to_string(), target: "outside the archive".into() }),
+            _ => {
+                return Err(ImageError::Escapes {
+                    path: name.to_string(),
+                    target: "outside the archive".into(),
+                });
+            }
         }
     }
     Ok(parts.join("/"))
 }
-

@@ -2,7 +2,10 @@
 //! under blobs/sha256/.
 
 use super::store::Store;
-use super::{Blob, Content, Digest, ImageError, MAX_MANIFEST, Manifest, OCI_INDEX, OCI_MANIFEST, RawDescriptor, RawManifest, check_media_type};
+use super::{
+    Blob, Content, Digest, ImageError, MAX_MANIFEST, Manifest, OCI_INDEX, OCI_MANIFEST,
+    RawDescriptor, RawManifest, check_media_type,
+};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -16,24 +19,39 @@ struct RawIndex {
 }
 
 pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Manifest, ImageError> {
-    let bytes = store.read("index.json", MAX_MANIFEST)?.ok_or_else(|| ImageError::UnknownFormat {
-        path: shown.to_string(),
-        reason: "index.json is missing".into(),
-    })?;
+    let bytes =
+        store
+            .read("index.json", MAX_MANIFEST)?
+            .ok_or_else(|| ImageError::UnknownFormat {
+                path: shown.to_string(),
+                reason: "index.json is missing".into(),
+            })?;
     if let Some(layout) = store.read("oci-layout", 4096)? {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct OciLayout {
             image_layout_version: String,
         }
-        let v: OciLayout = serde_json::from_slice(&layout).map_err(|e| ImageError::Json { what: "oci-layout".into(), source: e })?;
+        let v: OciLayout = serde_json::from_slice(&layout).map_err(|e| ImageError::Json {
+            what: "oci-layout".into(),
+            source: e,
+        })?;
         if !v.image_layout_version.starts_with("1.") {
-            return Err(ImageError::Unsupported { what: "oci-layout".into(), reason: format!("image layout version {}", v.image_layout_version) });
+            return Err(ImageError::Unsupported {
+                what: "oci-layout".into(),
+                reason: format!("image layout version {}", v.image_layout_version),
+            });
         }
     }
-    let index: RawIndex = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what: "index.json".into(), source: e })?;
+    let index: RawIndex = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+        what: "index.json".into(),
+        source: e,
+    })?;
     if index.manifests.is_empty() {
-        return Err(ImageError::Malformed { what: "index.json".into(), reason: "it lists no images".into() });
+        return Err(ImageError::Malformed {
+            what: "index.json".into(),
+            reason: "it lists no images".into(),
+        });
     }
     let entry = choose(&index.manifests, shown, reference)?;
     load(store, entry, "index.json", 0)
@@ -41,30 +59,49 @@ pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Manif
 
 /// The entry `--ref` names (by ref name, image name, tag or digest); the only
 /// entry when there is one; otherwise an error that lists them.
-fn choose<'a>(entries: &'a [RawDescriptor], shown: &str, reference: Option<&str>) -> Result<&'a RawDescriptor, ImageError> {
+fn choose<'a>(
+    entries: &'a [RawDescriptor],
+    shown: &str,
+    reference: Option<&str>,
+) -> Result<&'a RawDescriptor, ImageError> {
     let listing = || entries.iter().map(describe).collect::<Vec<_>>();
     match reference {
         Some(wanted) => {
             let matches = |e: &RawDescriptor| {
                 e.digest == wanted
                     || e.annotations.get(REF_NAME).is_some_and(|r| r == wanted)
-                    || e.annotations.get(CONTAINERD_NAME).is_some_and(|n| n == wanted || n.rsplit_once(':').is_some_and(|(_, tag)| tag == wanted))
+                    || e.annotations.get(CONTAINERD_NAME).is_some_and(|n| {
+                        n == wanted || n.rsplit_once(':').is_some_and(|(_, tag)| tag == wanted)
+                    })
             };
             let found: Vec<_> = entries.iter().filter(|e| matches(e)).collect();
             match found.as_slice() {
                 [one] => Ok(one),
-                [] => Err(ImageError::RefNotFound { source_path: shown.to_string(), wanted: wanted.to_string(), entries: listing() }),
+                [] => Err(ImageError::RefNotFound {
+                    source_path: shown.to_string(),
+                    wanted: wanted.to_string(),
+                    entries: listing(),
+                }),
                 _ if found.iter().all(|e| e.digest == found[0].digest) => Ok(found[0]),
-                _ => Err(ImageError::RefNeeded { source_path: shown.to_string(), entries: listing() }),
+                _ => Err(ImageError::RefNeeded {
+                    source_path: shown.to_string(),
+                    entries: listing(),
+                }),
             }
         }
         None if entries.len() == 1 => Ok(&entries[0]),
-        None => Err(ImageError::RefNeeded { source_path: shown.to_string(), entries: listing() }),
+        None => Err(ImageError::RefNeeded {
+            source_path: shown.to_string(),
+            entries: listing(),
+        }),
     }
 }
 
 fn describe(e: &RawDescriptor) -> String {
-    let name = e.annotations.get(REF_NAME).or_else(|| e.annotations.get(CONTAINERD_NAME));
+    let name = e
+        .annotations
+        .get(REF_NAME)
+        .or_else(|| e.annotations.get(CONTAINERD_NAME));
     let mut s = match name {
         Some(n) => format!("--ref {n}: "),
         None => "(no ref name): ".into(),
@@ -80,13 +117,24 @@ fn describe(e: &RawDescriptor) -> String {
 }
 
 fn parse_digest(s: &str, what: &str) -> Result<Digest, ImageError> {
-    s.parse().map_err(|e| ImageError::Digest { what: what.to_string(), source: e })
+    s.parse().map_err(|e| ImageError::Digest {
+        what: what.to_string(),
+        source: e,
+    })
 }
 
 /// Read, verify and parse the manifest `desc` points at, and everything below it.
-fn load(store: &Store, desc: &RawDescriptor, parent: &str, depth: usize) -> Result<Manifest, ImageError> {
+fn load(
+    store: &Store,
+    desc: &RawDescriptor,
+    parent: &str,
+    depth: usize,
+) -> Result<Manifest, ImageError> {
     if depth > MAX_DEPTH {
-        return Err(ImageError::Malformed { what: parent.to_string(), reason: format!("indexes nest deeper than {MAX_DEPTH} levels") });
+        return Err(ImageError::Malformed {
+            what: parent.to_string(),
+            reason: format!("indexes nest deeper than {MAX_DEPTH} levels"),
+        });
     }
     let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
     let what = format!("manifest {digest}");
@@ -95,16 +143,30 @@ fn load(store: &Store, desc: &RawDescriptor, parent: &str, depth: usize) -> Resu
     }
     let region = store
         .region(&digest.layout_path())?
-        .ok_or_else(|| ImageError::MissingBlob { digest: digest.clone(), referenced_by: parent.to_string() })?;
+        .ok_or_else(|| ImageError::MissingBlob {
+            digest: digest.clone(),
+            referenced_by: parent.to_string(),
+        })?;
     size_check(&what, desc.size, region.len)?;
     let bytes = region.read_all(MAX_MANIFEST, &what)?;
     let actual = Digest::of(&bytes);
     if actual != digest {
-        return Err(ImageError::DigestMismatch { what, expected: digest, actual });
+        return Err(ImageError::DigestMismatch {
+            what,
+            expected: digest,
+            actual,
+        });
     }
-    let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what: what.clone(), source: e })?;
+    let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+        what: what.clone(),
+        source: e,
+    })?;
     if raw.schema_version == Some(1) {
-        return Err(ImageError::Unsupported { what, reason: "Docker schema 1 manifests are obsolete; ECR and Lambda need schema 2 or OCI".into() });
+        return Err(ImageError::Unsupported {
+            what,
+            reason: "Docker schema 1 manifests are obsolete; ECR and Lambda need schema 2 or OCI"
+                .into(),
+        });
     }
     // The manifest's own mediaType is what the registry checks the
     // Content-Type against; the descriptor's is the fallback.
@@ -117,37 +179,70 @@ fn load(store: &Store, desc: &RawDescriptor, parent: &str, depth: usize) -> Resu
     check_media_type(&media_type, &what)?;
 
     let content = if let Some(children) = &raw.manifests {
-        let children = children.iter().map(|c| load(store, c, &what, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+        let children = children
+            .iter()
+            .map(|c| load(store, c, &what, depth + 1))
+            .collect::<Result<Vec<_>, _>>()?;
         Content::Index { children }
     } else {
-        let config = raw
-            .config
-            .as_ref()
-            .ok_or_else(|| ImageError::Malformed { what: what.clone(), reason: "it has neither `config` nor `manifests`".into() })?;
+        let config = raw.config.as_ref().ok_or_else(|| ImageError::Malformed {
+            what: what.clone(),
+            reason: "it has neither `config` nor `manifests`".into(),
+        })?;
         let config = blob(store, config, &what)?;
-        let layers = raw.layers.iter().flatten().map(|l| blob(store, l, &what)).collect::<Result<Vec<_>, _>>()?;
+        let layers = raw
+            .layers
+            .iter()
+            .flatten()
+            .map(|l| blob(store, l, &what))
+            .collect::<Result<Vec<_>, _>>()?;
         Content::Image { config, layers }
     };
-    Ok(Manifest { digest, media_type, bytes, platform: desc.platform.clone(), content })
+    Ok(Manifest {
+        digest,
+        media_type,
+        bytes,
+        platform: desc.platform.clone(),
+        content,
+    })
 }
 
 fn blob(store: &Store, desc: &RawDescriptor, parent: &str) -> Result<Blob, ImageError> {
     let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
-    let media_type = desc.media_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+    let media_type = desc
+        .media_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
     check_media_type(&media_type, &format!("blob {digest}"))?;
     let region = store
         .region(&digest.layout_path())?
-        .ok_or_else(|| ImageError::MissingBlob { digest: digest.clone(), referenced_by: parent.to_string() })?;
+        .ok_or_else(|| ImageError::MissingBlob {
+            digest: digest.clone(),
+            referenced_by: parent.to_string(),
+        })?;
     size_check(&format!("blob {digest}"), desc.size, region.len)?;
-    Ok(Blob { digest, size: desc.size, media_type, region })
+    Ok(Blob {
+        digest,
+        size: desc.size,
+        media_type,
+        region,
+    })
 }
 
 fn size_check(what: &str, expected: u64, actual: u64) -> Result<(), ImageError> {
     if actual < expected {
-        return Err(ImageError::Truncated { what: what.to_string(), expected, actual });
+        return Err(ImageError::Truncated {
+            what: what.to_string(),
+            expected,
+            actual,
+        });
     }
     if actual > expected {
-        return Err(ImageError::SizeMismatch { what: what.to_string(), expected, actual });
+        return Err(ImageError::SizeMismatch {
+            what: what.to_string(),
+            expected,
+            actual,
+        });
     }
     Ok(())
 }

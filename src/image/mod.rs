@@ -64,15 +64,32 @@ pub enum ImageError {
         source: digest::DigestError,
     },
     #[error("blob {digest} is missing (referenced by {referenced_by})")]
-    MissingBlob { digest: Digest, referenced_by: String },
+    MissingBlob {
+        digest: Digest,
+        referenced_by: String,
+    },
     #[error("{what} is missing (referenced by {referenced_by})")]
     MissingFile { what: String, referenced_by: String },
     #[error("{what} is truncated: its descriptor says {expected} bytes, the file has {actual}")]
-    Truncated { what: String, expected: u64, actual: u64 },
-    #[error("{what} has the wrong size: its descriptor says {expected} bytes, the file has {actual}")]
-    SizeMismatch { what: String, expected: u64, actual: u64 },
+    Truncated {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "{what} has the wrong size: its descriptor says {expected} bytes, the file has {actual}"
+    )]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{what} does not match its digest: expected {expected}, the bytes hash to {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{path} is a link that leads out of the image ({target})")]
     Escapes { path: String, target: String },
     #[error("{what} is {size} bytes, over the limit of {limit}")]
@@ -80,9 +97,16 @@ pub enum ImageError {
     #[error("media type '{media_type}' of {what} has parameters (';'), which ECR refuses")]
     MediaTypeParams { media_type: String, what: String },
     #[error("{source_path} holds {} images; say which one to push with --ref", entries.len())]
-    RefNeeded { source_path: String, entries: Vec<String> },
+    RefNeeded {
+        source_path: String,
+        entries: Vec<String>,
+    },
     #[error("{source_path} has no image named '{wanted}'")]
-    RefNotFound { source_path: String, wanted: String, entries: Vec<String> },
+    RefNotFound {
+        source_path: String,
+        wanted: String,
+        entries: Vec<String>,
+    },
     #[error("{what} is not supported: {reason}")]
     Unsupported { what: String, reason: String },
 }
@@ -207,7 +231,12 @@ impl Manifest {
         match &self.content {
             Content::Index { children } => children
                 .iter()
-                .map(|c| c.platform.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "unknown".into()))
+                .map(|c| {
+                    c.platform
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                })
                 .collect(),
             Content::Image { .. } => self.platform.iter().map(|p| p.to_string()).collect(),
         }
@@ -262,44 +291,87 @@ impl Image {
         let shown = source.display().to_string();
         let meta = match std::fs::metadata(source) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ImageError::NotFound { path: shown }),
-            Err(e) => return Err(ImageError::Read { what: shown, source: e }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::NotFound { path: shown });
+            }
+            Err(e) => {
+                return Err(ImageError::Read {
+                    what: shown,
+                    source: e,
+                });
+            }
         };
         if meta.is_dir() {
             let store = Store::dir(source)?;
             let (format, root) = Self::from_store(&store, &shown, reference)?;
-            let format = if format == Format::OciArchive { Format::OciLayout } else { format };
-            return Ok(Image { format, gzipped: false, root, source: source.to_path_buf(), _spool: None });
+            let format = if format == Format::OciArchive {
+                Format::OciLayout
+            } else {
+                format
+            };
+            return Ok(Image {
+                format,
+                gzipped: false,
+                root,
+                source: source.to_path_buf(),
+                _spool: None,
+            });
         }
         let mut magic = [0u8; 512];
         let n = std::fs::File::open(source)
             .and_then(|mut f| read_up_to(&mut f, &mut magic))
-            .map_err(|e| ImageError::Read { what: shown.clone(), source: e })?;
+            .map_err(|e| ImageError::Read {
+                what: shown.clone(),
+                source: e,
+            })?;
         let magic = &magic[..n];
         let (tar_path, spool, gzipped) = if magic.starts_with(&[0x1f, 0x8b]) {
             let (dir, path) = spool_gunzip(source)?;
             (path, Some(dir), true)
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(ImageError::Unsupported { what: shown, reason: "zstd-compressed archives cannot be read; decompress it first (zstd -d)".into() });
+            return Err(ImageError::Unsupported {
+                what: shown,
+                reason: "zstd-compressed archives cannot be read; decompress it first (zstd -d)"
+                    .into(),
+            });
         } else if magic.len() >= 262 && &magic[257..262] == b"ustar" {
             (source.to_path_buf(), None, false)
         } else {
-            return Err(ImageError::UnknownFormat { path: shown, reason: "it is a file but neither a tar archive nor gzip".into() });
+            return Err(ImageError::UnknownFormat {
+                path: shown,
+                reason: "it is a file but neither a tar archive nor gzip".into(),
+            });
         };
         let store = Store::tar(&tar_path)?;
         let (format, root) = Self::from_store(&store, &shown, reference)?;
-        Ok(Image { format, gzipped, root, source: source.to_path_buf(), _spool: spool })
+        Ok(Image {
+            format,
+            gzipped,
+            root,
+            source: source.to_path_buf(),
+            _spool: spool,
+        })
     }
 
-    fn from_store(store: &Store, shown: &str, reference: Option<&str>) -> Result<(Format, Root), ImageError> {
+    fn from_store(
+        store: &Store,
+        shown: &str,
+        reference: Option<&str>,
+    ) -> Result<(Format, Root), ImageError> {
         // Docker ≥ 25 writes both manifest.json and an OCI layout into `docker
         // save`; its layers are uncompressed there, so the docker path (which
         // compresses them) is the one that yields an image Lambda accepts.
         if store.exists("manifest.json") {
-            return Ok((Format::DockerArchive, Root::Docker(docker::open(store, shown, reference)?)));
+            return Ok((
+                Format::DockerArchive,
+                Root::Docker(docker::open(store, shown, reference)?),
+            ));
         }
         if store.exists("index.json") {
-            return Ok((Format::OciArchive, Root::Stored(layout::open(store, shown, reference)?)));
+            return Ok((
+                Format::OciArchive,
+                Root::Stored(layout::open(store, shown, reference)?),
+            ));
         }
         Err(ImageError::UnknownFormat {
             path: shown.to_string(),
@@ -311,16 +383,35 @@ impl Image {
         let gz = if self.gzipped { ", gzip" } else { "" };
         match &self.root {
             Root::Stored(m) if m.is_index() => {
-                format!("{}{gz}: index {} with {} ({})", self.format, m.digest.short(), plural(m.platforms().len(), "manifest"), m.platforms().join(", "))
+                format!(
+                    "{}{gz}: index {} with {} ({})",
+                    self.format,
+                    m.digest.short(),
+                    plural(m.platforms().len(), "manifest"),
+                    m.platforms().join(", ")
+                )
             }
-            Root::Stored(m) => format!("{}{gz}: image {} with {}", self.format, m.digest.short(), plural(m.blobs().len(), "blob")),
-            Root::Docker(d) => format!("{}{gz}: image with {} (compressed on the way up)", self.format, plural(d.layers.len(), "layer")),
+            Root::Stored(m) => format!(
+                "{}{gz}: image {} with {}",
+                self.format,
+                m.digest.short(),
+                plural(m.blobs().len(), "blob")
+            ),
+            Root::Docker(d) => format!(
+                "{}{gz}: image with {} (compressed on the way up)",
+                self.format,
+                plural(d.layers.len(), "layer")
+            ),
         }
     }
 }
 
 pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -341,12 +432,25 @@ fn spool_gunzip(source: &Path) -> Result<(tempfile::TempDir, PathBuf), ImageErro
     let dir = tempfile::Builder::new()
         .prefix("hoist-")
         .tempdir()
-        .map_err(|e| ImageError::Read { what: "a temporary directory (TMPDIR)".into(), source: e })?;
+        .map_err(|e| ImageError::Read {
+            what: "a temporary directory (TMPDIR)".into(),
+            source: e,
+        })?;
     let path = dir.path().join("source.tar");
-    let input = std::fs::File::open(source).map_err(|e| ImageError::Read { what: shown.clone(), source: e })?;
-    let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
-    let mut out = std::fs::File::create(&path).map_err(|e| ImageError::Read { what: path.display().to_string(), source: e })?;
-    std::io::copy(&mut decoder, &mut out).map_err(|e| ImageError::Malformed { what: shown, reason: format!("gzip stream is corrupt or truncated: {e}") })?;
+    let input = std::fs::File::open(source).map_err(|e| ImageError::Read {
+        what: shown.clone(),
+        source: e,
+    })?;
+    let mut decoder =
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
+    let mut out = std::fs::File::create(&path).map_err(|e| ImageError::Read {
+        what: path.display().to_string(),
+        source: e,
+    })?;
+    std::io::copy(&mut decoder, &mut out).map_err(|e| ImageError::Malformed {
+        what: shown,
+        reason: format!("gzip stream is corrupt or truncated: {e}"),
+    })?;
     Ok((dir, path))
 }
 
@@ -384,7 +488,10 @@ pub(crate) struct RawManifest {
 /// them before anything is pushed.
 pub(crate) fn check_media_type(media_type: &str, what: &str) -> Result<(), ImageError> {
     if media_type.contains(';') {
-        return Err(ImageError::MediaTypeParams { media_type: media_type.to_string(), what: what.to_string() });
+        return Err(ImageError::MediaTypeParams {
+            media_type: media_type.to_string(),
+            what: what.to_string(),
+        });
     }
     Ok(())
 }

@@ -31,41 +31,66 @@ impl Region {
 
     pub fn read_all(&self, limit: u64, what: &str) -> Result<Vec<u8>, ImageError> {
         if self.len > limit {
-            return Err(ImageError::TooLarge { what: what.to_string(), size: self.len, limit });
+            return Err(ImageError::TooLarge {
+                what: what.to_string(),
+                size: self.len,
+                limit,
+            });
         }
         let mut buf = Vec::with_capacity(self.len as usize);
         self.open()
             .and_then(|mut r| r.read_to_end(&mut buf))
-            .map_err(|e| ImageError::Read { what: what.to_string(), source: e })?;
+            .map_err(|e| ImageError::Read {
+                what: what.to_string(),
+                source: e,
+            })?;
         if buf.len() as u64 != self.len {
-            return Err(ImageError::Truncated { what: what.to_string(), expected: self.len, actual: buf.len() as u64 });
+            return Err(ImageError::Truncated {
+                what: what.to_string(),
+                expected: self.len,
+                actual: buf.len() as u64,
+            });
         }
         Ok(buf)
     }
 }
 
 pub enum Store {
-    Dir { root: PathBuf },
-    Tar { path: Arc<PathBuf>, members: HashMap<String, (u64, u64)> },
+    Dir {
+        root: PathBuf,
+    },
+    Tar {
+        path: Arc<PathBuf>,
+        members: HashMap<String, (u64, u64)>,
+    },
 }
 
 impl Store {
     pub fn dir(root: &Path) -> Result<Store, ImageError> {
-        let root = root.canonicalize().map_err(|e| ImageError::Read { what: root.display().to_string(), source: e })?;
+        let root = root.canonicalize().map_err(|e| ImageError::Read {
+            what: root.display().to_string(),
+            source: e,
+        })?;
         Ok(Store::Dir { root })
     }
 
     /// Index a plain (uncompressed) tar: one pass over its headers, seeking
     /// past the data.
     pub fn tar(path: &Path) -> Result<Store, ImageError> {
-        let read_err = |e| ImageError::Read { what: path.display().to_string(), source: e };
+        let read_err = |e| ImageError::Read {
+            what: path.display().to_string(),
+            source: e,
+        };
         let file = File::open(path).map_err(read_err)?;
         let mut archive = tar::Archive::new(file);
         let mut members: HashMap<String, (u64, u64)> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
         let entries = archive.entries_with_seek().map_err(read_err)?;
         for entry in entries {
-            let entry = entry.map_err(|e| ImageError::Malformed { what: path.display().to_string(), reason: format!("not a valid tar archive: {e}") })?;
+            let entry = entry.map_err(|e| ImageError::Malformed {
+                what: path.display().to_string(),
+                reason: format!("not a valid tar archive: {e}"),
+            })?;
             let name = match entry.path() {
                 Ok(p) => match normalize(&p) {
                     Some(n) => n,
@@ -81,7 +106,10 @@ impl Store {
                     // A symlink is relative to its own directory; a hard link
                     // names a member from the archive's root.
                     let joined = if kind.is_symlink() && !target.is_absolute() {
-                        Path::new(&name).parent().unwrap_or(Path::new("")).join(&target)
+                        Path::new(&name)
+                            .parent()
+                            .unwrap_or(Path::new(""))
+                            .join(&target)
                     } else {
                         target.to_path_buf()
                     };
@@ -106,7 +134,10 @@ impl Store {
                 break;
             }
         }
-        Ok(Store::Tar { path: Arc::new(path.to_path_buf()), members })
+        Ok(Store::Tar {
+            path: Arc::new(path.to_path_buf()),
+            members,
+        })
     }
 
     /// The region holding `rel` (a path like `blobs/sha256/<hex>`), or None if
@@ -118,22 +149,39 @@ impl Store {
                 let real = match path.canonicalize() {
                     Ok(p) => p,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(ImageError::Read { what: path.display().to_string(), source: e }),
+                    Err(e) => {
+                        return Err(ImageError::Read {
+                            what: path.display().to_string(),
+                            source: e,
+                        });
+                    }
                 };
                 // A symlink inside the layout may point anywhere; follow it only
                 // if it stays inside.
                 if !real.starts_with(root) {
-                    return Err(ImageError::Escapes { path: rel.to_string(), target: real.display().to_string() });
+                    return Err(ImageError::Escapes {
+                        path: rel.to_string(),
+                        target: real.display().to_string(),
+                    });
                 }
-                let meta = real.metadata().map_err(|e| ImageError::Read { what: real.display().to_string(), source: e })?;
+                let meta = real.metadata().map_err(|e| ImageError::Read {
+                    what: real.display().to_string(),
+                    source: e,
+                })?;
                 if !meta.is_file() {
                     return Ok(None);
                 }
-                Ok(Some(Region { path: Arc::new(real), offset: 0, len: meta.len() }))
+                Ok(Some(Region {
+                    path: Arc::new(real),
+                    offset: 0,
+                    len: meta.len(),
+                }))
             }
-            Store::Tar { path, members } => Ok(members
-                .get(rel)
-                .map(|&(offset, len)| Region { path: path.clone(), offset, len })),
+            Store::Tar { path, members } => Ok(members.get(rel).map(|&(offset, len)| Region {
+                path: path.clone(),
+                offset,
+                len,
+            })),
         }
     }
 
@@ -162,7 +210,11 @@ fn normalize(p: &Path) -> Option<String> {
             Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    if parts.is_empty() { None } else { Some(parts.join("/")) }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +223,10 @@ mod tests {
 
     #[test]
     fn normalizes_tar_names() {
-        assert_eq!(normalize(Path::new("./blobs/sha256/ab")).as_deref(), Some("blobs/sha256/ab"));
+        assert_eq!(
+            normalize(Path::new("./blobs/sha256/ab")).as_deref(),
+            Some("blobs/sha256/ab")
+        );
         assert_eq!(normalize(Path::new("a/../b")).as_deref(), Some("b"));
         assert_eq!(normalize(Path::new("../x")), None);
         assert_eq!(normalize(Path::new("/etc/passwd")), None);
@@ -186,11 +241,13 @@ mod tests {
         h.set_size(5);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h, "./d1/layer.tar", &b"hello"[..]).unwrap();
+        b.append_data(&mut h, "./d1/layer.tar", &b"hello"[..])
+            .unwrap();
         let mut l = tar::Header::new_gnu();
         l.set_entry_type(tar::EntryType::Symlink);
         l.set_size(0);
-        b.append_link(&mut l, "d2/layer.tar", "../d1/layer.tar").unwrap();
+        b.append_link(&mut l, "d2/layer.tar", "../d1/layer.tar")
+            .unwrap();
         b.into_inner().unwrap();
         let store = Store::tar(&path).unwrap();
         let r = store.region("d2/layer.tar").unwrap().unwrap();

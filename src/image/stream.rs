@@ -37,8 +37,15 @@ pub struct BlobStream {
 
 impl BlobStream {
     /// The body as a `Stream` for reqwest.
-    pub fn into_parts(self) -> (impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static, oneshot::Receiver<Result<Sent, ImageError>>) {
-        let body = futures_util::stream::unfold(self.body, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    pub fn into_parts(
+        self,
+    ) -> (
+        impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+        oneshot::Receiver<Result<Sent, ImageError>>,
+    ) {
+        let body = futures_util::stream::unfold(self.body, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
         (body, self.verdict)
     }
 }
@@ -54,11 +61,21 @@ pub fn stored(blob: &Blob, on_bytes: OnBytes) -> BlobStream {
         })?;
         let what = format!("blob {digest}");
         if n < size {
-            return Err(ImageError::Truncated { what, expected: size, actual: n }.into());
+            return Err(ImageError::Truncated {
+                what,
+                expected: size,
+                actual: n,
+            }
+            .into());
         }
         let actual = Digest::from_hasher(hasher);
         if actual != digest {
-            return Err(ImageError::DigestMismatch { what, expected: digest, actual }.into());
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: digest,
+                actual,
+            }
+            .into());
         }
         Ok(Sent { digest, size: n })
     })
@@ -76,7 +93,15 @@ pub fn docker_layer(layer: &DockerLayer, on_bytes: OnBytes) -> BlobStream {
                 let mut raw = Sha256::new();
                 // Deterministic output (no name, mtime 0): a retry yields the
                 // same digest, and so does a re-run.
-                let mut gz = flate2::GzBuilder::new().write(HashingSink { sink, hasher: Sha256::new(), buf: BytesMut::with_capacity(CHUNK), count: 0 }, flate2::Compression::default());
+                let mut gz = flate2::GzBuilder::new().write(
+                    HashingSink {
+                        sink,
+                        hasher: Sha256::new(),
+                        buf: BytesMut::with_capacity(CHUNK),
+                        count: 0,
+                    },
+                    flate2::Compression::default(),
+                );
                 pump(reader, &mut |chunk| {
                     raw.update(chunk);
                     gz.write_all(chunk).map_err(|_| Stop::Gone)
@@ -85,9 +110,17 @@ pub fn docker_layer(layer: &DockerLayer, on_bytes: OnBytes) -> BlobStream {
                 out.flush_chunk().map_err(|_| Stop::Gone)?;
                 let actual = Digest::from_hasher(raw);
                 if actual != layer.diff_id {
-                    return Err(ImageError::DigestMismatch { what: format!("{what} (uncompressed, vs. the config's diff_id)"), expected: layer.diff_id, actual }.into());
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("{what} (uncompressed, vs. the config's diff_id)"),
+                        expected: layer.diff_id,
+                        actual,
+                    }
+                    .into());
                 }
-                Ok(Sent { digest: Digest::from_hasher(out.hasher), size: out.count })
+                Ok(Sent {
+                    digest: Digest::from_hasher(out.hasher),
+                    size: out.count,
+                })
             }
             // Already compressed: sent as it is; its digest is computed here.
             Compression::Gzip | Compression::Zstd => {
@@ -96,7 +129,10 @@ pub fn docker_layer(layer: &DockerLayer, on_bytes: OnBytes) -> BlobStream {
                     hasher.update(chunk);
                     sink.send(Bytes::copy_from_slice(chunk))
                 })?;
-                Ok(Sent { digest: Digest::from_hasher(hasher), size: n })
+                Ok(Sent {
+                    digest: Digest::from_hasher(hasher),
+                    size: n,
+                })
             }
         }
     })
@@ -142,7 +178,9 @@ impl HashingSink {
         self.hasher.update(&chunk);
         self.count += chunk.len() as u64;
         self.buf.reserve(CHUNK);
-        self.sink.send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        self.sink
+            .send(chunk)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
 
@@ -178,7 +216,14 @@ where
         let error_tx = tx.clone();
         let result = match region.open() {
             Err(e) => Err(Stop::Failed(ImageError::Read { what, source: e })),
-            Ok(inner) => produce(&mut Counted { inner, on_bytes, what }, Sink { tx }),
+            Ok(inner) => produce(
+                &mut Counted {
+                    inner,
+                    on_bytes,
+                    what,
+                },
+                Sink { tx },
+            ),
         };
         match result {
             Ok(sent) => {
@@ -193,12 +238,18 @@ where
             Err(Stop::Gone) => {}
         }
     });
-    BlobStream { body: rx, verdict: verdict_rx }
+    BlobStream {
+        body: rx,
+        verdict: verdict_rx,
+    }
 }
 
 /// Reads the region to its end in chunks, calling `each` on every chunk;
 /// returns how many bytes there were.
-fn pump(reader: &mut Counted, each: &mut dyn FnMut(&[u8]) -> Result<(), Stop>) -> Result<u64, Stop> {
+fn pump(
+    reader: &mut Counted,
+    each: &mut dyn FnMut(&[u8]) -> Result<(), Stop>,
+) -> Result<u64, Stop> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
@@ -206,7 +257,12 @@ fn pump(reader: &mut Counted, each: &mut dyn FnMut(&[u8]) -> Result<(), Stop>) -
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Stop::Failed(ImageError::Read { what: reader.what.clone(), source: e })),
+            Err(e) => {
+                return Err(Stop::Failed(ImageError::Read {
+                    what: reader.what.clone(),
+                    source: e,
+                }));
+            }
         };
         each(&buf[..n])?;
         total += n as u64;
@@ -224,7 +280,11 @@ mod tests {
     fn region_of(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> Region {
         let path = dir.path().join(name);
         std::fs::write(&path, data).unwrap();
-        Region { path: Arc::new(PathBuf::from(path)), offset: 0, len: data.len() as u64 }
+        Region {
+            path: Arc::new(PathBuf::from(path)),
+            offset: 0,
+            len: data.len() as u64,
+        }
     }
 
     fn drain(s: BlobStream) -> (Vec<u8>, bool, Result<Sent, ImageError>) {
@@ -245,13 +305,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = vec![7u8; 3 * CHUNK + 5];
         let region = region_of(&dir, "b", &data);
-        let good = Blob { digest: Digest::of(&data), size: data.len() as u64, media_type: "x".into(), region: region.clone() };
+        let good = Blob {
+            digest: Digest::of(&data),
+            size: data.len() as u64,
+            media_type: "x".into(),
+            region: region.clone(),
+        };
         let (out, failed, verdict) = drain(stored(&good, Arc::new(|_| {})));
         assert_eq!(out, data);
         assert!(!failed);
-        assert_eq!(verdict.unwrap(), Sent { digest: Digest::of(&data), size: data.len() as u64 });
+        assert_eq!(
+            verdict.unwrap(),
+            Sent {
+                digest: Digest::of(&data),
+                size: data.len() as u64
+            }
+        );
 
-        let bad = Blob { digest: Digest::of(b"other"), ..good };
+        let bad = Blob {
+            digest: Digest::of(b"other"),
+            ..good
+        };
         let (_, failed, verdict) = drain(stored(&bad, Arc::new(|_| {})));
         assert!(failed, "the body must end in an error");
         assert!(matches!(verdict, Err(ImageError::DigestMismatch { .. })));
@@ -261,19 +335,29 @@ mod tests {
     fn docker_layer_is_gzipped_deterministically() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(CHUNK * 2)).map(|i| (i % 251) as u8).collect();
-        let layer = DockerLayer { name: "l/layer.tar".into(), region: region_of(&dir, "l", &data), diff_id: Digest::of(&data), compression: Compression::None };
+        let layer = DockerLayer {
+            name: "l/layer.tar".into(),
+            region: region_of(&dir, "l", &data),
+            diff_id: Digest::of(&data),
+            compression: Compression::None,
+        };
         let (gz1, failed, v1) = drain(docker_layer(&layer, Arc::new(|_| {})));
         assert!(!failed);
         let v1 = v1.unwrap();
         assert_eq!(v1.digest, Digest::of(&gz1));
         assert_eq!(v1.size, gz1.len() as u64);
         let mut round = Vec::new();
-        flate2::read::GzDecoder::new(&gz1[..]).read_to_end(&mut round).unwrap();
+        flate2::read::GzDecoder::new(&gz1[..])
+            .read_to_end(&mut round)
+            .unwrap();
         assert_eq!(round, data);
         let (_, _, v2) = drain(docker_layer(&layer, Arc::new(|_| {})));
         assert_eq!(v2.unwrap(), v1, "same input, same digest");
 
-        let wrong = DockerLayer { diff_id: Digest::of(b"x"), ..layer };
+        let wrong = DockerLayer {
+            diff_id: Digest::of(b"x"),
+            ..layer
+        };
         let (_, failed, v) = drain(docker_layer(&wrong, Arc::new(|_| {})));
         assert!(failed);
         assert!(matches!(v, Err(ImageError::DigestMismatch { .. })));

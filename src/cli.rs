@@ -1,0 +1,95 @@
+//! Command-line flags. Every flag can also come from an environment variable
+//! `HOIST_<FLAG>` (list values comma-separated), so CI templates can set them
+//! without building command lines.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "hoist", version, about = "Take a prebuilt container image from disk to a live AWS Lambda alias", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// What to print on stdout: the plain result (`text`) or one JSON document
+    #[arg(long, global = true, env = "HOIST_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// AWS region (default: the AWS SDK's usual settings, e.g. AWS_REGION)
+    #[arg(long, global = true, env = "HOIST_REGION")]
+    pub region: Option<String>,
+
+    /// CI system to act for, instead of detecting it (github, gitlab, buildkite, circleci, bitbucket, jenkins, local)
+    #[arg(long, global = true, env = "HOIST_CI")]
+    pub ci: Option<String>,
+
+    /// Also write outputs to this dotenv file (default on GitLab CI: hoist.env)
+    #[arg(long, global = true, env = "HOIST_DOTENV")]
+    pub dotenv: Option<PathBuf>,
+
+    /// Send registry traffic here instead of ECR's own endpoint (PrivateLink, a proxy, a local registry); image URIs keep ECR's host name
+    #[arg(long, global = true, env = "HOIST_REGISTRY_ENDPOINT")]
+    pub registry_endpoint: Option<String>,
+
+    /// No progress lines
+    #[arg(long, short, global = true, env = "HOIST_QUIET")]
+    pub quiet: bool,
+
+    /// More detail in the log (-v, -vv)
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
+    Push(PushArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// The image: an OCI layout directory, an OCI layout tarball, or a `docker save` archive (plain or gzip)
+    #[arg(env = "HOIST_SOURCE")]
+    pub source: PathBuf,
+
+    /// ECR repository name (e.g. team/app)
+    #[arg(long, env = "HOIST_REPOSITORY")]
+    pub repository: String,
+
+    /// Tag to point at the image (repeatable). Without tags the image is pushed by digest only
+    #[arg(long = "tag", env = "HOIST_TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+
+    /// Which image of a layout or archive holding several (its ref name, tag or digest)
+    #[arg(long = "ref", env = "HOIST_REF")]
+    pub reference: Option<String>,
+
+    /// Repository to mount blobs from instead of uploading them (repeatable)
+    #[arg(long, env = "HOIST_MOUNT_FROM", value_delimiter = ',')]
+    pub mount_from: Vec<String>,
+
+    /// Blobs uploaded in parallel
+    #[arg(long, env = "HOIST_JOBS", default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Create the repository if it does not exist (scan on push, immutable tags)
+    #[arg(long, env = "HOIST_CREATE_REPOSITORY")]
+    pub create_repository: bool,
+
+    /// Also write the digest to this file
+    #[arg(long, env = "HOIST_DIGEST_FILE")]
+    pub digest_file: Option<PathBuf>,
+}

@@ -1,0 +1,176 @@
+//! Network settings every connection shares — the registry's (reqwest and
+//! oci-client) and the AWS APIs' (the SDK's HTTP client): the extra CA from
+//! AWS_CA_BUNDLE and the proxies from HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+//!
+//! The AWS SDK for Rust does not read AWS_CA_BUNDLE or the proxy variables by
+//! itself, so hoist builds its HTTP client with them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_http_client::{Connector, proxy::ProxyConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::env::Env;
+use crate::error::ConfigError;
+
+pub const USER_AGENT: &str = concat!("hoist/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    pub ca_bundle: Option<(PathBuf, Vec<u8>)>,
+    pub https_proxy: Option<String>,
+    pub http_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl Network {
+    pub fn from_env(env: &Env) -> Result<Network, ConfigError> {
+        let ca_bundle = match env.get("AWS_CA_BUNDLE") {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ConfigError::new(format!("AWS_CA_BUNDLE names {path}, which cannot be read"))
+                        .source(e)
+                        .hint("point AWS_CA_BUNDLE at a PEM file of CA certificates, or unset it")
+                })?;
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => {}
+                    _ => {
+                        return Err(ConfigError::new(format!(
+                            "AWS_CA_BUNDLE ({path}) holds no PEM certificate"
+                        ))
+                        .hint(
+                            "the file must contain one or more -----BEGIN CERTIFICATE----- blocks",
+                        ));
+                    }
+                }
+                Some((PathBuf::from(path), pem))
+            }
+        };
+        Ok(Network {
+            ca_bundle,
+            https_proxy: env
+                .first(&["HTTPS_PROXY", "https_proxy"])
+                .map(str::to_string),
+            http_proxy: env.first(&["HTTP_PROXY", "http_proxy"]).map(str::to_string),
+            no_proxy: env.first(&["NO_PROXY", "no_proxy"]).map(str::to_string),
+        })
+    }
+
+    /// The client for registry traffic. HTTP/1.1 on purpose: each concurrent
+    /// blob upload gets its own connection instead of sharing one HTTP/2
+    /// connection's flow-control window.
+    pub fn reqwest(&self) -> Result<reqwest::Client, ConfigError> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .http1_only()
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy();
+        if let Some((_, pem)) = &self.ca_bundle {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ConfigError::new("AWS_CA_BUNDLE could not be parsed").source(e))?;
+            b = b.tls_certs_merge(certs);
+        }
+        let no_proxy = || {
+            self.no_proxy
+                .as_deref()
+                .and_then(reqwest::NoProxy::from_string)
+        };
+        let bad_proxy = |var: &str, e: reqwest::Error| {
+            ConfigError::new(format!("{var} is not a valid proxy URL")).source(e)
+        };
+        if let Some(p) = &self.https_proxy {
+            b = b.proxy(
+                reqwest::Proxy::https(p)
+                    .map_err(|e| bad_proxy("HTTPS_PROXY", e))?
+                    .no_proxy(no_proxy()),
+            );
+        }
+        if let Some(p) = &self.http_proxy {
+            b = b.proxy(
+                reqwest::Proxy::http(p)
+                    .map_err(|e| bad_proxy("HTTP_PROXY", e))?
+                    .no_proxy(no_proxy()),
+            );
+        }
+        b.build()
+            .map_err(|e| ConfigError::new("could not set up the HTTP client").source(e))
+    }
+
+    /// oci-client's configuration with the same CA and proxies.
+    pub fn oci_config(&self, plain_http_hosts: Vec<String>) -> oci_client::client::ClientConfig {
+        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+        ClientConfig {
+            protocol: if plain_http_hosts.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(plain_http_hosts)
+            },
+            extra_root_certificates: self
+                .ca_bundle
+                .iter()
+                .map(|(_, pem)| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            https_proxy: self.https_proxy.clone(),
+            http_proxy: self.http_proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+            connect_timeout: Some(Duration::from_secs(10)),
+            user_agent: USER_AGENT,
+            // ECR passwords live 12 hours; hoist refreshes them itself.
+            default_token_expiration_secs: 12 * 3600,
+            ..Default::default()
+        }
+    }
+
+    /// The AWS SDK's HTTP client: rustls with the extra CA and the proxies.
+    pub fn sdk_http_client(&self) -> Result<SharedHttpClient, ConfigError> {
+        let mut trust = TrustStore::default();
+        if let Some((_, pem)) = &self.ca_bundle {
+            trust = trust.with_pem_certificate(pem.clone());
+        }
+        let ctx = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| ConfigError::new("could not set up TLS for the AWS APIs").source(e))?;
+        let proxy = self.sdk_proxy()?;
+        Ok(
+            aws_smithy_http_client::Builder::new().build_with_connector_fn(
+                move |settings, components| {
+                    let mut b = Connector::builder()
+                        .tls_provider(tls::Provider::Rustls(
+                            tls::rustls_provider::CryptoMode::AwsLc,
+                        ))
+                        .tls_context(ctx.clone())
+                        .proxy_config(proxy.clone());
+                    b.set_connector_settings(settings.cloned());
+                    if let Some(c) = components {
+                        b.set_sleep_impl(c.sleep_impl());
+                    }
+                    b.build()
+                },
+            ),
+        )
+    }
+
+    fn sdk_proxy(&self) -> Result<ProxyConfig, ConfigError> {
+        let bad = |var: &str, e: aws_smithy_http_client::proxy::ProxyError| {
+            ConfigError::new(format!("{var} is not a valid proxy URL")).source(e)
+        };
+        let mut cfg = match (&self.https_proxy, &self.http_proxy) {
+            (Some(p), _) => ProxyConfig::https(p.as_str()).map_err(|e| bad("HTTPS_PROXY", e))?,
+            (None, Some(p)) => ProxyConfig::http(p.as_str()).map_err(|e| bad("HTTP_PROXY", e))?,
+            (None, None) => return Ok(ProxyConfig::disabled()),
+        };
+        if let Some(np) = &self.no_proxy {
+            cfg = cfg.no_proxy(np);
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,362 @@
+//! The push stage: an image from disk to an ECR repository. Blobs first
+//! (HEAD, mount or upload, in parallel), then child manifests, then the index,
+//! then the tags — so the registry never holds a manifest without its blobs.
+
+pub mod plan;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::error::{ConfigError, Error};
+use crate::image::stream::Sent;
+use crate::image::{DOCKER_MANIFEST, Digest, Format, Image, ImageError, Manifest, Root, plural};
+use crate::progress::{Progress, bytes};
+use crate::registry::{BlobOutcome, Registry, RegistryError, RepoInfo, Upload};
+use plan::TagAction;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub reference: Option<String>,
+    pub mount_from: Vec<String>,
+    pub jobs: usize,
+    pub create_repository: bool,
+    pub quiet: bool,
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        plan::check_repository(&self.repository)?;
+        for t in &self.tags {
+            plan::check_tag(t)?;
+        }
+        for r in &self.mount_from {
+            plan::check_repository(r)?;
+        }
+        if !(1..=64).contains(&self.jobs) {
+            return Err(
+                ConfigError::new(format!("--jobs {} is out of range", self.jobs))
+                    .hint("use 1 to 64 parallel uploads (default 4)"),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagReport {
+    pub tag: String,
+    /// `pushed` or `unchanged` (it already pointed at this image).
+    pub action: &'static str,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BlobCounts {
+    pub total: usize,
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub present: usize,
+    pub bytes_uploaded: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub digest: Digest,
+    pub image_uri: String,
+    pub repository: String,
+    pub registry: String,
+    pub media_type: String,
+    pub source_format: Format,
+    pub platforms: Vec<String>,
+    pub tags: Vec<TagReport>,
+    pub blobs: BlobCounts,
+    pub manifests_pushed: usize,
+    pub repository_created: bool,
+    pub seconds: f64,
+}
+
+/// Open SOURCE (off the async threads: it reads and may decompress).
+pub async fn open(settings: &Settings) -> Result<Image, ImageError> {
+    let (source, reference) = (settings.source.clone(), settings.reference.clone());
+    tokio::task::spawn_blocking(move || Image::open(&source, reference.as_deref()))
+        .await
+        .expect("the image reader does not panic")
+}
+
+/// The repository, created when asked to.
+async fn repository(settings: &Settings, registry: &Registry) -> Result<RepoInfo, RegistryError> {
+    match registry.ecr().repository(&settings.repository).await? {
+        Some(r) => Ok(r),
+        None if settings.create_repository => {
+            let r = registry
+                .ecr()
+                .create_repository(&settings.repository)
+                .await?;
+            eprintln!(
+                "created repository {} (scan on push, immutable tags)",
+                settings.repository
+            );
+            Ok(r)
+        }
+        None => Err(RegistryError::RepositoryMissing {
+            name: settings.repository.clone(),
+            registry: registry.ecr_host.clone(),
+        }),
+    }
+}
+
+/// What each tag needs, checked before anything is written: a tag that
+/// cannot be moved fails the push while the registry is still untouched
+/// (or, for docker archives, holds only blobs).
+async fn tag_plan(
+    settings: &Settings,
+    registry: &Registry,
+    repo: &RepoInfo,
+    digest: &Digest,
+) -> Result<Vec<(String, TagAction)>, RegistryError> {
+    let mut out = Vec::new();
+    for tag in &settings.tags {
+        let existing = registry.manifest_digest(&settings.repository, tag).await?;
+        match plan::tag_action(existing.as_ref(), digest, repo.mutability.is_immutable(tag)) {
+            TagAction::Conflict { existing } => {
+                return Err(RegistryError::TagConflict {
+                    tag: tag.clone(),
+                    repository: settings.repository.clone(),
+                    existing,
+                    pushing: digest.clone(),
+                });
+            }
+            action => out.push((tag.clone(), action)),
+        }
+    }
+    Ok(out)
+}
+
+pub async fn push(
+    settings: &Settings,
+    image: &Image,
+    registry: &Registry,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let repo = repository(settings, registry).await?;
+    let name = settings.repository.as_str();
+    eprintln!(
+        "pushing {} to {}",
+        image.describe(),
+        registry.repository_uri(name)
+    );
+
+    let mut counts = BlobCounts::default();
+    let (root_digest, root_bytes, media_type, platforms, manifests_pushed, tags) = match &image.root
+    {
+        Root::Stored(root) => {
+            let tags = tag_plan(settings, registry, &repo, &root.digest).await?;
+            let blobs = root.blobs();
+            let uploads: Vec<Upload> = blobs.iter().map(|b| Upload::Stored(b)).collect();
+            upload_all(
+                settings,
+                registry,
+                &uploads,
+                blobs.iter().map(|b| b.size).sum(),
+                &mut counts,
+            )
+            .await?;
+            let mut manifests: Vec<&Manifest> = Vec::new();
+            root.visit(&mut |m| manifests.push(m));
+            let mut pushed = 0;
+            for m in manifests {
+                pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type).await?
+                    as usize;
+            }
+            (
+                root.digest.clone(),
+                root.bytes.clone(),
+                root.media_type.clone(),
+                root.platforms(),
+                pushed,
+                tags,
+            )
+        }
+        Root::Docker(d) => {
+            let mut uploads = vec![Upload::Stored(&d.config)];
+            uploads.extend(d.layers.iter().map(Upload::Docker));
+            let total = d.config.size + d.layers.iter().map(|l| l.region.len).sum::<u64>();
+            let sent = upload_all(settings, registry, &uploads, total, &mut counts).await?;
+            let bytes = plan::docker_manifest(&sent[0], &sent[1..]);
+            let digest = Digest::of(&bytes);
+            let tags = tag_plan(settings, registry, &repo, &digest).await?;
+            let pushed =
+                push_manifest(registry, name, &digest, &bytes, DOCKER_MANIFEST).await? as usize;
+            (
+                digest,
+                bytes,
+                DOCKER_MANIFEST.to_string(),
+                d.platform.iter().map(|p| p.to_string()).collect(),
+                pushed,
+                tags,
+            )
+        }
+    };
+
+    let mut tag_reports = Vec::new();
+    for (tag, action) in tags {
+        if action == TagAction::Put {
+            registry
+                .put_manifest(name, &tag, &root_bytes, &media_type)
+                .await?;
+        }
+        let action = if action == TagAction::Put {
+            "pushed"
+        } else {
+            "unchanged"
+        };
+        eprintln!("tag {tag}: {action}");
+        tag_reports.push(TagReport { tag, action });
+    }
+
+    Ok(Report {
+        image_uri: format!("{}@{}", registry.repository_uri(name), root_digest),
+        digest: root_digest,
+        repository: name.to_string(),
+        registry: registry.ecr_host.clone(),
+        media_type,
+        source_format: image.format,
+        platforms,
+        tags: tag_reports,
+        blobs: counts,
+        manifests_pushed,
+        repository_created: repo.created,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// PUT a manifest by digest unless the registry has it already; true if
+/// written.
+async fn push_manifest(
+    registry: &Registry,
+    repository: &str,
+    digest: &Digest,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<bool, RegistryError> {
+    if registry
+        .manifest_digest(repository, &digest.to_string())
+        .await?
+        .as_ref()
+        == Some(digest)
+    {
+        return Ok(false);
+    }
+    registry
+        .put_manifest(repository, &digest.to_string(), bytes, media_type)
+        .await?;
+    Ok(true)
+}
+
+/// Every blob, at most `--jobs` at a time; the first failure stops the rest
+/// (their uploads are dropped before their final PUT). Returns what was sent,
+/// in the order given.
+async fn upload_all(
+    settings: &Settings,
+    registry: &Registry,
+    uploads: &[Upload<'_>],
+    total: u64,
+    counts: &mut BlobCounts,
+) -> Result<Vec<Sent>, RegistryError> {
+    let progress = Progress::new(total, uploads.len(), settings.quiet);
+    let ticker = progress.spawn_ticker();
+    let p = &progress;
+    let results: Result<Vec<(usize, Sent, BlobOutcome)>, RegistryError> =
+        futures_util::stream::iter(uploads.iter().enumerate())
+            .map(|(i, up)| async move {
+                let (sent, outcome) = registry
+                    .push_blob(&settings.repository, *up, &settings.mount_from, p)
+                    .await?;
+                let what = match up {
+                    Upload::Stored(b) => format!("blob {} ({})", b.digest.short(), bytes(b.size)),
+                    Upload::Docker(l) => format!(
+                        "layer {} → {} ({} gzip)",
+                        l.name,
+                        sent.digest.short(),
+                        bytes(sent.size)
+                    ),
+                };
+                let how = match &outcome {
+                    BlobOutcome::Present => "already there".to_string(),
+                    BlobOutcome::Mounted { from } => format!("mounted from {from}"),
+                    BlobOutcome::Uploaded => "uploaded".to_string(),
+                };
+                p.blob_done(&format!("{what}: {how}"));
+                Ok((i, sent, outcome))
+            })
+            .buffer_unordered(settings.jobs)
+            .try_collect()
+            .await;
+    progress.stop();
+    ticker.abort();
+    let mut results = results?;
+    results.sort_by_key(|(i, _, _)| *i);
+    counts.total += results.len();
+    for (_, sent, outcome) in &results {
+        match outcome {
+            BlobOutcome::Present => counts.present += 1,
+            BlobOutcome::Mounted { .. } => counts.mounted += 1,
+            BlobOutcome::Uploaded => {
+                counts.uploaded += 1;
+                counts.bytes_uploaded += sent.size;
+            }
+        }
+    }
+    Ok(results.into_iter().map(|(_, s, _)| s).collect())
+}
+
+impl Report {
+    pub fn summary_line(&self) -> String {
+        let b = &self.blobs;
+        format!(
+            "pushed {} in {:.1}s: {} uploaded ({}), {} mounted, {} already there; {}",
+            self.image_uri,
+            self.seconds,
+            plural(b.uploaded, "blob"),
+            bytes(b.bytes_uploaded),
+            b.mounted,
+            b.present,
+            plural(self.manifests_pushed, "manifest") + " written"
+        )
+    }
+
+    /// The step summary (GitHub) in markdown.
+    pub fn markdown(&self) -> String {
+        let tags = if self.tags.is_empty() {
+            "—".to_string()
+        } else {
+            self.tags
+                .iter()
+                .map(|t| format!("`{}` ({})", t.tag, t.action))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let b = &self.blobs;
+        format!(
+            "### hoist push\n\n| | |\n|---|---|\n| image | `{}` |\n| digest | `{}` |\n| tags | {} |\n| platforms | {} |\n| blobs | {} uploaded ({}), {} mounted, {} already there |\n| time | {:.1} s |\n",
+            self.image_uri,
+            self.digest,
+            tags,
+            if self.platforms.is_empty() {
+                "—".into()
+            } else {
+                self.platforms.join(", ")
+            },
+            b.uploaded,
+            bytes(b.bytes_uploaded),
+            b.mounted,
+            b.present,
+            self.seconds
+        )
+    }
+}

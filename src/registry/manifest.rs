@@ -1,0 +1,107 @@
+//! Manifests through oci-client: HEAD (what a tag points at), PUT (exact
+//! bytes, never re-serialized), GET (for later stages).
+
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use reqwest::header::HeaderValue;
+
+use super::{Registry, RegistryError, retry};
+use crate::image::{Digest, MANIFEST_TYPES};
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        _ => false,
+    }
+}
+
+impl Registry {
+    /// The digest `reference` (a tag) points at, or None.
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let op = format!("looking up {repository}:{reference}");
+        let client = self.oci_for(repository).await?;
+        let r = self.reference(repository, reference);
+        let password = self.password().await?;
+        let auth =
+            oci_client::secrets::RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
+        let found = retry::retry(self.policy, &op, |_| async {
+            match client.fetch_manifest_digest(&r, &auth).await {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(RegistryError::oci(op.clone(), e)),
+            }
+        })
+        .await
+        .map_err(|e| RegistryError::after(&op, e))?;
+        found
+            .map(|d| {
+                d.parse::<Digest>().map_err(|e| {
+                    RegistryError::Protocol(format!(
+                        "{op}: the registry answered with a bad digest: {e}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// PUT the manifest's exact bytes under `reference` (its digest or a tag).
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        let op = format!("pushing manifest {repository}:{reference}");
+        let client = self.oci_for(repository).await?;
+        let r = self.reference(repository, reference);
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::Protocol(format!(
+                "{op}: media type '{media_type}' is not a valid header"
+            ))
+        })?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        retry::retry(self.policy, &op, |_| async {
+            client
+                .push_manifest_raw(&r, body.clone(), content_type.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| RegistryError::oci(op.clone(), e))
+        })
+        .await
+        .map_err(|e| RegistryError::after(&op, e))
+    }
+
+    /// GET a manifest: its bytes and digest.
+    pub async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), RegistryError> {
+        let op = format!("fetching manifest {repository}:{reference}");
+        let client = self.oci_for(repository).await?;
+        let r = self.reference(repository, reference);
+        let password = self.password().await?;
+        let auth =
+            oci_client::secrets::RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
+        retry::retry(self.policy, &op, |_| async {
+            client
+                .pull_manifest_raw(&r, &auth, MANIFEST_TYPES)
+                .await
+                .map(|(b, d)| (b.to_vec(), d))
+                .map_err(|e| RegistryError::oci(op.clone(), e))
+        })
+        .await
+        .map_err(|e| RegistryError::after(&op, e))
+    }
+}
