@@ -1,0 +1,283 @@
+//! What every integration test shares: the local environment (registry +
+//! moto, started by `localenv/localenv up`), running the real hoist binary,
+//! and checking what reached the registry.
+#![allow(dead_code)]
+
+pub mod fixtures;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub struct Local {
+    pub vars: BTreeMap<String, String>,
+    pub dir: PathBuf,
+    /// `127.0.0.1:PORT` of the registry.
+    pub registry: String,
+    pub password: String,
+    pub ecr_host: String,
+}
+
+/// The environment `localenv up` wrote to `$HOIST_LOCALENV_DIR/env.sh`.
+pub fn local() -> &'static Local {
+    static LOCAL: OnceLock<Local> = OnceLock::new();
+    LOCAL.get_or_init(|| {
+        let dir = std::env::var_os("HOIST_LOCALENV_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".localenv"));
+        let text = std::fs::read_to_string(dir.join("env.sh")).unwrap_or_else(|_| panic!("no {}/env.sh: start the local environment first (localenv/localenv up), or run ./scripts/test", dir.display()));
+        let mut vars = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.trim().strip_prefix("export ") else { continue };
+            let Some((k, v)) = rest.split_once('=') else { continue };
+            let v = v.trim().trim_matches('"').trim_matches('\'');
+            if k == "PATH" {
+                continue;
+            }
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let registry = vars.get("HOIST_LOCALENV_REGISTRY").cloned().expect("env.sh sets HOIST_LOCALENV_REGISTRY");
+        let password = vars.get("HOIST_LOCALENV_REGISTRY_PASSWORD").cloned().expect("env.sh sets HOIST_LOCALENV_REGISTRY_PASSWORD");
+        let region = vars.get("AWS_REGION").cloned().unwrap_or_else(|| "us-east-1".into());
+        Local { vars, dir, registry, password, ecr_host: format!("123456789012.dkr.ecr.{region}.amazonaws.com") }
+    })
+}
+
+/// A repository name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "hoist failed:\n{}", self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Run the hoist binary with a clean environment: the local environment's
+/// variables, PATH and TMPDIR, and `extra`. Nothing of the CI system the tests
+/// themselves run in leaks in.
+pub fn hoist(args: &[&str], extra: &[(&str, &str)]) -> Run {
+    hoist_in(None, args, extra)
+}
+
+pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let l = local();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    cmd.args(args).env_clear().stdin(Stdio::null());
+    for k in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(&l.vars);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out: Output = cmd.output().expect("hoist runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_no_secrets(&run);
+    run
+}
+
+/// Secrets never reach a log or an error message — only GitHub's
+/// `::add-mask::` command may carry them.
+pub fn assert_no_secrets(run: &Run) {
+    let l = local();
+    let mut secrets = vec![l.password.clone()];
+    for k in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Some(v) = l.vars.get(k) {
+            if v.len() >= 8 {
+                secrets.push(v.clone());
+            }
+        }
+    }
+    for text in [&run.stdout, &run.stderr] {
+        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+            for s in &secrets {
+                assert!(
+                    !line.contains(s.as_str()),
+                    "a secret appeared in hoist's output: {line}"
+                );
+            }
+        }
+    }
+}
+
+/// A directory with skopeo's view of the local CA (it wants `ca.crt`).
+fn cert_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("hoist-test-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            local()
+                .vars
+                .get("AWS_CA_BUNDLE")
+                .expect("env.sh sets AWS_CA_BUNDLE"),
+            d.join("ca.crt"),
+        )
+        .unwrap();
+        d
+    })
+    .clone()
+}
+
+pub fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("skopeo is installed (localenv up installs it)")
+}
+
+/// The manifest bytes the registry holds for `repo@reference`, or None.
+pub fn registry_manifest(repo: &str, reference: &str) -> Option<Vec<u8>> {
+    let l = local();
+    let sep = if reference.starts_with("sha256:") {
+        "@"
+    } else {
+        ":"
+    };
+    let creds = format!("AWS:{}", l.password);
+    let cert = cert_dir();
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--creds",
+        &creds,
+        "--cert-dir",
+        cert.to_str().unwrap(),
+        &format!("docker://{}/{repo}{sep}{reference}", l.registry),
+    ]);
+    out.status.success().then_some(out.stdout)
+}
+
+/// The tags the registry lists for `repo` (empty when it has none or no repo).
+pub fn registry_tags(repo: &str) -> Vec<String> {
+    let l = local();
+    let creds = format!("AWS:{}", l.password);
+    let cert = cert_dir();
+    let out = skopeo(&[
+        "list-tags",
+        "--creds",
+        &creds,
+        "--cert-dir",
+        cert.to_str().unwrap(),
+        &format!("docker://{}/{repo}", l.registry),
+    ]);
+    if !out.status.success() {
+        return vec![];
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Pull `repo@digest` back with skopeo (which checks every blob's digest on
+/// the way) into an OCI layout, all platforms; panics if that fails.
+pub fn pull_back(repo: &str, digest: &str, dest: &Path) {
+    let l = local();
+    let creds = format!("AWS:{}", l.password);
+    let cert = cert_dir();
+    let out = skopeo(&[
+        "copy",
+        "--all",
+        "--src-creds",
+        &creds,
+        "--src-cert-dir",
+        cert.to_str().unwrap(),
+        &format!("docker://{}/{repo}@{digest}", l.registry),
+        &format!("oci:{}:pulled", dest.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "skopeo could not pull {repo}@{digest} back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Drive moto's ECR API directly (for what hoist does not do itself, such as
+/// creating a MUTABLE repository).
+pub fn ecr<T>(f: impl AsyncFnOnce(aws_sdk_ecr::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let l = local();
+        let conf = aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecr::config::Region::new(
+                l.vars
+                    .get("AWS_REGION")
+                    .cloned()
+                    .unwrap_or_else(|| "us-east-1".into()),
+            ))
+            .endpoint_url(
+                l.vars
+                    .get("AWS_ENDPOINT_URL")
+                    .expect("env.sh sets AWS_ENDPOINT_URL"),
+            )
+            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        f(aws_sdk_ecr::Client::from_conf(conf)).await
+    })
+}
+
+pub fn create_repository(name: &str, immutable: bool) {
+    use aws_sdk_ecr::types::ImageTagMutability;
+    ecr(async |c| {
+        c.create_repository()
+            .repository_name(name)
+            .image_tag_mutability(if immutable {
+                ImageTagMutability::Immutable
+            } else {
+                ImageTagMutability::Mutable
+            })
+            .send()
+            .await
+            .expect("moto creates the repository");
+    });
+}
