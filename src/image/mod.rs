@@ -123,7 +123,7 @@ impl Diagnose for ImageError {
                 format!("the images in it:\n  {}", entries.join("\n  "))
             }
             ImageError::MissingBlob { .. } | ImageError::Truncated { .. } | ImageError::SizeMismatch { .. } | ImageError::DigestMismatch { .. } => {
-                "the image on disk is incomplete or corrupt; build or export it again (nothing was pushed)".into()
+                "the image on disk is incomplete or corrupt; build or export it again (no manifest was pushed; blobs already uploaded are harmless and will be reused)".into()
             }
             ImageError::MediaTypeParams { .. } => "rebuild without media type parameters (e.g. buildx `oci-mediatypes`), or convert with `skopeo copy --format oci`".into(),
             ImageError::Escapes { .. } => "an image layout must be self-contained; copy the blob into it instead of linking".into(),
