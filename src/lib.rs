@@ -54,16 +54,16 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             // fails fast, and touches nothing.
             let image = push::open(&settings).await?;
             let sdk = aws::sdk_config(cli.global.region.as_deref(), &net).await?;
+            let ecr = registry::Ecr::new(&sdk);
             let masker = ci.clone();
-            let registry = registry::Registry::connect(
-                registry::Ecr::new(&sdk),
-                endpoint,
-                net,
-                Default::default(),
-                Box::new(move |s| masker.mask(s)),
-            )
-            .await?;
-            let report = push::push(&settings, &image, &registry).await?;
+            let mask = Box::new(move |s: &str| masker.mask(s));
+            // Independent calls, made at once: the registry password and the
+            // repository's settings.
+            let (registry, repo) = tokio::join!(
+                registry::Registry::connect(ecr.clone(), endpoint, net, Default::default(), mask),
+                push::repository(&settings, &ecr)
+            );
+            let report = push::push(&settings, &image, &registry?, repo?).await?;
             if let Some(path) = &args.digest_file {
                 std::fs::write(path, report.digest.to_string()).map_err(|e| {
                     ConfigError::new(format!("could not write the digest to {}", path.display()))

@@ -20,6 +20,10 @@ pub const USER_AGENT: &str = concat!("hoist/", env!("CARGO_PKG_VERSION"));
 #[derive(Clone, Debug, Default)]
 pub struct Network {
     pub ca_bundle: Option<(PathBuf, Vec<u8>)>,
+    /// Every trusted root (the system's store, then AWS_CA_BUNDLE's), DER,
+    /// loaded once: reading the system store costs milliseconds, and three
+    /// HTTP clients would each read it again.
+    roots: std::sync::Arc<Vec<Vec<u8>>>,
     pub https_proxy: Option<String>,
     pub http_proxy: Option<String>,
     pub no_proxy: Option<String>,
@@ -49,7 +53,23 @@ impl Network {
                 Some((PathBuf::from(path), pem))
             }
         };
+        let mut roots: Vec<Vec<u8>> = rustls_native_certs::load_native_certs()
+            .certs
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect();
+        if let Some((_, pem)) = &ca_bundle {
+            use rustls_pki_types::pem::PemObject;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| {
+                    ConfigError::new("AWS_CA_BUNDLE holds a certificate that cannot be parsed")
+                        .source(e)
+                })?;
+                roots.push(cert.to_vec());
+            }
+        }
         Ok(Network {
+            roots: std::sync::Arc::new(roots),
             ca_bundle,
             https_proxy: env
                 .first(&["HTTPS_PROXY", "https_proxy"])
@@ -131,10 +151,9 @@ impl Network {
 
     /// The AWS SDK's HTTP client: rustls with the extra CA and the proxies.
     pub fn sdk_http_client(&self) -> Result<SharedHttpClient, ConfigError> {
-        let mut trust = TrustStore::default();
-        if let Some((_, pem)) = &self.ca_bundle {
-            trust = trust.with_pem_certificate(pem.clone());
-        }
+        // The SDK takes PEM; hand it the roots already loaded rather than
+        // letting it read the system store once more.
+        let trust = TrustStore::empty().with_pem_certificate(self.roots_pem());
         let ctx = TlsContext::builder()
             .with_trust_store(trust)
             .build()
@@ -157,6 +176,21 @@ impl Network {
                 },
             ),
         )
+    }
+
+    fn roots_pem(&self) -> Vec<u8> {
+        use base64::Engine;
+        let mut pem = String::new();
+        for der in self.roots.iter() {
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            for line in b64.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        pem.into_bytes()
     }
 
     fn sdk_proxy(&self) -> Result<ProxyConfig, ConfigError> {

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, Error};
 use crate::image::stream::Sent;
 use crate::image::{DOCKER_MANIFEST, Digest, Format, Image, ImageError, Manifest, Root, plural};
 use crate::progress::{Progress, bytes};
-use crate::registry::{BlobOutcome, Registry, RegistryError, RepoInfo, Upload};
+use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Upload};
 use plan::TagAction;
 
 #[derive(Debug, Clone)]
@@ -88,25 +88,20 @@ pub async fn open(settings: &Settings) -> Result<Image, ImageError> {
         .expect("the image reader does not panic")
 }
 
-/// The repository, created when asked to.
-async fn repository(settings: &Settings, registry: &Registry) -> Result<RepoInfo, RegistryError> {
-    match registry.ecr().repository(&settings.repository).await? {
-        Some(r) => Ok(r),
+/// The repository, created when asked to. Needs only the ECR API, so it
+/// runs while the registry connection is being set up.
+pub async fn repository(settings: &Settings, ecr: &Ecr) -> Result<Option<RepoInfo>, RegistryError> {
+    match ecr.repository(&settings.repository).await? {
+        Some(r) => Ok(Some(r)),
         None if settings.create_repository => {
-            let r = registry
-                .ecr()
-                .create_repository(&settings.repository)
-                .await?;
+            let r = ecr.create_repository(&settings.repository).await?;
             eprintln!(
                 "created repository {} (scan on push, immutable tags)",
                 settings.repository
             );
-            Ok(r)
+            Ok(Some(r))
         }
-        None => Err(RegistryError::RepositoryMissing {
-            name: settings.repository.clone(),
-            registry: registry.ecr_host.clone(),
-        }),
+        None => Ok(None),
     }
 }
 
@@ -141,9 +136,13 @@ pub async fn push(
     settings: &Settings,
     image: &Image,
     registry: &Registry,
+    repo: Option<RepoInfo>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let repo = repository(settings, registry).await?;
+    let repo = repo.ok_or_else(|| RegistryError::RepositoryMissing {
+        name: settings.repository.clone(),
+        registry: registry.ecr_host.clone(),
+    })?;
     let name = settings.repository.as_str();
     eprintln!(
         "pushing {} to {}",
@@ -157,21 +156,27 @@ pub async fn push(
         Root::Stored(root) => {
             let tags = tag_plan(settings, registry, &repo, &root.digest).await?;
             let blobs = root.blobs();
-            let uploads: Vec<Upload> = blobs.iter().map(|b| Upload::Stored(b)).collect();
-            upload_all(
-                settings,
-                registry,
-                &uploads,
-                blobs.iter().map(|b| b.size).sum(),
-                &mut counts,
-            )
-            .await?;
-            let mut manifests: Vec<&Manifest> = Vec::new();
-            root.visit(&mut |m| manifests.push(m));
             let mut pushed = 0;
-            for m in manifests {
-                pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type).await?
-                    as usize;
+            // A registry accepts a manifest only once every blob it names is
+            // there, so an image whose manifest is present is complete: a
+            // re-push costs one HEAD, not one per blob.
+            let present = registry
+                .manifest_digest(name, &root.digest.to_string())
+                .await?;
+            if present.as_ref() == Some(&root.digest) {
+                counts.total = blobs.len();
+                counts.present = blobs.len();
+                eprintln!("{} is already in {name}: nothing to upload", root.digest);
+            } else {
+                let uploads: Vec<Upload> = blobs.iter().map(|b| Upload::Stored(b)).collect();
+                let total = blobs.iter().map(|b| b.size).sum();
+                upload_all(settings, registry, &uploads, total, &mut counts).await?;
+                let mut manifests: Vec<&Manifest> = Vec::new();
+                root.visit(&mut |m| manifests.push(m));
+                for m in manifests {
+                    pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type)
+                        .await? as usize;
+                }
             }
             (
                 root.digest.clone(),
