@@ -420,3 +420,35 @@ fn env_vars_set_every_flag() {
     assert_eq!(report["digest"], m.digest);
     assert_eq!(report["tags"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn moto_sees_what_the_registry_holds() {
+    // The local environment's glue mirrors registry pushes into moto's ECR,
+    // so later stages (scan, deploy) find the image through the ECR API.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 1000);
+    let repo = unique("mirror");
+    push(dir.path(), &repo, &["--create-repository", "--tag", "v7"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let images = common::ecr(async |c| {
+            c.describe_images()
+                .repository_name(&repo)
+                .send()
+                .await
+                .unwrap()
+        });
+        let found = images.image_details().iter().any(|i| {
+            i.image_digest() == Some(m.digest.as_str()) && i.image_tags().iter().any(|t| t == "v7")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto never listed {repo}@{} with tag v7: {images:?}",
+            m.digest
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
