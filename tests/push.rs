@@ -452,3 +452,19 @@ fn moto_sees_what_the_registry_holds() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn mount_from_another_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 2, 50_000);
+    let a = unique("mount-src");
+    let b = unique("mount-dst");
+    push(dir.path(), &a, &["--create-repository"]).ok();
+    let report = push_and_verify(dir.path(), &b, &["--create-repository", "--mount-from", &a]);
+    assert_eq!(report["digest"], m.digest);
+    assert_eq!(
+        report["blobs"]["mounted"], 3,
+        "config and both layers mounted, none uploaded: {report}"
+    );
+    assert_eq!(report["blobs"]["uploaded"], 0);
+}
