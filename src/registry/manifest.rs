@@ -22,20 +22,20 @@ fn is_not_found(e: &OciDistributionError) -> bool {
 }
 
 impl Registry {
-    /// The digest `reference` (a tag) points at, or None.
+    /// The digest `reference` (a tag or digest) points at, or None.
     pub async fn manifest_digest(
         &self,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let op = format!("looking up {repository}:{reference}");
-        let client = self.oci_for(repository).await?;
         let r = self.reference(repository, reference);
-        let password = self.password().await?;
-        let auth =
-            oci_client::secrets::RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
         let found = retry::retry(self.policy, &op, |_| async {
-            match client.fetch_manifest_digest(&r, &auth).await {
+            let client = self.oci_for(repository).await?;
+            match client
+                .fetch_manifest_digest(&r, &self.oci_auth().await?)
+                .await
+            {
                 Ok(d) => Ok(Some(d)),
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(RegistryError::oci(op.clone(), e)),
@@ -63,7 +63,6 @@ impl Registry {
         media_type: &str,
     ) -> Result<(), RegistryError> {
         let op = format!("pushing manifest {repository}:{reference}");
-        let client = self.oci_for(repository).await?;
         let r = self.reference(repository, reference);
         let content_type = HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::Protocol(format!(
@@ -72,6 +71,7 @@ impl Registry {
         })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
         retry::retry(self.policy, &op, |_| async {
+            let client = self.oci_for(repository).await?;
             client
                 .push_manifest_raw(&r, body.clone(), content_type.clone())
                 .await
@@ -89,14 +89,11 @@ impl Registry {
         reference: &str,
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let op = format!("fetching manifest {repository}:{reference}");
-        let client = self.oci_for(repository).await?;
         let r = self.reference(repository, reference);
-        let password = self.password().await?;
-        let auth =
-            oci_client::secrets::RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
         retry::retry(self.policy, &op, |_| async {
+            let client = self.oci_for(repository).await?;
             client
-                .pull_manifest_raw(&r, &auth, MANIFEST_TYPES)
+                .pull_manifest_raw(&r, &self.oci_auth().await?, MANIFEST_TYPES)
                 .await
                 .map(|(b, d)| (b.to_vec(), d))
                 .map_err(|e| RegistryError::oci(op.clone(), e))

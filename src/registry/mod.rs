@@ -318,10 +318,6 @@ impl Registry {
         oci_client::Client::new(net.oci_config(plain))
     }
 
-    pub fn ecr(&self) -> &Ecr {
-        &self.ecr
-    }
-
     /// `<ecr host>/<repository>`
     pub fn repository_uri(&self, repository: &str) -> String {
         format!("{}/{}", self.ecr_host, repository)
@@ -359,8 +355,8 @@ impl Registry {
     }
 
     /// oci-client, with its credentials in place for `repository`. Its own
-    /// auth step (a probe of /v2/) swallows errors, so hoist runs it here,
-    /// where a failure is retried like any other request.
+    /// auth step (a probe of /v2/) swallows errors, so hoist runs it here, as
+    /// one attempt: the operation that needs it retries the whole attempt.
     async fn oci_for(&self, repository: &str) -> Result<Arc<oci_client::Client>, RegistryError> {
         let password = self.password().await?;
         let client = self.oci.read().await.clone();
@@ -369,19 +365,22 @@ impl Registry {
         }
         let reference = self.reference(repository, "latest");
         let auth = RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
-        for op in [RegistryOperation::Pull, RegistryOperation::Push] {
-            retry::retry(self.policy, "authenticating with the registry", |_| async {
-                client
-                    .auth(&reference, &auth, op)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| RegistryError::oci("authenticating with the registry", e))
-            })
-            .await
-            .map_err(|e| RegistryError::after("authenticating with the registry", e))?;
-        }
+        let op = "authenticating with the registry";
+        let (pull, push) = tokio::join!(
+            client.auth(&reference, &auth, RegistryOperation::Pull),
+            client.auth(&reference, &auth, RegistryOperation::Push)
+        );
+        pull.and(push).map_err(|e| RegistryError::oci(op, e))?;
         self.oci_ready.lock().await.insert(repository.to_string());
         Ok(client)
+    }
+
+    /// The Basic credentials oci-client's calls take.
+    async fn oci_auth(&self) -> Result<RegistryAuth, RegistryError> {
+        Ok(RegistryAuth::Basic(
+            "AWS".into(),
+            self.password().await?.reveal().to_string(),
+        ))
     }
 
     fn reference(&self, repository: &str, tag_or_digest: &str) -> Reference {

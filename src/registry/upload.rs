@@ -66,23 +66,16 @@ pub enum BlobOutcome {
 }
 
 impl Registry {
-    /// HEAD /v2/<repo>/blobs/<digest> (oci-client), retried.
-    pub async fn blob_exists(
-        &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<bool, RegistryError> {
+    /// HEAD /v2/<repo>/blobs/<digest> (oci-client): one attempt, as part of
+    /// the upload attempt that retries as a whole.
+    async fn head_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
         let op = format!("checking for blob {} in {repository}", digest.short());
         let client = self.oci_for(repository).await?;
         let reference = self.reference(repository, "latest");
-        retry::retry(self.policy, &op, |_| async {
-            client
-                .blob_exists(&reference, &digest.to_string())
-                .await
-                .map_err(|e| RegistryError::oci(op.clone(), e))
-        })
-        .await
-        .map_err(|e| RegistryError::after(&op, e))
+        client
+            .blob_exists(&reference, &digest.to_string())
+            .await
+            .map_err(|e| RegistryError::oci(op, e))
     }
 
     /// Push one blob unless the registry has it; returns what the blob is
@@ -100,13 +93,12 @@ impl Registry {
         })
         .await
         .map_err(|e| RegistryError::after(&op, e))?;
-        if let Some(d) = up.known_digest().or(Some(&result.0.digest)) {
-            self.pushed
-                .lock()
-                .await
-                .entry(d.clone())
-                .or_insert_with(|| repository.to_string());
-        }
+        let digest = up.known_digest().unwrap_or(&result.0.digest);
+        self.pushed
+            .lock()
+            .await
+            .entry(digest.clone())
+            .or_insert_with(|| repository.to_string());
         Ok(result)
     }
 
@@ -120,7 +112,7 @@ impl Registry {
         progress: &Arc<Progress>,
     ) -> Result<(Sent, BlobOutcome), RegistryError> {
         if let Some(digest) = up.known_digest() {
-            if self.blob_exists(repository, digest).await? {
+            if self.head_blob(repository, digest).await? {
                 if let Upload::Stored(b) = up {
                     progress.add(b.size);
                 }
