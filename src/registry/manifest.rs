@@ -30,7 +30,7 @@ impl Registry {
     ) -> Result<Option<Digest>, RegistryError> {
         let op = format!("looking up {repository}:{reference}");
         let r = self.reference(repository, reference);
-        let found = retry::retry(self.policy, &op, |_| async {
+        let found = retry::retry(self.policy, |_| async {
             let client = self.oci_for(repository).await?;
             match client
                 .fetch_manifest_digest(&r, &self.oci_auth().await?)
@@ -70,7 +70,7 @@ impl Registry {
             ))
         })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
-        retry::retry(self.policy, &op, |_| async {
+        retry::retry(self.policy, |_| async {
             let client = self.oci_for(repository).await?;
             client
                 .push_manifest_raw(&r, body.clone(), content_type.clone())
@@ -90,7 +90,7 @@ impl Registry {
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let op = format!("fetching manifest {repository}:{reference}");
         let r = self.reference(repository, reference);
-        retry::retry(self.policy, &op, |_| async {
+        retry::retry(self.policy, |_| async {
             let client = self.oci_for(repository).await?;
             client
                 .pull_manifest_raw(&r, &self.oci_auth().await?, MANIFEST_TYPES)

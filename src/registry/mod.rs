@@ -161,8 +161,46 @@ impl retry::Transient for RegistryError {
     }
 }
 
+const DENIED_HINT: &str = "the AWS identity needs ecr:GetAuthorizationToken and the push actions on this repository (see the README's IAM policies); with --registry-endpoint, check that it is the registry of this account";
+
+impl RegistryError {
+    /// The registry could not be reached at all (whichever client tried).
+    fn is_unreachable(&self) -> bool {
+        let unreachable = |e: &reqwest::Error| e.is_connect() || e.is_timeout();
+        match self.innermost() {
+            RegistryError::Transport { source, .. } => unreachable(source),
+            RegistryError::Oci {
+                source: OciDistributionError::RequestError(e),
+                ..
+            } => unreachable(e),
+            _ => false,
+        }
+    }
+
+    /// The registry said no to the credentials, whichever client heard it.
+    fn is_denied(&self) -> bool {
+        match self.innermost() {
+            RegistryError::Denied { .. } => true,
+            RegistryError::Oci { source, .. } => match source {
+                OciDistributionError::UnauthorizedError { .. }
+                | OciDistributionError::AuthenticationFailure(_) => true,
+                OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+                OciDistributionError::RegistryError { envelope, .. } => envelope
+                    .errors
+                    .iter()
+                    .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl Diagnose for RegistryError {
     fn class(&self) -> Class {
+        if self.is_denied() {
+            return Class::Usage;
+        }
         match self.innermost() {
             RegistryError::Source(e) => e.class(),
             RegistryError::RepositoryMissing { .. }
@@ -174,16 +212,21 @@ impl Diagnose for RegistryError {
     }
 
     fn hint(&self) -> Option<String> {
+        if self.is_denied() {
+            return Some(DENIED_HINT.into());
+        }
         match self.innermost() {
             RegistryError::Source(e) => e.hint(),
             RegistryError::RepositoryMissing { name, .. } => Some(format!("create it (aws ecr create-repository --repository-name {name}), or pass --create-repository to let hoist create it with scan on push and immutable tags")),
             RegistryError::TagConflict { .. } => Some("push under a new tag (e.g. the commit SHA), or push by digest only (no --tag)".into()),
-            RegistryError::Denied { .. } => Some("the AWS identity needs ecr:GetAuthorizationToken and the push actions on this repository (see the README's IAM policies); with --registry-endpoint, check that it is the registry of this account".into()),
-            RegistryError::Transport { .. } => Some("check the network path to the registry (HTTPS_PROXY / NO_PROXY, --registry-endpoint) and, for a private CA, AWS_CA_BUNDLE".into()),
+            RegistryError::Denied { .. } => Some(DENIED_HINT.into()),
             RegistryError::Aws { hint, .. } => hint.clone(),
-            RegistryError::Status { status, .. } | RegistryError::Oci { source: OciDistributionError::ServerError { code: status, .. }, .. } if retry::retryable_status(*status) => {
-                Some("the registry kept failing; it is safe to run hoist again: blobs already pushed are skipped".into())
-            }
+            e if e.is_unreachable() => Some(
+                "check the network path to the registry (HTTPS_PROXY / NO_PROXY, --registry-endpoint) and, for a private CA, AWS_CA_BUNDLE".into(),
+            ),
+            e if retry::Transient::is_transient(e) => Some(
+                "the registry kept failing; it is safe to run hoist again: blobs already pushed are skipped".into(),
+            ),
             _ => None,
         }
     }

@@ -37,7 +37,13 @@ pub fn retryable_status(status: u16) -> bool {
 /// Whether a transport-level failure is worth another try: the connection
 /// could not be made, was dropped, or timed out. A request hoist could not
 /// even build (bad URL, TLS setup) is not.
+///
+/// Some clients (oci-client's blob HEAD) report an HTTP status as a reqwest
+/// error; the status decides then.
 pub fn retryable_transport(e: &reqwest::Error) -> bool {
+    if let Some(status) = e.status() {
+        return retryable_status(status.as_u16());
+    }
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
 }
 
@@ -68,7 +74,7 @@ pub trait Transient {
 
 /// Run `op` until it succeeds, fails for good, or the attempts run out; the
 /// last error is returned with the number of attempts made.
-pub async fn retry<T, E, F, Fut>(policy: Policy, what: &str, mut op: F) -> Result<T, (E, u32)>
+pub async fn retry<T, E, F, Fut>(policy: Policy, mut op: F) -> Result<T, (E, u32)>
 where
     E: Transient + std::fmt::Display,
     F: FnMut(u32) -> Fut,
@@ -80,8 +86,9 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt + 1 < policy.attempts => {
                 let wait = policy.delay(attempt, e.retry_after());
+                // The error names the operation itself.
                 tracing::warn!(
-                    "{what}: {e}; retrying in {:.1}s (attempt {} of {})",
+                    "{e}; retrying in {:.1}s (attempt {} of {})",
                     wait.as_secs_f32(),
                     attempt + 2,
                     policy.attempts
@@ -158,7 +165,7 @@ mod tests {
             cap: Duration::from_millis(2),
         };
         let mut calls = 0;
-        let r: Result<(), _> = retry(p, "x", |_| {
+        let r: Result<(), _> = retry(p, |_| {
             calls += 1;
             async { Err(E(true)) }
         })
@@ -166,16 +173,17 @@ mod tests {
         assert_eq!(r.unwrap_err().1, 3);
         assert_eq!(calls, 3);
         let mut calls = 0;
-        let r: Result<(), _> = retry(p, "x", |_| {
+        let r: Result<(), _> = retry(p, |_| {
             calls += 1;
             async { Err(E(false)) }
         })
         .await;
         assert_eq!(r.unwrap_err().1, 1);
         assert_eq!(calls, 1);
-        let r = retry(p, "x", |a| async move {
-            if a < 2 { Err(E(true)) } else { Ok(a) }
-        })
+        let r = retry(
+            p,
+            |a| async move { if a < 2 { Err(E(true)) } else { Ok(a) } },
+        )
         .await;
         assert_eq!(r.ok(), Some(2));
     }

@@ -88,7 +88,7 @@ impl Registry {
         progress: &Arc<Progress>,
     ) -> Result<(Sent, BlobOutcome), RegistryError> {
         let op = format!("pushing {} to {repository}", up.label());
-        let result = retry::retry(self.policy, &op, |_| {
+        let result = retry::retry(self.policy, |_| {
             self.try_push_blob(repository, up, mount_from, progress)
         })
         .await

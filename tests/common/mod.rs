@@ -3,6 +3,7 @@
 //! and checking what reached the registry.
 #![allow(dead_code)]
 
+pub mod ecr_proxy;
 pub mod fixtures;
 
 use std::collections::BTreeMap;
