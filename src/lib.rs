@@ -26,6 +26,7 @@ use report::Outcome;
 /// Run one command. Everything the outside world gives hoist comes in here:
 /// the parsed flags and one snapshot of the environment.
 pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
+    warm_up_tls();
     let ci = match &cli.global.ci {
         Some(name) => Ci::named(name, &env)?,
         None => Ci::detect(&env),
@@ -77,4 +78,15 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         tracing::warn!("{warning}");
     }
     Ok(outcome)
+}
+
+/// The first TLS handshake of a process seeds aws-lc's random generator from
+/// CPU jitter: tens of milliseconds of pure computation, most of a re-push's
+/// run time. Seeding on a thread of its own at start-up overlaps it with
+/// reading the image and the first AWS calls.
+fn warm_up_tls() {
+    std::thread::spawn(|| {
+        let mut byte = [0u8; 1];
+        let _ = aws_lc_rs::rand::fill(&mut byte);
+    });
 }

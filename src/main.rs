@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     let level = match cli.global.verbose {
         0 => "warn,hoist=info",
         1 => "info,hoist=debug",
-        _ => "debug",
+        // Never the HTTP and SDK plumbing at debug: their request dumps
+        // carry signed headers and session tokens.
+        _ => {
+            "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sigv4=info,hyper=info,hyper_util=info,reqwest=info,h2=info,rustls=info"
+        }
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

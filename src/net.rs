@@ -6,6 +6,7 @@
 //! itself, so hoist builds its HTTP client with them.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
@@ -20,13 +21,17 @@ pub const USER_AGENT: &str = concat!("hoist/", env!("CARGO_PKG_VERSION"));
 #[derive(Clone, Debug, Default)]
 pub struct Network {
     pub ca_bundle: Option<(PathBuf, Vec<u8>)>,
-    /// Every trusted root (the system's store, then AWS_CA_BUNDLE's), DER,
-    /// loaded once: reading the system store costs milliseconds, and three
-    /// HTTP clients would each read it again.
-    roots: std::sync::Arc<Vec<Vec<u8>>>,
+    /// The system's trusted roots, DER, read once (three HTTP clients would
+    /// each read them again) and on a thread of their own: reading and
+    /// parsing the store takes milliseconds that overlap the rest of start-up.
+    native_roots: Arc<OnceLock<Vec<Vec<u8>>>>,
+    /// AWS_CA_BUNDLE's certificates, DER.
+    extra_roots: Arc<Vec<Vec<u8>>>,
     pub https_proxy: Option<String>,
     pub http_proxy: Option<String>,
     pub no_proxy: Option<String>,
+    /// AWS_ENDPOINT_URL points at plain http (an emulator, a local proxy).
+    aws_over_http: bool,
 }
 
 impl Network {
@@ -53,11 +58,7 @@ impl Network {
                 Some((PathBuf::from(path), pem))
             }
         };
-        let mut roots: Vec<Vec<u8>> = rustls_native_certs::load_native_certs()
-            .certs
-            .into_iter()
-            .map(|c| c.to_vec())
-            .collect();
+        let mut extra_roots = Vec::new();
         if let Some((_, pem)) = &ca_bundle {
             use rustls_pki_types::pem::PemObject;
             for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
@@ -65,17 +66,26 @@ impl Network {
                     ConfigError::new("AWS_CA_BUNDLE holds a certificate that cannot be parsed")
                         .source(e)
                 })?;
-                roots.push(cert.to_vec());
+                extra_roots.push(cert.to_vec());
             }
         }
+        let native_roots = Arc::new(OnceLock::new());
+        let loading = native_roots.clone();
+        std::thread::spawn(move || {
+            loading.get_or_init(load_native_roots);
+        });
         Ok(Network {
-            roots: std::sync::Arc::new(roots),
+            native_roots,
+            extra_roots: Arc::new(extra_roots),
             ca_bundle,
             https_proxy: env
                 .first(&["HTTPS_PROXY", "https_proxy"])
                 .map(str::to_string),
             http_proxy: env.first(&["HTTP_PROXY", "http_proxy"]).map(str::to_string),
             no_proxy: env.first(&["NO_PROXY", "no_proxy"]).map(str::to_string),
+            aws_over_http: env
+                .get("AWS_ENDPOINT_URL")
+                .is_some_and(|u| u.starts_with("http://")),
         })
     }
 
@@ -178,10 +188,19 @@ impl Network {
         )
     }
 
+    /// Every trusted root: the system's, then AWS_CA_BUNDLE's. Waits for the
+    /// system store if its thread is still reading it.
+    fn roots(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.native_roots
+            .get_or_init(load_native_roots)
+            .iter()
+            .chain(self.extra_roots.iter())
+    }
+
     fn roots_pem(&self) -> Vec<u8> {
         use base64::Engine;
         let mut pem = String::new();
-        for der in self.roots.iter() {
+        for der in self.roots() {
             pem.push_str("-----BEGIN CERTIFICATE-----\n");
             let b64 = base64::engine::general_purpose::STANDARD.encode(der);
             for line in b64.as_bytes().chunks(64) {
@@ -197,14 +216,32 @@ impl Network {
         let bad = |var: &str, e: aws_smithy_http_client::proxy::ProxyError| {
             ConfigError::new(format!("{var} is not a valid proxy URL")).source(e)
         };
+        // The SDK's client takes one proxy: for both schemes when the two
+        // variables agree; otherwise the one for the scheme the AWS APIs are
+        // reached over (https, unless AWS_ENDPOINT_URL says http).
         let mut cfg = match (&self.https_proxy, &self.http_proxy) {
-            (Some(p), _) => ProxyConfig::https(p.as_str()).map_err(|e| bad("HTTPS_PROXY", e))?,
-            (None, Some(p)) => ProxyConfig::http(p.as_str()).map_err(|e| bad("HTTP_PROXY", e))?,
-            (None, None) => return Ok(ProxyConfig::disabled()),
+            (Some(s), Some(h)) if s == h => {
+                ProxyConfig::all(s.as_str()).map_err(|e| bad("HTTPS_PROXY", e))?
+            }
+            (_, Some(h)) if self.aws_over_http => {
+                ProxyConfig::http(h.as_str()).map_err(|e| bad("HTTP_PROXY", e))?
+            }
+            (Some(s), _) if !self.aws_over_http => {
+                ProxyConfig::https(s.as_str()).map_err(|e| bad("HTTPS_PROXY", e))?
+            }
+            _ => return Ok(ProxyConfig::disabled()),
         };
         if let Some(np) = &self.no_proxy {
             cfg = cfg.no_proxy(np);
         }
         Ok(cfg)
     }
+}
+
+fn load_native_roots() -> Vec<Vec<u8>> {
+    rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect()
 }

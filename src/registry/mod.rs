@@ -509,6 +509,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn password_refresh_time() {
+        let now = SystemTime::now();
+        let at = |expires: Option<SystemTime>| Auth::new(Secret::new("p"), expires).refresh_at;
+        let near = |a: SystemTime, b: SystemTime| {
+            a.duration_since(b).unwrap_or_else(|e| e.duration()) < Duration::from_secs(5)
+        };
+        // ECR's 12 hours: refresh 15 minutes before the end.
+        let twelve = now + Duration::from_secs(12 * 3600);
+        assert!(near(at(Some(twelve)).unwrap(), twelve - REFRESH_MARGIN));
+        // Little left: refresh halfway.
+        let ten_min = now + Duration::from_secs(600);
+        assert!(near(
+            at(Some(ten_min)).unwrap(),
+            now + Duration::from_secs(300)
+        ));
+        // Already past at fetch time (a fixed date from an emulator), or unknown: never.
+        assert_eq!(at(Some(now - Duration::from_secs(3600))), None);
+        assert_eq!(at(None), None);
+    }
+
+    #[test]
     fn endpoints() {
         for ok in [
             "https://r.example.com",

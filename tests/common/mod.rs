@@ -5,6 +5,7 @@
 
 pub mod ecr_proxy;
 pub mod fixtures;
+pub mod forward_proxy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,147 @@
+//! A forward proxy, as corporate networks have: CONNECT tunnels for https
+//! (the registry here), absolute-form forwarding for plain http (moto's AWS
+//! APIs here). It counts what it carried, so a test can prove which
+//! connections honoured HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+#[derive(Default)]
+pub struct Counts {
+    pub tunnels: AtomicUsize,
+    pub forwarded: AtomicUsize,
+}
+
+pub struct ForwardProxy {
+    pub addr: SocketAddr,
+    pub counts: Arc<Counts>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ForwardProxy {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn tunnels(&self) -> usize {
+        self.counts.tunnels.load(Ordering::Relaxed)
+    }
+
+    pub fn forwarded(&self) -> usize {
+        self.counts.forwarded.load(Ordering::Relaxed)
+    }
+
+    pub fn start() -> ForwardProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let (c, client) = (c.clone(), client.clone());
+                            tokio::spawn(async move {
+                                let service = hyper::service::service_fn(move |req| handle(c.clone(), client.clone(), req));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        ForwardProxy {
+            addr,
+            counts,
+            _stop: stop,
+        }
+    }
+}
+
+fn empty(status: u16) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+        .unwrap()
+}
+
+async fn handle(
+    counts: Arc<Counts>,
+    client: reqwest::Client,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
+    if req.method() == Method::CONNECT {
+        let Some(target) = req.uri().authority().map(|a| a.to_string()) else {
+            return Ok(empty(400));
+        };
+        counts.tunnels.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                return;
+            };
+            let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            let mut client = hyper_util::rt::TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+        return Ok(empty(200));
+    }
+    // Absolute-form: GET http://host:port/path HTTP/1.1
+    if req.uri().scheme().is_none() {
+        return Ok(empty(400));
+    }
+    counts.forwarded.fetch_add(1, Ordering::Relaxed);
+    let mut out = client.request(req.method().clone(), req.uri().to_string());
+    for (k, v) in req.headers() {
+        if !matches!(
+            k.as_str(),
+            "host" | "connection" | "proxy-connection" | "transfer-encoding"
+        ) {
+            out = out.header(k, v);
+        }
+    }
+    let body = http_body_util::BodyDataStream::new(req.into_body());
+    let res = out
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut builder = Response::builder().status(res.status());
+    for (k, v) in res.headers() {
+        if !matches!(k.as_str(), "connection" | "transfer-encoding") {
+            builder = builder.header(k, v);
+        }
+    }
+    let stream = res
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(std::io::Error::other);
+    Ok(builder
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap())
+}
