@@ -111,18 +111,23 @@ impl Registry {
         mount_from: &[String],
         progress: &Arc<Progress>,
     ) -> Result<(Sent, BlobOutcome), RegistryError> {
+        // Nothing to upload: the registry has it, or mounts it.
+        let skipped = |digest: &Digest, outcome| {
+            if let Upload::Stored(b) = up {
+                progress.add(b.size);
+            }
+            let size = up.content_length().unwrap_or_default();
+            Ok((
+                Sent {
+                    digest: digest.clone(),
+                    size,
+                },
+                outcome,
+            ))
+        };
         if let Some(digest) = up.known_digest() {
             if self.head_blob(repository, digest).await? {
-                if let Upload::Stored(b) = up {
-                    progress.add(b.size);
-                }
-                return Ok((
-                    Sent {
-                        digest: digest.clone(),
-                        size: up.content_length().unwrap_or_default(),
-                    },
-                    BlobOutcome::Present,
-                ));
+                return skipped(digest, BlobOutcome::Present);
             }
         }
         let password = self.password().await?;
@@ -160,23 +165,18 @@ impl Registry {
                     .await
                     .map_err(|e| self.transport(&op, e))?;
                 match res.status().as_u16() {
-                    201 => {
-                        if let Upload::Stored(b) = up {
-                            progress.add(b.size);
-                        }
-                        return Ok((
-                            Sent {
-                                digest: digest.clone(),
-                                size: up.content_length().unwrap_or_default(),
-                            },
-                            BlobOutcome::Mounted { from },
-                        ));
-                    }
+                    201 => return skipped(digest, BlobOutcome::Mounted { from }),
                     202 => {
                         session = Some(self.location(&res, &op)?);
                         break;
                     }
-                    _ => return Err(Self::refusal(&op, res).await),
+                    // Refused credentials and transient failures are what
+                    // they are; any other refusal (the source repository is
+                    // gone, say) only means this blob gets uploaded.
+                    401 | 403 | 408 | 429 | 500..=599 => return Err(Self::refusal(&op, res).await),
+                    status => {
+                        tracing::info!("{op}: the registry answered {status}; uploading instead")
+                    }
                 }
             }
         }

@@ -16,18 +16,16 @@
 //! hoist accepts for loopback only.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 
-type Body = BoxBody<Bytes, std::io::Error>;
+use super::server::{Body, Running, full, serve};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Faults {
@@ -66,7 +64,7 @@ impl Stats {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Running,
 }
 
 impl Proxy {
@@ -87,9 +85,6 @@ impl Proxy {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let state = Arc::new(State {
             options,
@@ -99,36 +94,11 @@ impl Proxy {
             rng: Mutex::new((options.faults.map_or(1, |f| f.seed) | 1, 0)),
             sessions: Mutex::new(HashMap::new()),
         });
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let state = state.clone();
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
-        });
+        let server = serve(move |req| handle(state.clone(), req));
         Proxy {
-            addr,
+            addr: server.addr,
             stats,
-            _stop: stop,
+            _server: server,
         }
     }
 }
@@ -176,18 +146,6 @@ impl State {
     }
 }
 
-fn full(status: StatusCode, body: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json")
-        .body(
-            Full::new(Bytes::from(body.to_string()))
-                .map_err(|e: Infallible| match e {})
-                .boxed(),
-        )
-        .unwrap()
-}
-
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -198,14 +156,14 @@ async fn handle(
         Some(Fault::Status500) => {
             stats.faults_500.fetch_add(1, Ordering::Relaxed);
             return Ok(full(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                500,
                 r#"{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}"#,
             ));
         }
         Some(Fault::Status429) => {
             stats.faults_429.fetch_add(1, Ordering::Relaxed);
             let mut r = full(
-                StatusCode::TOO_MANY_REQUESTS,
+                429,
                 r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"Rate exceeded"}]}"#,
             );
             r.headers_mut().insert("Retry-After", "0".parse().unwrap());
@@ -222,7 +180,7 @@ async fn handle(
 
     if state.options.deny {
         let mut r = full(
-            StatusCode::UNAUTHORIZED,
+            401,
             r#"{"errors":[{"code":"DENIED","message":"Your authorization token is invalid."}]}"#,
         );
         r.headers_mut().insert("Www-Authenticate", r#"Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#.parse().unwrap());
@@ -248,7 +206,7 @@ async fn handle(
         {
             stats.media_types_refused.fetch_add(1, Ordering::Relaxed);
             return Ok(full(
-                StatusCode::BAD_REQUEST,
+                400,
                 r#"{"errors":[{"code":"MANIFEST_INVALID","message":"Invalid parameter at 'ImageManifestMediaType' failed to satisfy constraint"}]}"#,
             ));
         }
@@ -273,7 +231,7 @@ async fn handle(
                 // ECR's silent drop: read the data, keep none of it.
                 stats.patches_dropped.fetch_add(1, Ordering::Relaxed);
                 let _ = req.into_body().collect().await;
-                let mut r = full(StatusCode::CREATED, "");
+                let mut r = full(201, "");
                 r.headers_mut().insert("Location", path.parse().unwrap());
                 r.headers_mut().insert(
                     "Range",

@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response};
 
-type Body = BoxBody<Bytes, std::io::Error>;
+use super::server::{Body, Running, full, serve};
 
 #[derive(Default)]
 pub struct Counts {
@@ -24,7 +23,7 @@ pub struct Counts {
 pub struct ForwardProxy {
     pub addr: SocketAddr,
     pub counts: Arc<Counts>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Running,
 }
 
 impl ForwardProxy {
@@ -41,52 +40,16 @@ impl ForwardProxy {
     }
 
     pub fn start() -> ForwardProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let client = reqwest::Client::builder().no_proxy().build().unwrap();
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let (c, client) = (c.clone(), client.clone());
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| handle(c.clone(), client.clone(), req));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                    .with_upgrades()
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
-        });
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let server = serve(move |req| handle(c.clone(), client.clone(), req));
         ForwardProxy {
-            addr,
+            addr: server.addr,
             counts,
-            _stop: stop,
+            _server: server,
         }
     }
-}
-
-fn empty(status: u16) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
-        .unwrap()
 }
 
 async fn handle(
@@ -96,7 +59,7 @@ async fn handle(
 ) -> Result<Response<Body>, std::io::Error> {
     if req.method() == Method::CONNECT {
         let Some(target) = req.uri().authority().map(|a| a.to_string()) else {
-            return Ok(empty(400));
+            return Ok(full(400, ""));
         };
         counts.tunnels.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -109,11 +72,11 @@ async fn handle(
             let mut client = hyper_util::rt::TokioIo::new(upgraded);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
-        return Ok(empty(200));
+        return Ok(full(200, ""));
     }
     // Absolute-form: GET http://host:port/path HTTP/1.1
     if req.uri().scheme().is_none() {
-        return Ok(empty(400));
+        return Ok(full(400, ""));
     }
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
     let mut out = client.request(req.method().clone(), req.uri().to_string());

@@ -6,6 +6,7 @@
 pub mod ecr_proxy;
 pub mod fixtures;
 pub mod forward_proxy;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
