@@ -7,21 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::fixtures::{self, Layout};
-use common::{hoist, hoist_in, local, pull_back, registry_manifest, registry_tags, unique};
-
-fn push(source: &Path, repo: &str, extra: &[&str]) -> common::Run {
-    let mut args = vec![
-        "push",
-        source.to_str().unwrap(),
-        "--repository",
-        repo,
-        "--output",
-        "json",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    hoist(&args, &[])
-}
+use common::{hoist, hoist_in, local, pull_back, push, registry_manifest, registry_tags, unique};
 
 /// Push, pull back with skopeo (which verifies every blob), and check the
 /// registry holds exactly the bytes whose sha256 is the digest hoist printed.

@@ -10,20 +10,11 @@ use common::ecr_proxy::{Faults, Options, Proxy, Stats};
 use common::fixtures::{self, Layout};
 use common::{hoist, local, pull_back, registry_manifest, unique};
 
+/// Push through `proxy` (a --registry-endpoint) instead of straight to the registry.
 fn push_via(proxy: &str, source: &std::path::Path, repo: &str, extra: &[&str]) -> common::Run {
-    let mut args = vec![
-        "push",
-        source.to_str().unwrap(),
-        "--repository",
-        repo,
-        "--output",
-        "json",
-        "-q",
-        "--registry-endpoint",
-        proxy,
-    ];
+    let mut args = vec!["--registry-endpoint", proxy];
     args.extend_from_slice(extra);
-    hoist(&args, &[])
+    common::push(source, repo, &args)
 }
 
 #[test]

@@ -156,14 +156,7 @@ impl Registry {
                 url.query_pairs_mut()
                     .append_pair("mount", &digest.to_string())
                     .append_pair("from", &from);
-                let res = self
-                    .http
-                    .post(url)
-                    .header("Authorization", &auth)
-                    .header(CONTENT_LENGTH, 0)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport(&op, e))?;
+                let res = self.start_upload(url, &auth, &op).await?;
                 match res.status().as_u16() {
                     201 => return skipped(digest, BlobOutcome::Mounted { from }),
                     202 => {
@@ -184,14 +177,7 @@ impl Registry {
             Some(l) => l,
             None => {
                 let op = format!("starting the upload of {}", up.label());
-                let res = self
-                    .http
-                    .post(uploads)
-                    .header("Authorization", &auth)
-                    .header(CONTENT_LENGTH, 0)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport(&op, e))?;
+                let res = self.start_upload(uploads, &auth, &op).await?;
                 if res.status().as_u16() != 202 {
                     return Err(Self::refusal(&op, res).await);
                 }
@@ -218,6 +204,21 @@ impl Registry {
                 .await;
         }
         result.map(|sent| (sent, BlobOutcome::Uploaded))
+    }
+
+    /// POST …/blobs/uploads/ (with `mount` and `from` for a mount).
+    async fn start_upload(
+        &self,
+        url: url::Url,
+        auth: &str,
+        op: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let req = self
+            .http
+            .post(url)
+            .header("Authorization", auth)
+            .header(CONTENT_LENGTH, 0);
+        req.send().await.map_err(|e| self.transport(op, e))
     }
 
     async fn send_body(

@@ -20,12 +20,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::server::{Body, Running, full, serve};
+use super::server::{Body, Running, answer, full, relay, serve};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Faults {
@@ -250,18 +249,7 @@ async fn handle(
         Some(q) => format!("{}{path}?{q}", state.upstream),
         None => format!("{}{path}", state.upstream),
     };
-    let mut out = state.client.request(method.clone(), &url);
-    for (k, v) in req.headers() {
-        if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
-            out = out.header(k, v);
-        }
-    }
-    let body = http_body_util::BodyDataStream::new(req.into_body());
-    let res = out
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .map_err(std::io::Error::other)?;
+    let res = relay(&state.client, &url, req).await?;
 
     let mut status = res.status();
     if state.options.ecr
@@ -281,24 +269,9 @@ async fn handle(
                 .1 = Some(range.to_string());
         }
     }
-    let mut builder = Response::builder().status(status);
-    for (k, v) in res.headers() {
-        match k.as_str() {
-            "connection" | "transfer-encoding" => {}
-            // The upstream names itself; send clients back here instead.
-            "location" => {
-                let loc = v.to_str().unwrap_or_default();
-                let rel = loc.strip_prefix(&state.upstream).unwrap_or(loc);
-                builder = builder.header(k, rel);
-            }
-            _ => builder = builder.header(k, v),
-        }
-    }
-    let stream = res
-        .bytes_stream()
-        .map_ok(Frame::data)
-        .map_err(std::io::Error::other);
-    Ok(builder
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap())
+    // The upstream names itself in Location; send clients back here instead.
+    let upstream = state.upstream.clone();
+    Ok(answer(res, status.as_u16(), move |loc| {
+        loc.strip_prefix(&upstream).unwrap_or(loc).to_string()
+    }))
 }

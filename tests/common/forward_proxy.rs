@@ -7,12 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
-use super::server::{Body, Running, full, serve};
+use super::server::{Body, Running, answer, full, relay, serve};
 
 #[derive(Default)]
 pub struct Counts {
@@ -79,32 +77,8 @@ async fn handle(
         return Ok(full(400, ""));
     }
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
-    let mut out = client.request(req.method().clone(), req.uri().to_string());
-    for (k, v) in req.headers() {
-        if !matches!(
-            k.as_str(),
-            "host" | "connection" | "proxy-connection" | "transfer-encoding"
-        ) {
-            out = out.header(k, v);
-        }
-    }
-    let body = http_body_util::BodyDataStream::new(req.into_body());
-    let res = out
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .map_err(std::io::Error::other)?;
-    let mut builder = Response::builder().status(res.status());
-    for (k, v) in res.headers() {
-        if !matches!(k.as_str(), "connection" | "transfer-encoding") {
-            builder = builder.header(k, v);
-        }
-    }
-    let stream = res
-        .bytes_stream()
-        .map_ok(Frame::data)
-        .map_err(std::io::Error::other);
-    Ok(builder
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap())
+    let url = req.uri().to_string();
+    let res = relay(&client, &url, req).await?;
+    let status = res.status().as_u16();
+    Ok(answer(res, status, str::to_string))
 }

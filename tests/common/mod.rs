@@ -85,6 +85,21 @@ impl Run {
 /// Run the hoist binary with a clean environment: the local environment's
 /// variables, PATH and TMPDIR, and `extra`. Nothing of the CI system the tests
 /// themselves run in leaks in.
+/// `hoist push SOURCE --repository REPO --output json -q EXTRA…`
+pub fn push(source: &Path, repo: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "push",
+        source.to_str().unwrap(),
+        "--repository",
+        repo,
+        "--output",
+        "json",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    hoist(&args, &[])
+}
+
 pub fn hoist(args: &[&str], extra: &[(&str, &str)]) -> Run {
     hoist_in(None, args, extra)
 }

@@ -70,3 +70,51 @@ where
     });
     Running { addr, _stop: stop }
 }
+
+/// Send `req` on to `url` with `client`, body streamed, hop-by-hop headers
+/// dropped.
+pub async fn relay(
+    client: &reqwest::Client,
+    url: &str,
+    req: Request<Incoming>,
+) -> std::io::Result<reqwest::Response> {
+    let mut out = client.request(req.method().clone(), url);
+    for (k, v) in req.headers() {
+        if !matches!(
+            k.as_str(),
+            "host" | "connection" | "proxy-connection" | "transfer-encoding"
+        ) {
+            out = out.header(k, v);
+        }
+    }
+    let body = http_body_util::BodyDataStream::new(req.into_body());
+    out.body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// The upstream's answer as ours, body streamed, with `status`; `location`
+/// rewrites a Location header.
+pub fn answer(
+    res: reqwest::Response,
+    status: u16,
+    location: impl Fn(&str) -> String,
+) -> Response<Body> {
+    use futures_util::TryStreamExt;
+    let mut builder = Response::builder().status(status);
+    for (k, v) in res.headers() {
+        match k.as_str() {
+            "connection" | "transfer-encoding" => {}
+            "location" => builder = builder.header(k, location(v.to_str().unwrap_or_default())),
+            _ => builder = builder.header(k, v),
+        }
+    }
+    let stream = res
+        .bytes_stream()
+        .map_ok(hyper::body::Frame::data)
+        .map_err(std::io::Error::other);
+    builder
+        .body(BodyExt::boxed(http_body_util::StreamBody::new(stream)))
+        .unwrap()
+}
