@@ -38,6 +38,34 @@ pub struct Global {
     #[arg(long, global = true, env = "HOIST_REGISTRY_ENDPOINT")]
     pub registry_endpoint: Option<String>,
 
+    /// Role to assume with the CI job's OIDC token (without it: the AWS default credential chain)
+    #[arg(long, global = true, env = "HOIST_ROLE_ARN")]
+    pub role_arn: Option<String>,
+
+    /// Audience to request the OIDC token for and to expect in it (default sts.amazonaws.com; .cn in China regions)
+    #[arg(long, global = true, env = "HOIST_AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// Session length in seconds, 900–43200 (default: the role's, usually 3600); hoist refreshes before it ends
+    #[arg(long, global = true, env = "HOIST_DURATION")]
+    pub duration: Option<i32>,
+
+    /// Read the OIDC token from this file (re-read at every refresh)
+    #[arg(long, global = true, env = "HOIST_ID_TOKEN_FILE")]
+    pub id_token_file: Option<PathBuf>,
+
+    /// Read the OIDC token from this environment variable (GitLab default: HOIST_ID_TOKEN)
+    #[arg(long, global = true, env = "HOIST_ID_TOKEN_ENV")]
+    pub id_token_env: Option<String>,
+
+    /// A second role to assume with the first one's credentials (another account)
+    #[arg(long, global = true, env = "HOIST_CHAIN_ROLE_ARN")]
+    pub chain_role_arn: Option<String>,
+
+    /// A JSON IAM policy file that narrows the session's permissions
+    #[arg(long, global = true, env = "HOIST_SESSION_POLICY")]
+    pub session_policy: Option<PathBuf>,
+
     /// No progress lines
     #[arg(long, short, global = true, env = "HOIST_QUIET")]
     pub quiet: bool,
@@ -55,6 +83,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Exchange the CI job's OIDC token for the role's credentials and say who hoist became
+    Auth(AuthArgs),
     /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
     Push(PushArgs),
 }
@@ -92,4 +122,11 @@ pub struct PushArgs {
     /// Also write the digest to this file
     #[arg(long, env = "HOIST_DIGEST_FILE")]
     pub digest_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Hand the credentials to later steps: $GITHUB_ENV on GitHub (masked), the --dotenv file if given, otherwise `export` lines on stdout
+    #[arg(long, env = "HOIST_EXPORT")]
+    pub export: bool,
 }

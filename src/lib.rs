@@ -4,6 +4,7 @@
 //! `registry` (talk to ECR) make up `push`; `ci` is the seam to the CI
 //! systems; `report` is the one result every output is made from.
 
+pub mod auth;
 pub mod aws;
 pub mod ci;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod progress;
 pub mod push;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod secret;
 
 use ci::Ci;
@@ -33,6 +35,26 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
     };
     let net = net::Network::from_env(&env)?;
     let outcome = match cli.command {
+        Command::Auth(args) => {
+            if cli.global.role_arn.is_none() {
+                return Err(ConfigError::new("hoist auth needs the role to assume")
+                    .hint("pass --role-arn (or set HOIST_ROLE_ARN)")
+                    .into());
+            }
+            let (sdk, assumed) = auth::setup::aws_config(&cli.global, &ci, &env, &net).await?;
+            let assumed = assumed.expect("a role was given");
+            let exported = if args.export {
+                Some(export(
+                    &ci,
+                    &assumed,
+                    sdk.region().map(|r| r.as_ref()),
+                    cli.global.dotenv.as_deref(),
+                )?)
+            } else {
+                None
+            };
+            Outcome::Auth(report::AuthReport::new(&ci, &assumed, exported))
+        }
         Command::Push(args) => {
             let settings = push::Settings {
                 source: args.source,
@@ -54,7 +76,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             // The image is read and checked before any call to AWS: bad input
             // fails fast, and touches nothing.
             let image = push::open(&settings).await?;
-            let sdk = aws::sdk_config(cli.global.region.as_deref(), &net).await?;
+            let (sdk, _) = auth::setup::aws_config(&cli.global, &ci, &env, &net).await?;
             let ecr = registry::Ecr::new(&sdk);
             let masker = ci.clone();
             let mask = Box::new(move |s: &str| masker.mask(s));
@@ -78,6 +100,69 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         tracing::warn!("{warning}");
     }
     Ok(outcome)
+}
+
+/// `hoist auth --export`: the credentials for later steps that run other AWS
+/// tools. On GitHub into $GITHUB_ENV (each value was masked when STS handed
+/// it over); elsewhere into the dotenv file the user named, or as `export`
+/// lines on stdout. Returns where they went.
+fn export(
+    ci: &Ci,
+    a: &auth::sts::Assumed,
+    region: Option<&str>,
+    dotenv: Option<&std::path::Path>,
+) -> Result<report::Export, Error> {
+    let c = &a.credentials;
+    let mut vars = vec![
+        ("AWS_ACCESS_KEY_ID", c.access_key_id().to_string()),
+        ("AWS_SECRET_ACCESS_KEY", c.secret_access_key().to_string()),
+        (
+            "AWS_SESSION_TOKEN",
+            c.session_token().unwrap_or_default().to_string(),
+        ),
+    ];
+    if let Some(r) = region {
+        vars.push(("AWS_REGION", r.to_string()));
+        vars.push(("AWS_DEFAULT_REGION", r.to_string()));
+    }
+    let lines: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let write = |path: &std::path::Path, text: &str, what: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| {
+                Error::from(
+                    ConfigError::new(format!(
+                        "could not write the credentials to {what} ({})",
+                        path.display()
+                    ))
+                    .source(e),
+                )
+            })
+    };
+    match (ci, dotenv) {
+        (Ci::GitHub(g), _) if g.github_env.is_some() => {
+            write(
+                g.github_env.as_deref().expect("checked"),
+                &lines,
+                "$GITHUB_ENV",
+            )?;
+            Ok(report::Export::GitHubEnv)
+        }
+        (_, Some(path)) => {
+            write(path, &lines, "the dotenv file")?;
+            Ok(report::Export::Dotenv(path.display().to_string()))
+        }
+        _ => Ok(report::Export::Shell(
+            vars.iter()
+                .map(|(k, v)| format!("export {k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
+    }
 }
 
 /// The first TLS handshake of a process seeds aws-lc's random generator from

@@ -7,6 +7,7 @@ use crate::env::Env;
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct CircleCi {
     pub circle_build_url: Option<String>,
+    pub circle_build_num: Option<String>,
     pub circle_sha1: Option<String>,
     pub circle_workflow_id: Option<String>,
 }

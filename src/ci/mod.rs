@@ -11,6 +11,7 @@ mod circleci;
 mod github;
 mod gitlab;
 mod jenkins;
+mod token;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use circleci::CircleCi;
 pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use jenkins::Jenkins;
+pub use token::{GITLAB_TOKEN_VAR, TokenOptions, TokenSource};
 
 #[derive(Debug, Clone)]
 pub enum Ci {

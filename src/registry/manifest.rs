@@ -4,8 +4,9 @@
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use reqwest::header::HeaderValue;
 
-use super::{Registry, RegistryError, retry};
+use super::{Registry, RegistryError};
 use crate::image::{Digest, MANIFEST_TYPES};
+use crate::retry;
 
 fn is_not_found(e: &OciDistributionError) -> bool {
     match e {

@@ -10,7 +10,7 @@
 
 pub mod ecr;
 mod manifest;
-pub mod retry;
+
 mod upload;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +26,7 @@ use url::Url;
 use crate::error::{Class, ConfigError, Diagnose};
 use crate::image::{Digest, ImageError};
 use crate::net::Network;
+use crate::retry;
 use crate::secret::Secret;
 pub use ecr::{Ecr, EcrAuth, Mutability, RepoInfo};
 pub use upload::{BlobOutcome, Upload};

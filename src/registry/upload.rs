@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
-use super::{Registry, RegistryError, retry};
+use super::{Registry, RegistryError};
 use crate::image::stream::{self, BlobStream, Sent};
 use crate::image::{Blob, Digest, DockerLayer};
 use crate::progress::Progress;
+use crate::retry;
 
 /// What to upload: a stored blob (digest known, verified as it streams) or a
 /// docker layer (digest learnt while it streams, compressed on the way).

@@ -1,4 +1,6 @@
-//! The one retry layer for registry HTTP calls (the AWS SDK has its own).
+//! Retries with backoff and jitter, for the calls hoist retries itself:
+//! registry HTTP requests and the STS exchange (other AWS calls use the SDK's
+//! own retries). One retry layer per kind of call.
 //!
 //! Retried: 408, 429 and 5xx answers, and connections that fail or drop.
 //! Not retried: every other 4xx (the request itself is wrong: retrying it only

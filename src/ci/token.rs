@@ -1,0 +1,202 @@
+//! Where a job's OIDC token comes from, per CI system, and how to get a fresh
+//! one when the first has expired (long jobs re-assume the role).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use super::Ci;
+use crate::auth::AuthError;
+use crate::env::Env;
+use crate::secret::Secret;
+
+/// The GitLab variable hoist reads by default; the GitLab template sets it
+/// with `id_tokens: HOIST_ID_TOKEN: aud: sts.amazonaws.com`.
+pub const GITLAB_TOKEN_VAR: &str = "HOIST_ID_TOKEN";
+
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// A file, read again for every token (AWS_WEB_IDENTITY_TOKEN_FILE,
+    /// Jenkins's oidc-provider credential bound as a file, --id-token-file).
+    File(PathBuf),
+    /// A variable: fixed for the job (GitLab id_tokens, CircleCI, Bitbucket,
+    /// --id-token-env).
+    Var { name: String, value: Secret },
+    /// GitHub's token endpoint, asked anew each time.
+    GitHub { url: String, bearer: Secret },
+    /// `buildkite-agent oidc request-token`, run anew each time.
+    Buildkite { lifetime_secs: u32 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TokenOptions {
+    pub file: Option<PathBuf>,
+    pub var: Option<String>,
+}
+
+impl Ci {
+    /// This job's token source. `--id-token-file` and `--id-token-env` win
+    /// over everything; then each system's own way.
+    pub fn token_source(&self, env: &Env, opts: &TokenOptions) -> Result<TokenSource, AuthError> {
+        if let Some(f) = &opts.file {
+            return Ok(TokenSource::File(f.clone()));
+        }
+        if let Some(name) = &opts.var {
+            return var(env, name).ok_or_else(|| AuthError::NoToken {
+                why: format!("--id-token-env names {name}, which is not set"),
+                hint: format!("set {name} to the job's OIDC token, or point --id-token-env at the variable that holds it"),
+            });
+        }
+        let file = || {
+            env.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .map(|f| TokenSource::File(PathBuf::from(f)))
+        };
+        match self {
+            Ci::GitHub(_) => match (env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")) {
+                (Some(url), Some(bearer)) => Ok(TokenSource::GitHub { url: url.to_string(), bearer: Secret::new(bearer) }),
+                _ => Err(AuthError::NoToken {
+                    why: "GitHub Actions gives this job no OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set)".into(),
+                    hint: "add `permissions: id-token: write` to the workflow or the job (a job-level `permissions:` replaces the workflow's); pull requests from forks never get one".into(),
+                }),
+            },
+            Ci::GitLab(_) => var(env, GITLAB_TOKEN_VAR).or_else(file).ok_or_else(|| AuthError::NoToken {
+                why: format!("GitLab CI: the job has no {GITLAB_TOKEN_VAR} variable"),
+                hint: format!("add to the job:\n  id_tokens:\n    {GITLAB_TOKEN_VAR}:\n      aud: sts.amazonaws.com\n  (or name another id_tokens variable with --id-token-env)"),
+            }),
+            Ci::Buildkite(_) => Ok(TokenSource::Buildkite { lifetime_secs: 900 }),
+            Ci::CircleCi(_) => var(env, "CIRCLE_OIDC_TOKEN_V2").or_else(|| var(env, "CIRCLE_OIDC_TOKEN")).or_else(file).ok_or_else(|| AuthError::NoToken {
+                why: "CircleCI gives this job no OIDC token (CIRCLE_OIDC_TOKEN_V2 / CIRCLE_OIDC_TOKEN are not set)".into(),
+                hint: "OIDC tokens need a job that uses a CircleCI context; see CircleCI's OpenID Connect tokens documentation".into(),
+            }),
+            Ci::Bitbucket(_) => var(env, "BITBUCKET_STEP_OIDC_TOKEN").or_else(file).ok_or_else(|| AuthError::NoToken {
+                why: "Bitbucket Pipelines gives this step no OIDC token (BITBUCKET_STEP_OIDC_TOKEN is not set)".into(),
+                hint: "add `oidc: true` to the step".into(),
+            }),
+            Ci::Jenkins(_) | Ci::Local => file().ok_or_else(|| AuthError::NoToken {
+                why: format!("{}: no OIDC token was found", if matches!(self, Ci::Jenkins(_)) { "Jenkins" } else { "no CI system was detected, and" }),
+                hint: "Jenkins: bind the oidc-provider plugin's token credential as a file to AWS_WEB_IDENTITY_TOKEN_FILE (withCredentials); anywhere: --id-token-file PATH or --id-token-env VAR; or --ci NAME if detection missed your CI system".into(),
+            }),
+        }
+    }
+
+    /// The run this job belongs to, for the STS session name (CloudTrail).
+    pub fn run_id(&self) -> Option<String> {
+        match self {
+            Ci::GitHub(g) => g
+                .github_run_id
+                .as_ref()
+                .map(|r| format!("{r}-{}", g.github_run_attempt.as_deref().unwrap_or("1"))),
+            Ci::GitLab(g) => g.ci_job_id.clone(),
+            Ci::Buildkite(b) => b.buildkite_job_id.clone(),
+            Ci::CircleCi(c) => c.circle_build_num.clone(),
+            Ci::Bitbucket(b) => b.bitbucket_build_number.clone(),
+            Ci::Jenkins(j) => j.build_tag.clone(),
+            Ci::Local => None,
+        }
+    }
+}
+
+fn var(env: &Env, name: &str) -> Option<TokenSource> {
+    env.get(name).map(|v| TokenSource::Var {
+        name: name.to_string(),
+        value: Secret::new(v.trim()),
+    })
+}
+
+impl TokenSource {
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::File(p) => format!("the file {}", p.display()),
+            TokenSource::Var { name, .. } => format!("${name}"),
+            TokenSource::GitHub { .. } => "GitHub's OIDC token endpoint".into(),
+            TokenSource::Buildkite { .. } => "buildkite-agent oidc request-token".into(),
+        }
+    }
+
+    /// Whether asking again can give a newer token.
+    pub fn renews(&self) -> bool {
+        !matches!(self, TokenSource::Var { .. })
+    }
+
+    /// A token for `audience`.
+    pub async fn fetch(&self, http: &reqwest::Client, audience: &str) -> Result<Secret, AuthError> {
+        let failed = |reason: String, transient: bool| AuthError::TokenFetch {
+            from: self.describe(),
+            reason,
+            transient,
+        };
+        match self {
+            TokenSource::File(path) => {
+                let text = tokio::fs::read_to_string(path).await.map_err(|e| AuthError::NoToken {
+                    why: format!("the token file {} cannot be read: {e}", path.display()),
+                    hint: "check --id-token-file / AWS_WEB_IDENTITY_TOKEN_FILE (Jenkins: the credential must be bound as a file)".into(),
+                })?;
+                Ok(Secret::new(text.trim()))
+            }
+            TokenSource::Var { value, .. } => Ok(value.clone()),
+            TokenSource::GitHub { url, bearer } => {
+                // The URL already carries a query string.
+                let mut u = url::Url::parse(url).map_err(|e| {
+                    failed(
+                        format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"),
+                        false,
+                    )
+                })?;
+                u.query_pairs_mut().append_pair("audience", audience);
+                let res = http
+                    .get(u)
+                    .header("Authorization", format!("bearer {}", bearer.reveal()))
+                    .header("Accept", "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        failed(format!("the request failed: {}", e.without_url()), true)
+                    })?;
+                let status = res.status();
+                if !status.is_success() {
+                    return Err(failed(
+                        format!("it answered {status}"),
+                        status.is_server_error() || status.as_u16() == 429,
+                    ));
+                }
+                #[derive(serde::Deserialize)]
+                struct Answer {
+                    value: String,
+                }
+                let a: Answer = res.json().await.map_err(|e| {
+                    failed(
+                        format!("its answer has no token: {}", e.without_url()),
+                        false,
+                    )
+                })?;
+                Ok(Secret::new(a.value))
+            }
+            TokenSource::Buildkite { lifetime_secs } => {
+                let out = tokio::process::Command::new("buildkite-agent")
+                    .args([
+                        "oidc",
+                        "request-token",
+                        "--audience",
+                        audience,
+                        "--lifetime",
+                        &lifetime_secs.to_string(),
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|e| AuthError::NoToken {
+                        why: format!("buildkite-agent cannot be run: {e}"),
+                        hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH"
+                            .into(),
+                    })?;
+                if !out.status.success() {
+                    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    return Err(failed(
+                        format!("buildkite-agent exited with {}: {stderr}", out.status),
+                        false,
+                    ));
+                }
+                Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+            }
+        }
+    }
+}
