@@ -55,13 +55,15 @@ def main():
         # moto is local: fail fast rather than stall the queue on retries.
         config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30),
     )
-    tls = ssl.create_default_context(cafile=args.ca)
     auth = "Basic " + base64.b64encode(f"{args.user}:{args.password}".encode()).decode()
 
     def fetch_manifest(repo, digest):
         req = urllib.request.Request(
             f"{args.registry}/v2/{repo}/manifests/{digest}",
             headers={"Authorization": auth, "Accept": ", ".join(MANIFEST_TYPES)})
+        # The CA is read per request: `localenv up` may have made a new one
+        # (after a lost certificate) while this process kept running.
+        tls = ssl.create_default_context(cafile=args.ca)
         with urllib.request.urlopen(req, context=tls, timeout=10) as res:
             return res.read(), res.headers.get("Content-Type")
 
@@ -78,6 +80,13 @@ def main():
         if algo == "sha256" and hashlib.sha256(body).hexdigest() != hexdigest:
             logging.info("skipped %s: the registry served bytes of another digest", what)
             return
+        # Asked first because moto's PutImage into a missing repository is an
+        # HTTP 500 with a traceback in moto.log, not RepositoryNotFoundException.
+        try:
+            ecr.describe_repositories(repositoryNames=[repo])
+        except ecr.exceptions.RepositoryNotFoundException:
+            logging.info("skipped %s: no such repository in moto", what)
+            return
         params = dict(repositoryName=repo, imageManifest=body.decode(), imageDigest=digest,
                       imageManifestMediaType=served_type or media_type)
         if tag:
@@ -85,16 +94,29 @@ def main():
         try:
             ecr.put_image(**params)
             logging.info("mirrored %s", what)
-        except ecr.exceptions.RepositoryNotFoundException:
-            logging.info("skipped %s: no such repository in moto", what)
-        except Exception as e:  # e.g. ImageAlreadyExistsException on an immutable tag
+        except ecr.exceptions.ImageAlreadyExistsException as e:
+            # moto refuses the same manifest+tag twice even where ECR accepts it
+            # (mutable repositories); an immutable tag on another image is a refusal.
+            if tag and tag in tags_of(repo, digest):
+                logging.info("already in moto: %s", what)
+            else:
+                logging.info("moto refused %s: %s", what, e)
+        except Exception as e:
             logging.info("moto refused %s: %s", what, e)
+
+    def tags_of(repo, digest):
+        try:
+            images = ecr.describe_images(repositoryName=repo, imageIds=[{"imageDigest": digest}])["imageDetails"]
+        except Exception:
+            return []
+        return [t for image in images for t in image.get("imageTags") or []]
 
     envelopes = queue.Queue()
 
     def worker():
         while True:
             body = envelopes.get()
+            logging.debug("envelope: %s", body.decode(errors="replace"))
             try:
                 events = json.loads(body).get("events") or []
             except ValueError as e:

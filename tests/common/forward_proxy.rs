@@ -16,6 +16,8 @@ use super::server::{Body, Running, answer, full, relay, serve};
 pub struct Counts {
     pub tunnels: AtomicUsize,
     pub forwarded: AtomicUsize,
+    /// The access key id each forwarded, SigV4-signed request was signed with.
+    pub signed_by: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct ForwardProxy {
@@ -31,6 +33,10 @@ impl ForwardProxy {
 
     pub fn tunnels(&self) -> usize {
         self.counts.tunnels.load(Ordering::Relaxed)
+    }
+
+    pub fn signed_by(&self) -> Vec<String> {
+        self.counts.signed_by.lock().unwrap().clone()
     }
 
     pub fn forwarded(&self) -> usize {
@@ -77,6 +83,16 @@ async fn handle(
         return Ok(full(400, ""));
     }
     counts.forwarded.fetch_add(1, Ordering::Relaxed);
+    if let Some(auth) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(rest) = auth.split("Credential=").nth(1) {
+            let key = rest.split('/').next().unwrap_or_default().to_string();
+            counts.signed_by.lock().unwrap().push(key);
+        }
+    }
     let url = req.uri().to_string();
     let res = relay(&client, &url, req).await?;
     let status = res.status().as_u16();

@@ -1,0 +1,499 @@
+//! The auth stage against moto's STS: tokens signed here with a key made
+//! here, in each CI system's claim shapes (aws-facts.md part E), fetched the
+//! way each system hands them out.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::forward_proxy::ForwardProxy;
+use common::server::{full, serve};
+use common::{Run, fixtures, hoist, unique};
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/ci-deploy";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A JWT with `claims` (plus iat/exp), signed with a key this test run made.
+fn jwt(claims: Value) -> String {
+    use std::sync::OnceLock;
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    let key = KEY.get_or_init(|| fixtures::random_bytes(32, fixtures::fresh_seed()));
+    let mut c = claims;
+    c["iat"] = json!(now());
+    if c.get("exp").is_none() {
+        c["exp"] = json!(now() + 300);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &c,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+fn github_claims() -> Value {
+    json!({
+        "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com",
+        "sub": "repo:acme/app:environment:production", "environment": "production",
+        "repository": "acme/app", "ref": "refs/heads/main", "job_workflow_ref": "acme/app/.github/workflows/deploy.yml@refs/heads/main",
+        "event_name": "push", "run_id": "4242", "run_attempt": "1", "runner_environment": "github-hosted",
+    })
+}
+
+fn gitlab_claims() -> Value {
+    json!({
+        "iss": "https://gitlab.com", "aud": "sts.amazonaws.com",
+        "sub": "project_path:acme/app:ref_type:branch:ref:main", "project_path": "acme/app", "namespace_path": "acme",
+        "ref": "main", "ref_type": "branch", "ref_protected": "true", "pipeline_id": "991", "job_id": "12345",
+    })
+}
+
+/// Every secret a test handed in, or hoist could have printed.
+fn assert_quiet_about(run: &Run, secrets: &[&str]) {
+    for text in [&run.stdout, &run.stderr] {
+        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+            for s in secrets {
+                assert!(!line.contains(s), "a secret reached the output: {line}");
+            }
+            assert!(
+                !line.contains("ASIA"),
+                "an STS access key id reached the output: {line}"
+            );
+        }
+    }
+}
+
+fn auth(extra_args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut args = vec!["auth", "--role-arn", ROLE, "--output", "json"];
+    args.extend_from_slice(extra_args);
+    hoist(&args, env)
+}
+
+#[test]
+fn token_file_then_push_with_the_new_credentials() {
+    let token = jwt(gitlab_claims());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, &token).unwrap();
+    // moto is plain http: HTTP_PROXY carries the AWS calls, so the test sees
+    // which key signed them.
+    let proxy = ForwardProxy::start();
+    let (_, m) = fixtures::Layout::simple(&dir.path().join("img"), 1, 1000);
+    let run = hoist(
+        &[
+            "push",
+            dir.path().join("img").to_str().unwrap(),
+            "--repository",
+            &unique("oidc"),
+            "--create-repository",
+            "--role-arn",
+            ROLE,
+            "--id-token-file",
+            file.to_str().unwrap(),
+        ],
+        &[("HTTP_PROXY", &proxy.url())],
+    );
+    run.ok();
+    assert_eq!(run.stdout.trim(), m.digest);
+    assert!(
+        run.stderr.contains(
+            "authenticated as arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-local"
+        ),
+        "{}",
+        run.stderr
+    );
+    let keys = proxy.signed_by();
+    assert!(!keys.is_empty(), "ECR calls went through the proxy");
+    assert!(
+        keys.iter().all(|k| k.starts_with("ASIA")),
+        "every ECR call was signed with the role's temporary key, not the environment's: {keys:?}"
+    );
+    assert_quiet_about(&run, &[&token]);
+}
+
+#[test]
+fn github_token_endpoint_checks_bearer_and_audience() {
+    let token = jwt(github_claims());
+    let t = token.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let endpoint = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (t, s) = (t.clone(), s.clone());
+        async move {
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            s.lock().unwrap().push(query.clone());
+            if auth != "bearer request-token-xyz" {
+                return Ok(full(401, "{}"));
+            }
+            Ok(full(200, &json!({ "value": t }).to_string()))
+        }
+    });
+    let url = format!("http://{}/token?api-version=2.0", endpoint.addr);
+    let run = auth(
+        &[],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token-xyz"),
+            ("GITHUB_RUN_ID", "4242"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+        ],
+    );
+    let report = run.ok().json();
+    assert_eq!(
+        report["authenticated_arn"],
+        "arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-github-4242-2"
+    );
+    assert_eq!(report["aws_account_id"], "123456789012");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["api-version=2.0&audience=sts.amazonaws.com"],
+        "the URL's own query is kept, the audience added"
+    );
+    assert!(
+        run.stderr.contains(&format!("::add-mask::{token}")),
+        "the token is masked on GitHub"
+    );
+    assert_quiet_about(&run, &[&token, "request-token-xyz"]);
+}
+
+#[test]
+fn github_without_id_token_permission() {
+    let run = auth(&[], &[("GITHUB_ACTIONS", "true")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("permissions: id-token: write"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn buildkite_agent_is_asked_for_the_audience() {
+    let token = jwt(
+        json!({ "iss": "https://agent.buildkite.com", "aud": "sts.amazonaws.com", "sub": "organization:acme:pipeline:app:ref:refs/heads/main:commit:abc:step:deploy", "organization_slug": "acme", "pipeline_slug": "app" }),
+    );
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls");
+    let agent = bin.path().join("buildkite-agent");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" = oidc ] && echo '{token}'\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = auth(
+        &[],
+        &[
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_JOB_ID", "0190-abc"),
+            ("PATH", &path),
+        ],
+    );
+    let report = run.ok().json();
+    assert_eq!(
+        report["authenticated_arn"],
+        "arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-buildkite-0190-abc"
+    );
+    let calls = std::fs::read_to_string(log).unwrap();
+    assert!(
+        calls.contains("oidc request-token --audience sts.amazonaws.com --lifetime"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("meta-data set hoist-authenticated-arn"),
+        "outputs as meta-data: {calls}"
+    );
+    assert_quiet_about(&run, &[&token]);
+}
+
+#[test]
+fn each_ci_systems_variable() {
+    for (ci_env, var) in [
+        (("GITLAB_CI", "true"), "HOIST_ID_TOKEN"),
+        (("CIRCLECI", "true"), "CIRCLE_OIDC_TOKEN_V2"),
+        (
+            ("BITBUCKET_BUILD_NUMBER", "17"),
+            "BITBUCKET_STEP_OIDC_TOKEN",
+        ),
+    ] {
+        let token = jwt(gitlab_claims());
+        let project = tempfile::tempdir().unwrap();
+        let run = auth(
+            &[],
+            &[
+                ci_env,
+                (var, &token),
+                ("CI_PROJECT_DIR", project.path().to_str().unwrap()),
+            ],
+        );
+        run.ok();
+        assert_quiet_about(&run, &[&token]);
+    }
+    // Jenkins: the oidc-provider plugin's credential bound as a file.
+    let token = jwt(
+        json!({ "iss": "https://jenkins.example.com/oidc", "aud": "sts.amazonaws.com", "sub": "https://jenkins.example.com/job/app/" }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t"), &token).unwrap();
+    let run = auth(
+        &[],
+        &[
+            ("JENKINS_URL", "https://jenkins.example.com/"),
+            ("BUILD_TAG", "jenkins-app-12"),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                dir.path().join("t").to_str().unwrap(),
+            ),
+        ],
+    );
+    assert_eq!(
+        run.ok().json()["authenticated_arn"],
+        "arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-jenkins-jenkins-app-12"
+    );
+}
+
+#[test]
+fn export_to_github_env_and_as_shell_lines() {
+    let token = jwt(github_claims());
+    let dir = tempfile::tempdir().unwrap();
+    let github_env = dir.path().join("github_env");
+    let run = auth(
+        &["--export", "--id-token-env", "MY_TOKEN"],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_ENV", github_env.to_str().unwrap()),
+            ("MY_TOKEN", &token),
+        ],
+    );
+    run.ok();
+    let written = std::fs::read_to_string(&github_env).unwrap();
+    for k in [
+        "AWS_ACCESS_KEY_ID=ASIA",
+        "AWS_SECRET_ACCESS_KEY=",
+        "AWS_SESSION_TOKEN=",
+        "AWS_REGION=us-east-1",
+    ] {
+        assert!(written.contains(k), "{k} in $GITHUB_ENV");
+    }
+    let key = written
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY="))
+        .unwrap();
+    assert!(
+        run.stderr.contains(&format!("::add-mask::{key}")),
+        "each credential is masked"
+    );
+    assert_quiet_about(&run, &[&token, key]);
+
+    // Elsewhere: export lines on stdout, and only there.
+    let run = hoist(
+        &[
+            "auth",
+            "--role-arn",
+            ROLE,
+            "--export",
+            "--id-token-env",
+            "MY_TOKEN",
+        ],
+        &[("MY_TOKEN", &token)],
+    );
+    run.ok();
+    assert!(
+        run.stdout.starts_with("export AWS_ACCESS_KEY_ID=ASIA"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("ASIA"));
+}
+
+#[test]
+fn what_can_be_seen_locally_fails_before_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    let expired = jwt(
+        json!({ "iss": "https://gitlab.com", "aud": "sts.amazonaws.com", "sub": "project_path:acme/app:ref_type:branch:ref:main", "exp": now() - 60 }),
+    );
+    let wrong_aud = jwt(
+        json!({ "iss": "https://gitlab.com", "aud": "https://gitlab.com", "sub": "project_path:acme/app:ref_type:branch:ref:main" }),
+    );
+    let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
+        (
+            vec![
+                ("HOIST_ID_TOKEN", expired.clone()),
+                ("GITLAB_CI", "true".into()),
+            ],
+            vec![],
+            "expired",
+        ),
+        (
+            vec![
+                ("HOIST_ID_TOKEN", wrong_aud.clone()),
+                ("GITLAB_CI", "true".into()),
+            ],
+            vec![],
+            "not 'sts.amazonaws.com'",
+        ),
+        (
+            vec![
+                ("HOIST_ID_TOKEN", "not-a-jwt".into()),
+                ("GITLAB_CI", "true".into()),
+            ],
+            vec![],
+            "not a JWT",
+        ),
+        (vec![("GITLAB_CI", "true".into())], vec![], "id_tokens"),
+        (vec![], vec!["--ci", "travis"], "unknown CI system"),
+        (vec![], vec![], "--id-token-file"),
+    ];
+    for (env, args, needle) in cases {
+        let proxy = ForwardProxy::start();
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = proxy.url();
+        env.push(("HTTP_PROXY", &url));
+        env.push(("CI_PROJECT_DIR", dir.path().to_str().unwrap()));
+        let run = auth(&args, &env);
+        assert_eq!(run.code, 2, "{needle}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+        assert!(run.stderr.contains("hint:"), "{needle}: {}", run.stderr);
+        assert_eq!(proxy.forwarded(), 0, "{needle}: no call reached AWS");
+        assert_quiet_about(&run, &[&expired, &wrong_aud]);
+    }
+}
+
+/// An STS in front of moto's that fails as told, then passes requests on.
+fn flaky_sts(
+    failures: Vec<(u16, &'static str)>,
+) -> (
+    common::server::Running,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let moto = common::local().vars["AWS_ENDPOINT_URL"].clone();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (c, failures, moto, client) =
+            (c.clone(), failures.clone(), moto.clone(), client.clone());
+        async move {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            if let Some((status, code)) = failures.get(n) {
+                let body = format!(
+                    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>injected {code}</Message></Error><RequestId>r{n}</RequestId></ErrorResponse>"
+                );
+                let mut r = full(*status, &body);
+                r.headers_mut()
+                    .insert("content-type", "text/xml".parse().unwrap());
+                return Ok(r);
+            }
+            let url = format!(
+                "{moto}{}",
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            );
+            let res = common::server::relay(&client, &url, req).await?;
+            let status = res.status().as_u16();
+            Ok(common::server::answer(res, status, str::to_string))
+        }
+    });
+    (server, calls)
+}
+
+#[test]
+fn idp_communication_errors_are_retried() {
+    let token = jwt(gitlab_claims());
+    let (sts, calls) = flaky_sts(vec![
+        (400, "IDPCommunicationError"),
+        (400, "IDPCommunicationError"),
+    ]);
+    let endpoint = format!("http://{}", sts.addr);
+    let run = auth(
+        &["--id-token-env", "T"],
+        &[("T", &token), ("AWS_ENDPOINT_URL_STS", &endpoint)],
+    );
+    run.ok();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        run.stderr.contains("IDPCommunicationError") && run.stderr.contains("retrying"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn access_denied_fails_fast_with_the_claims() {
+    let token = jwt(github_claims());
+    let (sts, calls) = flaky_sts(vec![(403, "AccessDenied"); 10]);
+    let endpoint = format!("http://{}", sts.addr);
+    let started = Instant::now();
+    let run = auth(
+        &["--id-token-env", "T"],
+        &[("T", &token), ("AWS_ENDPOINT_URL_STS", &endpoint)],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no retry of a refusal"
+    );
+    for needle in [
+        "AccessDenied",
+        "sub: repo:acme/app:environment:production",
+        "environment: production",
+        "job_workflow_ref:",
+        "hoist doctor",
+        "environment:` to the job changes sub",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}:\n{}", run.stderr);
+    }
+    assert_quiet_about(&run, &[&token]);
+}
+
+#[test]
+fn expired_token_at_sts_gets_a_new_token_from_a_renewing_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t");
+    std::fs::write(&file, jwt(gitlab_claims())).unwrap();
+    let (sts, calls) = flaky_sts(vec![(400, "ExpiredTokenException")]);
+    let endpoint = format!("http://{}", sts.addr);
+    let run = auth(
+        &["--id-token-file", file.to_str().unwrap()],
+        &[("AWS_ENDPOINT_URL_STS", &endpoint)],
+    );
+    run.ok();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        run.stderr.contains("fetching a new token"),
+        "{}",
+        run.stderr
+    );
+}
