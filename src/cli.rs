@@ -85,6 +85,8 @@ pub enum OutputFormat {
 pub enum Command {
     /// Exchange the CI job's OIDC token for the role's credentials and say who hoist became
     Auth(AuthArgs),
+    /// Without calling STS: the CI system, the OIDC token's claims, a trust policy that accepts exactly this job, and whether a given one does
+    Doctor(DoctorArgs),
     /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
     Push(PushArgs),
 }
@@ -129,4 +131,11 @@ pub struct AuthArgs {
     /// Hand the credentials to later steps: $GITHUB_ENV on GitHub (masked), the --dotenv file if given, otherwise `export` lines on stdout
     #[arg(long, env = "HOIST_EXPORT")]
     pub export: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// The role's trust policy to check against this token: `aws iam get-role --role-name NAME` output, or the policy document
+    #[arg(long, env = "HOIST_TRUST_POLICY")]
+    pub trust_policy: Option<std::path::PathBuf>,
 }

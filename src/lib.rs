@@ -55,6 +55,9 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             };
             Outcome::Auth(report::AuthReport::new(&ci, &assumed, exported))
         }
+        Command::Doctor(args) => {
+            Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
+        }
         Command::Push(args) => {
             let settings = push::Settings {
                 source: args.source,
@@ -100,6 +103,88 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         tracing::warn!("{warning}");
     }
     Ok(outcome)
+}
+
+/// `hoist doctor`: everything about the token and the trust policy that can
+/// be known without asking STS.
+async fn doctor(
+    g: &cli::Global,
+    args: &cli::DoctorArgs,
+    ci: &Ci,
+    env: &Env,
+    net: &net::Network,
+) -> Result<report::DoctorReport, Error> {
+    use auth::trust;
+    let region = g
+        .region
+        .as_deref()
+        .or_else(|| env.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]));
+    let audience = g
+        .audience
+        .clone()
+        .unwrap_or_else(|| auth::default_audience(region).to_string());
+    let source = ci.token_source(
+        env,
+        &ci::TokenOptions {
+            file: g.id_token_file.clone(),
+            var: g.id_token_env.clone(),
+        },
+    )?;
+    let token = source.fetch(&net.reqwest()?, &audience).await?;
+    ci.mask(token.reveal());
+    let claims = auth::claims::Claims::decode(&token)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let problems: Vec<String> = claims
+        .check(&audience, now)
+        .err()
+        .map(|e| e.to_string())
+        .into_iter()
+        .collect();
+    let account = g
+        .role_arn
+        .as_deref()
+        .and_then(|arn| arn.split(':').nth(4))
+        .filter(|a| !a.is_empty());
+    let (policy_accepts, policy_findings) = match &args.trust_policy {
+        None => (None, vec![]),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(format!("--trust-policy {} cannot be read", path.display()))
+                    .source(e)
+            })?;
+            let input: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                ConfigError::new(format!("--trust-policy {} is not JSON", path.display())).source(e)
+            })?;
+            let doc = trust::document(&input).ok_or_else(|| {
+                ConfigError::new(format!("--trust-policy {} holds no trust policy", path.display())).hint("give `aws iam get-role --role-name NAME` output, or the policy document itself")
+            })?;
+            match trust::evaluate(&doc, &claims) {
+                trust::Verdict::Accepts { statement } => {
+                    (Some(true), vec![format!("statement {statement}")])
+                }
+                trust::Verdict::Rejects(m) => (
+                    Some(false),
+                    m.into_iter()
+                        .map(|m| format!("statement {}: {}", m.statement, m.reason))
+                        .collect(),
+                ),
+            }
+        }
+    };
+    Ok(report::DoctorReport {
+        ci: ci.name(),
+        token_source: source.describe(),
+        trust_policy: trust::policy_for(&claims, &audience, account),
+        audience,
+        claims: claims.shown(),
+        expires_in_secs: claims.expires_at().map(|e| e - now),
+        problems,
+        policy_accepts,
+        policy_findings,
+    })
 }
 
 /// `hoist auth --export`: the credentials for later steps that run other AWS

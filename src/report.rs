@@ -14,6 +14,7 @@ use crate::push;
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Outcome {
     Auth(AuthReport),
+    Doctor(DoctorReport),
     Push(push::Report),
 }
 
@@ -26,6 +27,23 @@ pub struct AuthReport {
     pub expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exported: Option<Export>,
+}
+
+/// What `hoist doctor` found.
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub ci: &'static str,
+    pub token_source: String,
+    pub audience: String,
+    pub claims: Vec<(String, String)>,
+    pub expires_in_secs: Option<i64>,
+    /// What is wrong with the token itself (expired, another audience).
+    pub problems: Vec<String>,
+    pub trust_policy: serde_json::Value,
+    /// With --trust-policy: whether it accepts this token, and if not why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_accepts: Option<bool>,
+    pub policy_findings: Vec<String>,
 }
 
 /// Where `--export` put the credentials.
@@ -55,7 +73,11 @@ impl AuthReport {
 
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
-        0
+        match self {
+            // A diagnosis that found something wrong is a configuration error.
+            Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => 2,
+            _ => 0,
+        }
     }
 
     /// What goes to stdout: the digest, so `$(hoist push …)` works; or the
@@ -71,6 +93,9 @@ impl Outcome {
                     ..
                 }) => lines.clone(),
                 Outcome::Auth(r) => r.authenticated_arn.clone(),
+                Outcome::Doctor(d) => {
+                    serde_json::to_string_pretty(&d.trust_policy).expect("a policy serializes")
+                }
                 Outcome::Push(r) => r.digest.to_string(),
             },
         }
@@ -79,6 +104,36 @@ impl Outcome {
     /// The line for the log (stderr).
     pub fn log(&self) -> String {
         match self {
+            Outcome::Doctor(d) => {
+                let mut out = format!(
+                    "CI system: {}\ntoken from: {}\nexpected audience: {}\nclaims:",
+                    d.ci, d.token_source, d.audience
+                );
+                for (k, v) in &d.claims {
+                    out.push_str(&format!("\n    {k}: {v}"));
+                }
+                if let Some(s) = d.expires_in_secs {
+                    out.push_str(&format!("\ntoken expires in {s} s"));
+                }
+                for p in &d.problems {
+                    out.push_str(&format!("\nproblem: {p}"));
+                }
+                match d.policy_accepts {
+                    Some(true) => out.push_str(&format!(
+                        "\nthe trust policy accepts this token ({})",
+                        d.policy_findings.join("; ")
+                    )),
+                    Some(false) => {
+                        out.push_str("\nthe trust policy does NOT accept this token:");
+                        for f in &d.policy_findings {
+                            out.push_str(&format!("\n    {f}"));
+                        }
+                    }
+                    None => {}
+                }
+                out.push_str("\na trust policy that accepts exactly this job is on stdout");
+                out
+            }
             Outcome::Auth(r) => {
                 let to = match &r.exported {
                     Some(Export::GitHubEnv) => "; credentials exported to $GITHUB_ENV",
@@ -98,6 +153,10 @@ impl Outcome {
     pub fn outputs(&self) -> Outputs {
         let mut o = Outputs::default();
         match self {
+            Outcome::Doctor(d) => {
+                let accepts = d.policy_accepts.map(|b| b.to_string()).unwrap_or_default();
+                o.set("trust-policy-accepts", accepts);
+            }
             Outcome::Auth(r) => {
                 o.set(
                     "aws-account-id",

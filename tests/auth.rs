@@ -497,3 +497,169 @@ fn expired_token_at_sts_gets_a_new_token_from_a_renewing_source() {
         run.stderr
     );
 }
+
+#[test]
+fn doctor_prints_a_policy_that_accepts_exactly_this_job() {
+    let claims = github_claims();
+    let token = jwt(claims.clone());
+    let proxy = ForwardProxy::start();
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("T", token.as_str()),
+        ("HTTP_PROXY", proxy.url().leak()),
+    ];
+    let run = hoist(&["doctor", "--id-token-env", "T", "--role-arn", ROLE], &env);
+    run.ok();
+    assert_eq!(proxy.forwarded(), 0, "doctor never calls STS");
+    for needle in [
+        "CI system: github",
+        "sub: repo:acme/app:environment:production",
+        "environment: production",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}:\n{}", run.stderr);
+    }
+    // The policy's conditions, checked here against the claims, not by hoist.
+    let policy: Value = serde_json::from_str(&run.stdout).unwrap();
+    let st = &policy["Statement"][0];
+    assert_eq!(
+        st["Principal"]["Federated"],
+        "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    );
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+    let cond = st["Condition"]["StringEquals"].as_object().unwrap();
+    assert_eq!(cond.len(), 2);
+    assert_eq!(
+        cond["token.actions.githubusercontent.com:aud"],
+        claims["aud"]
+    );
+    assert_eq!(
+        cond["token.actions.githubusercontent.com:sub"],
+        claims["sub"]
+    );
+
+    // And hoist's own check agrees, in `aws iam get-role` form.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("role.json");
+    std::fs::write(
+        &file,
+        json!({ "Role": { "RoleName": "ci-deploy", "AssumeRolePolicyDocument": policy } })
+            .to_string(),
+    )
+    .unwrap();
+    let run = hoist(
+        &[
+            "doctor",
+            "--id-token-env",
+            "T",
+            "--trust-policy",
+            file.to_str().unwrap(),
+        ],
+        &env,
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("the trust policy accepts this token"),
+        "{}",
+        run.stderr
+    );
+    assert_quiet_about(&run, &[&token]);
+}
+
+#[test]
+fn doctor_names_the_condition_that_does_not_match() {
+    // The classic: the policy was written for the main branch; the job
+    // gained `environment: production`, which changes sub.
+    let token = jwt(github_claims());
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": { "token.actions.githubusercontent.com:aud": "sts.amazonaws.com" },
+                "StringLike": { "token.actions.githubusercontent.com:sub": "repo:acme/app:ref:refs/heads/main" }
+            }
+        }]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let run = hoist(
+        &[
+            "doctor",
+            "--id-token-env",
+            "T",
+            "--trust-policy",
+            file.to_str().unwrap(),
+        ],
+        &[("GITHUB_ACTIONS", "true"), ("T", &token)],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("does NOT accept"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("StringLike token.actions.githubusercontent.com:sub = repo:acme/app:ref:refs/heads/main does not hold: the token's sub is repo:acme/app:environment:production"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(":aud ="),
+        "the audience condition holds and is not blamed:\n{}",
+        run.stderr
+    );
+}
+
+/// Long jobs: when the SDK finds the credentials about to expire, the
+/// provider gets a fresh token and exchanges it again.
+#[test]
+fn credentials_about_to_expire_are_refreshed_with_a_fresh_token() {
+    use aws_credential_types::provider::ProvideCredentials;
+    use hoist::auth::sts::{Exchange, Refreshing};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t");
+    std::fs::write(&file, jwt(gitlab_claims())).unwrap();
+    let (sts_front, calls) = flaky_sts(vec![]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conf = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://{}", sts_front.addr))
+            .build();
+        let exchange = Exchange {
+            role_arn: ROLE.into(),
+            chain_role_arn: None,
+            session_name: "hoist-test".into(),
+            audience: "sts.amazonaws.com".into(),
+            duration_secs: None,
+            session_policy: None,
+            source: hoist::ci::TokenSource::File(file.clone()),
+            sts: aws_sdk_sts::Client::from_conf(conf),
+            http: reqwest::Client::new(),
+            mask: std::sync::Arc::new(|_| {}),
+            policy: Default::default(),
+        };
+        // What the first exchange got, with a minute left.
+        let almost = aws_credential_types::Credentials::new(
+            "AKIAOLD",
+            "old",
+            Some("old".into()),
+            Some(SystemTime::now() + Duration::from_secs(30)),
+            "test",
+        );
+        // The CI system has minted a new token meanwhile.
+        std::fs::write(&file, jwt(gitlab_claims())).unwrap();
+        let provider = Refreshing::new(exchange, almost);
+        let fresh = provider.provide_credentials().await.expect("refreshed");
+        assert_ne!(fresh.access_key_id(), "AKIAOLD");
+        assert!(fresh.expiry().unwrap() > SystemTime::now() + Duration::from_secs(600));
+    });
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one new exchange"
+    );
+}

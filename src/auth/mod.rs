@@ -5,6 +5,7 @@
 pub mod claims;
 pub mod setup;
 pub mod sts;
+pub mod trust;
 
 use crate::error::{Class, Diagnose};
 
