@@ -20,24 +20,9 @@ use serde_json::json;
 const ECR: Options = Options {
     ecr: true,
     faults: None,
+    probe_503: false,
+    deny: false,
 };
-
-/// `hoist push SOURCE --repository REPO --output json -q` against `endpoint`.
-fn push_via(endpoint: &str, source: &Path, repo: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "push",
-        source.to_str().unwrap(),
-        "--repository",
-        repo,
-        "--registry-endpoint",
-        endpoint,
-        "--output",
-        "json",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    hoist(&args, &[])
-}
 
 /// The report of a push that worked, after checking that the real registry
 /// holds the image: skopeo pulls it back and verifies every blob.
@@ -79,7 +64,7 @@ fn one_patch_per_blob_carries_a_12_mib_layer_and_small_ones() {
     let proxy = Proxy::start(ECR);
     let repo = unique("ecr-onepatch");
 
-    let run = push_via(
+    let run = common::push_via(
         &proxy.endpoint(),
         dir.path(),
         &repo,
@@ -136,7 +121,7 @@ fn mount_answered_202_falls_back_to_an_upload() {
     // mounts every blob — so what follows is down to the 202 alone.
     let plain = Proxy::start(Options::default());
     let repo = unique("ecr-mount-plain");
-    let run = push_via(
+    let run = common::push_via(
         &plain.endpoint(),
         dir.path(),
         &repo,
@@ -151,7 +136,7 @@ fn mount_answered_202_falls_back_to_an_upload() {
     // upload session, and hoist uploads into it.
     let proxy = Proxy::start(ECR);
     let repo = unique("ecr-mount-202");
-    let run = push_via(
+    let run = common::push_via(
         &proxy.endpoint(),
         dir.path(),
         &repo,
@@ -340,7 +325,7 @@ fn media_type_with_parameters_fails_before_any_request() {
         layout_with_media_type(dir.path(), at, media_type);
         let proxy = Proxy::start(ECR);
         let repo = unique("semicolon");
-        let run = push_via(
+        let run = common::push_via(
             &proxy.endpoint(),
             dir.path(),
             &repo,

@@ -6,29 +6,11 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{Desc, Layout};
-use common::{Run, hoist, pull_back, registry_manifest, registry_tags, unique};
+use common::{pull_back, registry_manifest, registry_tags, unique};
 use proxy::{Fault, Faults, MAX_FAULTS, Options, Proxy, upstream_has_blob};
-
-/// `hoist push SOURCE --repository REPO --output json -q` against `endpoint`.
-fn push_via(endpoint: &str, source: &Path, repo: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "push",
-        source.to_str().unwrap(),
-        "--repository",
-        repo,
-        "--registry-endpoint",
-        endpoint,
-        "--output",
-        "json",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    hoist(&args, &[])
-}
 
 /// A seed whose faults include every kind within the first dozen requests
 /// (a push of this image makes more than twenty). Set HOIST_TEST_FAULT_SEED
@@ -63,10 +45,11 @@ fn faults_of_every_kind_are_retried_and_the_push_is_intact() {
     let proxy = Proxy::start(Options {
         ecr: true,
         faults: Some(faults),
+        ..Options::default()
     });
     let repo = unique("faults");
     // Parallel uploads (hoist's default --jobs 4), as in real use.
-    let run = push_via(
+    let run = common::push_via(
         &proxy.endpoint(),
         dir.path(),
         &repo,
@@ -116,7 +99,7 @@ fn a_registry_that_stays_down_fails_clearly_within_a_minute() {
     Layout::simple(dir.path(), 1, 1_000);
     let endpoint = proxy::refused_endpoint();
     let started = Instant::now();
-    let run = push_via(
+    let run = common::push_via(
         &endpoint,
         dir.path(),
         &unique("down"),
@@ -180,10 +163,10 @@ fn a_blob_that_does_not_match_its_digest_fails_and_no_manifest_is_pushed() {
 
     let proxy = Proxy::start(Options {
         ecr: true,
-        faults: None,
+        ..Options::default()
     });
     let repo = unique("mismatch");
-    let run = push_via(
+    let run = common::push_via(
         &proxy.endpoint(),
         dir.path(),
         &repo,
@@ -226,4 +209,32 @@ fn a_blob_that_does_not_match_its_digest_fails_and_no_manifest_is_pushed() {
         !upstream_has_blob(&repo, &bad.digest),
         "the bad bytes were not committed under the digest they do not have"
     );
+}
+
+/// A registry whose `GET /v2/` keeps failing must not turn into "refused
+/// credentials". (Found while writing these tests: oci-client's auth probe
+/// took a 503 for "no authentication needed", and every request after it went
+/// out without credentials.) hoist now gives oci-client ECR's Basic
+/// credentials directly and never probes `/v2/`, so the push goes through.
+#[test]
+fn a_failing_auth_probe_does_not_matter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 1_000);
+    let proxy = Proxy::start(Options {
+        probe_503: true,
+        ..Options::default()
+    });
+    let run = common::push_via(
+        &proxy.endpoint(),
+        dir.path(),
+        &unique("probe503"),
+        &["--create-repository", "--tag", "v1"],
+    );
+    assert!(
+        !run.stderr.contains("Not authorized") && !run.stderr.contains("IAM"),
+        "a 503 is not a refusal of the credentials:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["digest"], m.digest);
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::RegistryTokenType;
 use oci_client::{Reference, RegistryOperation};
 use tokio::sync::{Mutex, RwLock};
 use url::Url;
@@ -185,6 +186,10 @@ impl RegistryError {
             RegistryError::Oci { source, .. } => match source {
                 OciDistributionError::UnauthorizedError { .. }
                 | OciDistributionError::AuthenticationFailure(_) => true,
+                // oci-client's blob HEAD reports a status as a reqwest error.
+                OciDistributionError::RequestError(e) => {
+                    matches!(e.status().map(|s| s.as_u16()), Some(401 | 403))
+                }
                 OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
                 OciDistributionError::RegistryError { envelope, .. } => envelope
                     .errors
@@ -398,9 +403,13 @@ impl Registry {
         )
     }
 
-    /// oci-client, with its credentials in place for `repository`. Its own
-    /// auth step (a probe of /v2/) swallows errors, so hoist runs it here, as
-    /// one attempt: the operation that needs it retries the whole attempt.
+    /// oci-client, with its credentials in place for `repository`.
+    ///
+    /// ECR only ever answers with Basic auth, so hoist hands oci-client the
+    /// credentials instead of letting it probe `/v2/` for a challenge: its
+    /// probe takes a failed answer (a 5xx, a 429) for "no auth needed", and
+    /// every later request would then go out without credentials and come
+    /// back 401. No probe also means two round trips fewer.
     async fn oci_for(&self, repository: &str) -> Result<Arc<oci_client::Client>, RegistryError> {
         let password = self.password().await?;
         let client = self.oci.read().await.clone();
@@ -409,12 +418,13 @@ impl Registry {
         }
         let reference = self.reference(repository, "latest");
         let auth = RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
-        let op = "authenticating with the registry";
-        let (pull, push) = tokio::join!(
-            client.auth(&reference, &auth, RegistryOperation::Pull),
-            client.auth(&reference, &auth, RegistryOperation::Push)
-        );
-        pull.and(push).map_err(|e| RegistryError::oci(op, e))?;
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &auth)
+            .await;
+        for op in [RegistryOperation::Pull, RegistryOperation::Push] {
+            let token = RegistryTokenType::Basic("AWS".into(), password.reveal().to_string());
+            client.tokens.insert(&reference, op, token).await;
+        }
         self.oci_ready.lock().await.insert(repository.to_string());
         Ok(client)
     }

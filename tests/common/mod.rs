@@ -3,7 +3,6 @@
 //! and checking what reached the registry.
 #![allow(dead_code)]
 
-pub mod ecr_proxy;
 pub mod fixtures;
 pub mod forward_proxy;
 pub mod server;
@@ -98,6 +97,14 @@ pub fn push(source: &Path, repo: &str, extra: &[&str]) -> Run {
     ];
     args.extend_from_slice(extra);
     hoist(&args, &[])
+}
+
+/// The same, through `endpoint` (a proxy in front of the registry) as
+/// --registry-endpoint.
+pub fn push_via(endpoint: &str, source: &Path, repo: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["--registry-endpoint", endpoint];
+    args.extend_from_slice(extra);
+    push(source, repo, &args)
 }
 
 pub fn hoist(args: &[&str], extra: &[(&str, &str)]) -> Run {

@@ -6,20 +6,25 @@
 //! Bodies are streamed both ways, never buffered: a push through it uses as
 //! little memory as one straight to the registry.
 //!
-//! Two modes, combinable:
+//! Modes, combinable:
 //! - `ecr`: behave as ECR does where it differs from the Distribution
 //!   registry (../shared/docs/aws-facts.md, part A), so a push that works
 //!   through it would work against ECR:
 //!   - a blob PATCH is answered 201, not 202;
 //!   - the data of the second and later PATCH of an upload session is read
 //!     and silently dropped, and the Range does not advance
-//!     (aws/containers-roadmap#2831; ECR's own threshold is later, dropping
-//!     from the second is stricter);
+//!     (aws/containers-roadmap#2831; whether ECR loses the second or only
+//!     the third is left open there, dropping from the second is the
+//!     stricter reading);
 //!   - a manifest PUT whose Content-Type has parameters (`;`) is refused;
 //!   - a cross-repository mount is answered 202 with a fresh upload session,
 //!     as ECR does when blob mounting is off.
 //! - `faults`: answer a share of requests with 500, 429 or a dropped
 //!   connection instead of forwarding them — deterministic for a seed.
+//! - `probe_503`: answer `GET /v2/` 503 (see a_failing_auth_probe_does_not_matter
+//!   in faults.rs).
+//! - `deny`: refuse every request 401, as a registry of another account does,
+//!   or one the identity may not push to.
 //!
 //! Declare it next to `mod common;` with `#[path = "common/proxy.rs"] mod
 //! proxy;`. It runs on a thread with its own runtime (the tests are
@@ -44,6 +49,12 @@ type Body = BoxBody<Bytes, std::io::Error>;
 pub struct Options {
     pub ecr: bool,
     pub faults: Option<Faults>,
+    /// Answer every `GET /v2/` (the probe clients make to learn how to
+    /// authenticate) 503 without a challenge, as a throttled or failing
+    /// front end does, and forward everything else.
+    pub probe_503: bool,
+    /// Refuse every request as unauthorized.
+    pub deny: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -370,6 +381,23 @@ async fn handle(
 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if state.options.deny {
+        let mut r = json(
+            401,
+            r#"{"errors":[{"code":"DENIED","message":"Your authorization token is invalid."}]}"#,
+        );
+        r.headers_mut().insert(
+            "Www-Authenticate",
+            r#"Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#.parse().unwrap(),
+        );
+        return Ok(r);
+    }
+    if state.options.probe_503 && method == Method::GET && path == "/v2/" {
+        return Ok(json(
+            503,
+            r#"{"errors":[{"code":"UNAVAILABLE","message":"Service Unavailable"}]}"#,
+        ));
+    }
     let mut query = req.uri().query().map(str::to_string);
     let session = session_of(&path);
     let is_patch = method == Method::PATCH && session.is_some();
