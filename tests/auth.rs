@@ -663,3 +663,63 @@ fn credentials_about_to_expire_are_refreshed_with_a_fresh_token() {
         "one new exchange"
     );
 }
+
+#[test]
+fn chain_role_hops_into_another_account() {
+    let token = jwt(gitlab_claims());
+    let other = "arn:aws:iam::210987654321:role/deployer";
+    let run = auth(
+        &["--id-token-env", "T", "--chain-role-arn", other],
+        &[("T", &token)],
+    );
+    let report = run.ok().json();
+    let arn = report["authenticated_arn"].as_str().unwrap();
+    assert!(
+        arn.contains(":assumed-role/deployer/"),
+        "the second role is who hoist became: {arn}"
+    );
+    assert_quiet_about(&run, &[&token]);
+}
+
+#[test]
+fn bad_auth_flags_are_usage_errors() {
+    let token = jwt(gitlab_claims());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.json");
+    std::fs::write(&policy, "not json").unwrap();
+    for (args, needle) in [
+        (
+            vec!["auth", "--role-arn", "ci-deploy", "--id-token-env", "T"],
+            "not an IAM role ARN",
+        ),
+        (
+            vec![
+                "auth",
+                "--role-arn",
+                ROLE,
+                "--duration",
+                "60",
+                "--id-token-env",
+                "T",
+            ],
+            "--duration 60",
+        ),
+        (
+            vec![
+                "auth",
+                "--role-arn",
+                ROLE,
+                "--session-policy",
+                policy.to_str().unwrap(),
+                "--id-token-env",
+                "T",
+            ],
+            "is not JSON",
+        ),
+        (vec!["auth", "--id-token-env", "T"], "--role-arn"),
+    ] {
+        let run = hoist(&args, &[("T", &token)]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+}

@@ -133,13 +133,14 @@ pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Ru
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert_no_secrets(&run);
+    assert_no_secrets(&run, args.contains(&"--export"));
     run
 }
 
-/// Secrets never reach a log or an error message — only GitHub's
-/// `::add-mask::` command may carry them.
-pub fn assert_no_secrets(run: &Run) {
+/// Secrets never reach a log or an error message — in any test. Only
+/// GitHub's `::add-mask::` command may carry them, and `--export`'s stdout,
+/// which exists to hand credentials over.
+pub fn assert_no_secrets(run: &Run, exporting: bool) {
     let l = local();
     let mut secrets = vec![l.password.clone()];
     for k in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
@@ -149,7 +150,12 @@ pub fn assert_no_secrets(run: &Run) {
             }
         }
     }
-    for text in [&run.stdout, &run.stderr] {
+    let streams: Vec<&String> = if exporting {
+        vec![&run.stderr]
+    } else {
+        vec![&run.stdout, &run.stderr]
+    };
+    for text in streams {
         for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
             for s in &secrets {
                 assert!(
@@ -157,8 +163,32 @@ pub fn assert_no_secrets(run: &Run) {
                     "a secret appeared in hoist's output: {line}"
                 );
             }
+            assert!(
+                !looks_like_jwt(line),
+                "an OIDC token appeared in hoist's output: {line}"
+            );
+            assert!(
+                !looks_like_sts_key(line),
+                "an STS access key id appeared in hoist's output: {line}"
+            );
         }
     }
+}
+
+/// `eyJ…` (base64 of `{"`) in three dot-separated parts.
+fn looks_like_jwt(line: &str) -> bool {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .any(|w| w.starts_with("eyJ") && w.split('.').count() == 3 && w.len() > 40)
+}
+
+/// Temporary access key ids: ASIA and 16 more capitals or digits.
+fn looks_like_sts_key(line: &str) -> bool {
+    line.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+        w.len() == 20
+            && w.starts_with("ASIA")
+            && w.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
 }
 
 /// A directory with skopeo's view of the local CA (it wants `ca.crt`).
