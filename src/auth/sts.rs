@@ -158,16 +158,7 @@ impl Exchange {
                 .send()
                 .await;
             match res {
-                Ok(out) => {
-                    let arn = out
-                        .assumed_role_user()
-                        .map(|u| u.arn().to_string())
-                        .unwrap_or_default();
-                    let c = out
-                        .credentials()
-                        .ok_or_else(|| Try::Again("no credentials in the answer".into()))?;
-                    Ok(self.keep(c, arn))
-                }
+                Ok(out) => self.keep(out.assumed_role_user(), out.credentials()),
                 Err(e) => Err(self.judge(e, Some(&claims))),
             }
             .inspect_err(|e| {
@@ -177,17 +168,7 @@ impl Exchange {
             })
         })
         .await;
-        let first = match result {
-            Ok(a) => a,
-            Err((Try::Done(e), _)) => return Err(e),
-            Err((Try::Again(m) | Try::NewToken(m), attempts)) => {
-                return Err(AuthError::Unavailable {
-                    role_arn: self.role_arn.clone(),
-                    attempts,
-                    message: m,
-                });
-            }
-        };
+        let first = settle(result, &self.role_arn)?;
         match &self.chain_role_arn {
             None => Ok(first),
             Some(next) => self.hop(&first, next).await,
@@ -210,7 +191,13 @@ impl Exchange {
     }
 
     /// Keep STS's credentials, masked.
-    fn keep(&self, c: &aws_sdk_sts::types::Credentials, arn: String) -> Assumed {
+    fn keep(
+        &self,
+        user: Option<&aws_sdk_sts::types::AssumedRoleUser>,
+        c: Option<&aws_sdk_sts::types::Credentials>,
+    ) -> Result<Assumed, Try> {
+        let c = c.ok_or_else(|| Try::Again("no credentials in the answer".into()))?;
+        let arn = user.map(|u| u.arn().to_string()).unwrap_or_default();
         for secret in [c.access_key_id(), c.secret_access_key(), c.session_token()] {
             (self.mask)(secret);
         }
@@ -223,11 +210,11 @@ impl Exchange {
             Some(expires),
             "hoist-oidc",
         );
-        Assumed {
+        Ok(Assumed {
             credentials,
             arn,
             expires,
-        }
+        })
     }
 
     fn judge<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: fmt::Debug>(
@@ -289,16 +276,7 @@ impl Exchange {
                 .send()
                 .await
             {
-                Ok(out) => {
-                    let arn = out
-                        .assumed_role_user()
-                        .map(|u| u.arn().to_string())
-                        .unwrap_or_default();
-                    let c = out
-                        .credentials()
-                        .ok_or_else(|| Try::Again("no credentials in the answer".into()))?;
-                    Ok(self.keep(c, arn))
-                }
+                Ok(out) => self.keep(out.assumed_role_user(), out.credentials()),
                 Err(e) => Err(match self.judge(e, None) {
                     Try::Done(AuthError::Refused { code, message, .. }) => {
                         Try::Done(AuthError::Refused {
@@ -314,15 +292,20 @@ impl Exchange {
             }
         })
         .await;
-        match result {
-            Ok(a) => Ok(a),
-            Err((Try::Done(e), _)) => Err(e),
-            Err((Try::Again(m) | Try::NewToken(m), attempts)) => Err(AuthError::Unavailable {
-                role_arn: next.to_string(),
-                attempts,
-                message: m,
-            }),
-        }
+        settle(result, next)
+    }
+}
+
+/// The outcome of a retried exchange, as the user sees it.
+fn settle(result: Result<Assumed, (Try, u32)>, role_arn: &str) -> Result<Assumed, AuthError> {
+    match result {
+        Ok(a) => Ok(a),
+        Err((Try::Done(e), _)) => Err(e),
+        Err((Try::Again(m) | Try::NewToken(m), attempts)) => Err(AuthError::Unavailable {
+            role_arn: role_arn.to_string(),
+            attempts,
+            message: m,
+        }),
     }
 }
 
