@@ -34,6 +34,13 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         None => Ci::detect(&env),
     };
     let net = net::Network::from_env(&env)?;
+    let ctx = Context {
+        global: cli.global.clone(),
+        ci: ci.clone(),
+        env: env.clone(),
+        net: net.clone(),
+        aws: Default::default(),
+    };
     let outcome = match cli.command {
         Command::Auth(args) => {
             if cli.global.role_arn.is_none() {
@@ -41,68 +48,59 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
                     .hint("pass --role-arn (or set HOIST_ROLE_ARN)")
                     .into());
             }
-            let (sdk, assumed) = auth::setup::aws_config(&cli.global, &ci, &env, &net).await?;
-            let assumed = assumed.expect("a role was given");
+            let (sdk, assumed) = ctx.session().await?;
+            let assumed = assumed.as_ref().expect("a role was given");
             let exported = if args.export {
                 Some(export(
                     &ci,
-                    &assumed,
+                    assumed,
                     sdk.region().map(|r| r.as_ref()),
                     cli.global.dotenv.as_deref(),
                 )?)
             } else {
                 None
             };
-            Outcome::Auth(report::AuthReport::new(&ci, &assumed, exported))
+            Outcome::Auth(report::AuthReport::new(&ci, assumed, exported))
         }
         Command::Doctor(args) => {
             Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
         }
-        Command::Push(args) => {
-            let settings = push::Settings {
-                source: args.source,
-                repository: args.repository,
-                tags: args.tags,
-                reference: args.reference,
-                mount_from: args.mount_from,
-                jobs: args.jobs,
-                create_repository: args.create_repository,
-                quiet: cli.global.quiet,
-            };
-            settings.validate()?;
-            let endpoint = cli
-                .global
-                .registry_endpoint
-                .as_deref()
-                .map(registry::parse_endpoint)
-                .transpose()?;
-            // The image is read and checked before any call to AWS: bad input
-            // fails fast, and touches nothing.
-            let image = push::open(&settings).await?;
-            let (sdk, _) = auth::setup::aws_config(&cli.global, &ci, &env, &net).await?;
-            let ecr = registry::Ecr::new(&sdk);
-            let masker = ci.clone();
-            let mask = Box::new(move |s: &str| masker.mask(s));
-            // Independent calls, made at once: the registry password and the
-            // repository's settings.
-            let (registry, repo) = tokio::join!(
-                registry::Registry::connect(ecr.clone(), endpoint, net, Default::default(), mask),
-                push::repository(&settings, &ecr)
-            );
-            let report = push::push(&settings, &image, &registry?, repo?).await?;
-            if let Some(path) = &args.digest_file {
-                std::fs::write(path, report.digest.to_string()).map_err(|e| {
-                    ConfigError::new(format!("could not write the digest to {}", path.display()))
-                        .source(e)
-                })?;
-            }
-            Outcome::Push(report)
-        }
+        Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
     };
     for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {
         tracing::warn!("{warning}");
     }
     Ok(outcome)
+}
+
+/// What every stage of a run shares: the flags every command takes, the CI
+/// system, the environment snapshot, the network settings, and — set up once,
+/// on first use — the AWS configuration with its (refreshing) credentials.
+pub struct Context {
+    pub global: cli::Global,
+    pub ci: Ci,
+    pub env: Env,
+    pub net: net::Network,
+    aws: tokio::sync::OnceCell<(aws_config::SdkConfig, Option<auth::sts::Assumed>)>,
+}
+
+impl Context {
+    /// The SDK configuration, authenticated through OIDC when `--role-arn`
+    /// is given. The first call does the exchange; later stages reuse it.
+    pub async fn aws(&self) -> Result<&aws_config::SdkConfig, Error> {
+        Ok(&self.session().await?.0)
+    }
+
+    /// The SDK configuration and who it assumed (None: the default chain).
+    pub async fn session(
+        &self,
+    ) -> Result<&(aws_config::SdkConfig, Option<auth::sts::Assumed>), Error> {
+        self.aws
+            .get_or_try_init(|| {
+                auth::setup::aws_config(&self.global, &self.ci, &self.env, &self.net)
+            })
+            .await
+    }
 }
 
 /// `hoist doctor`: everything about the token and the trust policy that can

@@ -17,6 +17,52 @@ use crate::progress::{Progress, bytes};
 use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Upload};
 use plan::TagAction;
 
+/// `hoist push`: read and check the image before any call to AWS (bad input
+/// fails fast and touches nothing), then push it.
+pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Report, Error> {
+    let settings = Settings {
+        source: args.source,
+        repository: args.repository,
+        tags: args.tags,
+        reference: args.reference,
+        mount_from: args.mount_from,
+        jobs: args.jobs,
+        create_repository: args.create_repository,
+        quiet: ctx.global.quiet,
+    };
+    settings.validate()?;
+    let endpoint = ctx
+        .global
+        .registry_endpoint
+        .as_deref()
+        .map(crate::registry::parse_endpoint)
+        .transpose()?;
+    let image = open(&settings).await?;
+    let sdk = ctx.aws().await?;
+    let ecr = Ecr::new(sdk);
+    let masker = ctx.ci.clone();
+    let mask = Box::new(move |s: &str| masker.mask(s));
+    // Independent calls, made at once: the registry password and the
+    // repository's settings.
+    let (registry, repo) = tokio::join!(
+        Registry::connect(
+            ecr.clone(),
+            endpoint,
+            ctx.net.clone(),
+            Default::default(),
+            mask
+        ),
+        repository(&settings, &ecr)
+    );
+    let report = push(&settings, &image, &registry?, repo?).await?;
+    if let Some(path) = &args.digest_file {
+        std::fs::write(path, report.digest.to_string()).map_err(|e| {
+            ConfigError::new(format!("could not write the digest to {}", path.display())).source(e)
+        })?;
+    }
+    Ok(report)
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: PathBuf,
