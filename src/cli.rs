@@ -89,6 +89,14 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
     Push(PushArgs),
+    /// The whole pipeline in one step: authenticate, push, gate on the scan, deploy
+    Ship(ShipArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShipArgs {
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 #[derive(Debug, Clone, Args)]

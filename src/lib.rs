@@ -18,6 +18,7 @@ pub mod registry;
 pub mod report;
 pub mod retry;
 pub mod secret;
+pub mod ship;
 
 use ci::Ci;
 use cli::{Cli, Command};
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
         }
         Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
+        Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
     for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {
         tracing::warn!("{warning}");

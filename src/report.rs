@@ -16,6 +16,7 @@ pub enum Outcome {
     Auth(AuthReport),
     Doctor(DoctorReport),
     Push(push::Report),
+    Ship(crate::ship::Report),
 }
 
 /// Who `hoist auth` became. Never the credentials themselves.
@@ -97,6 +98,7 @@ impl Outcome {
                     serde_json::to_string_pretty(&d.trust_policy).expect("a policy serializes")
                 }
                 Outcome::Push(r) => r.digest.to_string(),
+                Outcome::Ship(r) => r.push.digest.to_string(),
             },
         }
     }
@@ -147,6 +149,7 @@ impl Outcome {
                 )
             }
             Outcome::Push(r) => r.summary_line(),
+            Outcome::Ship(r) => r.summary_line(),
         }
     }
 
@@ -168,13 +171,19 @@ impl Outcome {
                     r.authenticated_arn, r.expires_at
                 );
             }
-            Outcome::Push(r) => {
-                o.set("digest", r.digest.to_string());
-                o.set("image-uri", r.image_uri.clone());
-                o.set("repository-uri", format!("{}/{}", r.registry, r.repository));
+            Outcome::Push(r) => push_outputs(&mut o, r),
+            Outcome::Ship(r) => {
+                push_outputs(&mut o, &r.push);
                 o.summary = r.markdown();
             }
         }
         o
     }
+}
+
+fn push_outputs(o: &mut Outputs, r: &push::Report) {
+    o.set("digest", r.digest.to_string());
+    o.set("image-uri", r.image_uri.clone());
+    o.set("repository-uri", format!("{}/{}", r.registry, r.repository));
+    o.summary = r.markdown();
 }
