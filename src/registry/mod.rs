@@ -10,6 +10,7 @@
 
 pub mod ecr;
 mod manifest;
+pub mod reference;
 
 mod upload;
 
