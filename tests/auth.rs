@@ -709,6 +709,20 @@ fn bad_auth_flags_are_usage_errors() {
                 "auth",
                 "--role-arn",
                 ROLE,
+                "--chain-role-arn",
+                ROLE,
+                "--duration",
+                "7200",
+                "--id-token-env",
+                "T",
+            ],
+            "too long with --chain-role-arn",
+        ),
+        (
+            vec![
+                "auth",
+                "--role-arn",
+                ROLE,
                 "--session-policy",
                 policy.to_str().unwrap(),
                 "--id-token-env",
@@ -722,4 +736,139 @@ fn bad_auth_flags_are_usage_errors() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
+}
+
+/// moto's STS ignores the session policy and the duration, so this test reads
+/// what reached STS instead: a recorder in front of moto keeps every request
+/// body (form-encoded Query protocol) and passes it on.
+#[test]
+fn session_policy_duration_and_session_name_reach_sts() {
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let b = bodies.clone();
+    let moto = common::local().vars["AWS_ENDPOINT_URL"].clone();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let sts = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (b, moto, client) = (b.clone(), moto.clone(), client.clone());
+        async move {
+            use http_body_util::BodyExt;
+            let (parts, body) = req.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .to_bytes();
+            b.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&bytes).into_owned());
+            let mut out = client.request(parts.method.clone(), format!("{moto}{}", parts.uri));
+            for (k, v) in &parts.headers {
+                if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
+                    out = out.header(k, v);
+                }
+            }
+            let res = out
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .map_err(std::io::Error::other)?;
+            let status = res.status().as_u16();
+            Ok(common::server::answer(res, status, str::to_string))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}]});
+    let policy_file = dir.path().join("session.json");
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let token = jwt(gitlab_claims());
+    let other = "arn:aws:iam::210987654321:role/deployer";
+    let run = auth(
+        &[
+            "--id-token-env",
+            "T",
+            "--session-policy",
+            policy_file.to_str().unwrap(),
+            "--duration",
+            "1800",
+            "--chain-role-arn",
+            other,
+            "--ci",
+            "gitlab",
+        ],
+        &[
+            ("T", &token),
+            ("CI_JOB_ID", "12345"),
+            ("AWS_ENDPOINT_URL_STS", &format!("http://{}", sts.addr)),
+        ],
+    );
+    run.ok();
+    let sent = bodies.lock().unwrap().clone();
+    let forms: Vec<std::collections::HashMap<String, String>> = sent
+        .iter()
+        .map(|b| {
+            url::form_urlencoded::parse(b.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        forms.len(),
+        2,
+        "the web-identity exchange, then the chained hop: {forms:?}"
+    );
+    let (first, hop) = (&forms[0], &forms[1]);
+    assert_eq!(first["Action"], "AssumeRoleWithWebIdentity");
+    assert_eq!(first["RoleArn"], ROLE);
+    assert_eq!(first["WebIdentityToken"], token);
+    assert_eq!(first["DurationSeconds"], "1800");
+    assert!(
+        !first.contains_key("Policy"),
+        "the policy narrows the last session only: the first must still be allowed the hop"
+    );
+    assert!(
+        first["RoleSessionName"].starts_with("hoist-gitlab-12345"),
+        "{}",
+        first["RoleSessionName"]
+    );
+    assert_eq!(hop["Action"], "AssumeRole");
+    assert_eq!(hop["RoleArn"], other);
+    assert_eq!(hop["DurationSeconds"], "1800");
+    assert_eq!(
+        serde_json::from_str::<Value>(&hop["Policy"]).unwrap(),
+        policy,
+        "the session policy is sent as given, on the session hoist uses"
+    );
+    assert_quiet_about(&run, &[&token]);
+
+    // Without a hop, the one session is the one narrowed.
+    bodies.lock().unwrap().clear();
+    let run = auth(
+        &[
+            "--id-token-env",
+            "T",
+            "--session-policy",
+            policy_file.to_str().unwrap(),
+        ],
+        &[
+            ("T", &token),
+            ("AWS_ENDPOINT_URL_STS", &format!("http://{}", sts.addr)),
+        ],
+    );
+    run.ok();
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(bodies[0].as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(form["Action"], "AssumeRoleWithWebIdentity");
+    assert_eq!(
+        serde_json::from_str::<Value>(&form["Policy"]).unwrap(),
+        policy
+    );
+    assert!(
+        !form.contains_key("DurationSeconds"),
+        "the role's own default applies"
+    );
 }

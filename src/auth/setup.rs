@@ -36,6 +36,14 @@ pub async fn aws_config(
             return Err(ConfigError::new(format!("--duration {d} is out of range")).hint("STS sessions last 900 to 43200 seconds (and at most the role's maximum session duration)").into());
         }
     }
+    // AWS caps a role-chained session at one hour, whatever the role allows.
+    if let (Some(d), Some(_)) = (g.duration, &g.chain_role_arn) {
+        if d > 3600 {
+            return Err(ConfigError::new(format!("--duration {d} is too long with --chain-role-arn"))
+                .hint("AWS limits a chained role session to 3600 seconds; hoist refreshes the credentials before they expire, so a shorter session is fine")
+                .into());
+        }
+    }
     let session_policy = match &g.session_policy {
         None => None,
         Some(path) => {

@@ -154,7 +154,13 @@ impl Exchange {
                 .role_session_name(&self.session_name)
                 .web_identity_token(t.reveal())
                 .set_duration_seconds(self.duration_secs)
-                .set_policy(self.session_policy.clone())
+                // With a chained role the policy narrows the last session:
+                // here it could forbid the sts:AssumeRole the hop needs.
+                .set_policy(if self.chain_role_arn.is_some() {
+                    None
+                } else {
+                    self.session_policy.clone()
+                })
                 .send()
                 .await;
             match res {
@@ -273,6 +279,7 @@ impl Exchange {
                 .role_arn(next)
                 .role_session_name(&self.session_name)
                 .set_duration_seconds(self.duration_secs)
+                .set_policy(self.session_policy.clone())
                 .send()
                 .await
             {

@@ -62,6 +62,10 @@ impl Ci {
                 why: format!("GitLab CI: the job has no {GITLAB_TOKEN_VAR} variable"),
                 hint: format!("add to the job:\n  id_tokens:\n    {GITLAB_TOKEN_VAR}:\n      aud: sts.amazonaws.com\n  (or name another id_tokens variable with --id-token-env)"),
             }),
+            // The token is spent at once on the exchange, and every refresh
+            // asks for a new one: a short life (15 min) is all it needs, and
+            // limits what a leaked token is worth. The STS session's own
+            // length is --duration, independent of it.
             Ci::Buildkite(_) => Ok(TokenSource::Buildkite { lifetime_secs: 900 }),
             Ci::CircleCi(_) => var(env, "CIRCLE_OIDC_TOKEN_V2").or_else(|| var(env, "CIRCLE_OIDC_TOKEN")).or_else(file).ok_or_else(|| AuthError::NoToken {
                 why: "CircleCI gives this job no OIDC token (CIRCLE_OIDC_TOKEN_V2 / CIRCLE_OIDC_TOKEN are not set)".into(),
