@@ -498,6 +498,45 @@ fn expired_token_at_sts_gets_a_new_token_from_a_renewing_source() {
     );
 }
 
+/// InvalidIdentityToken gets exactly one more try, with a new token: STS
+/// also says it when it could not fetch the provider's keys.
+#[test]
+fn invalid_identity_token_gets_one_retry_with_a_new_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t");
+    std::fs::write(&file, jwt(gitlab_claims())).unwrap();
+    let (sts, calls) = flaky_sts(vec![(400, "InvalidIdentityToken")]);
+    let run = auth(
+        &["--id-token-file", file.to_str().unwrap()],
+        &[("AWS_ENDPOINT_URL_STS", &format!("http://{}", sts.addr))],
+    );
+    run.ok();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        run.stderr.contains("fetching a new token"),
+        "{}",
+        run.stderr
+    );
+
+    let (sts, calls) = flaky_sts(vec![(400, "InvalidIdentityToken"); 10]);
+    let run = auth(
+        &["--id-token-file", file.to_str().unwrap()],
+        &[("AWS_ENDPOINT_URL_STS", &format!("http://{}", sts.addr))],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a second refusal is final"
+    );
+    assert!(
+        run.stderr.contains("InvalidIdentityToken")
+            && run.stderr.contains("project_path: acme/app"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn doctor_prints_a_policy_that_accepts_exactly_this_job() {
     let claims = github_claims();

@@ -4,11 +4,13 @@
 //!
 //! Retries (one layer, here; the SDK's own are off for these calls): only
 //! what is transient — IDPCommunicationError, throttling, 5xx, the network.
-//! A refusal (AccessDenied, IDPRejectedClaim, InvalidIdentityToken) fails at
+//! A refusal (AccessDenied, IDPRejectedClaim; InvalidIdentityToken after one
+//! retry with a new token) fails at
 //! once, with the token's claims; an ExpiredTokenException gets a new token
 //! before the next try.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -138,6 +140,8 @@ impl Exchange {
     pub async fn assume(&self) -> Result<Assumed, AuthError> {
         let token = Mutex::new(None);
         let token = &token;
+        let retried_invalid = AtomicBool::new(false);
+        let retried_invalid = &retried_invalid;
         let result = retry::retry(self.policy, |_| async move {
             let cached = token.lock().unwrap().clone();
             let t = match cached {
@@ -165,7 +169,20 @@ impl Exchange {
                 .await;
             match res {
                 Ok(out) => self.keep(out.assumed_role_user(), out.credentials()),
-                Err(e) => Err(self.judge(e, Some(&claims))),
+                Err(e) => Err(match self.judge(e, Some(&claims)) {
+                    // InvalidIdentityToken is also what STS says when it
+                    // could not fetch the provider's keys, or the token was
+                    // minted a moment "in the future" (aws-facts.md part D):
+                    // one more try, with a new token. A second one is final.
+                    Try::Done(AuthError::Refused { code, message, .. })
+                        if code == "InvalidIdentityToken"
+                            && self.source.renews()
+                            && !retried_invalid.swap(true, Ordering::SeqCst) =>
+                    {
+                        Try::NewToken(format!("{code}: {message}"))
+                    }
+                    other => other,
+                }),
             }
             .inspect_err(|e| {
                 if let Try::NewToken(_) = e {
