@@ -97,6 +97,10 @@ pub enum Command {
 pub struct ShipArgs {
     #[command(flatten)]
     pub push: PushArgs,
+
+    /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
+    #[arg(long, env = "HOIST_DRY_RUN")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -66,7 +66,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Command::Doctor(args) => {
             Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
         }
-        Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
+        Command::Push(args) => Outcome::Push(push::run(&ctx, args, false).await?),
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
     for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {

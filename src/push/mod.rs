@@ -18,8 +18,14 @@ use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Uploa
 use plan::TagAction;
 
 /// `hoist push`: read and check the image before any call to AWS (bad input
-/// fails fast and touches nothing), then push it.
-pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Report, Error> {
+/// fails fast and touches nothing), then push it. With `dry_run` (ship's
+/// `--dry-run`), the same reads — the image, the repository, which blobs and
+/// tags the registry has — and no write: the report says what a push would do.
+pub async fn run(
+    ctx: &crate::Context,
+    args: crate::cli::PushArgs,
+    dry_run: bool,
+) -> Result<Report, Error> {
     let settings = Settings {
         source: args.source,
         repository: args.repository,
@@ -29,6 +35,7 @@ pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Rep
         jobs: args.jobs,
         create_repository: args.create_repository,
         quiet: ctx.global.quiet,
+        dry_run,
     };
     settings.validate()?;
     let endpoint = ctx
@@ -54,7 +61,11 @@ pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Rep
         ),
         repository(&settings, &ecr)
     );
-    let report = push(&settings, &image, &registry?, repo?).await?;
+    let report = if dry_run {
+        plan_only(&settings, &image, &registry?, repo?).await?
+    } else {
+        push(&settings, &image, &registry?, repo?).await?
+    };
     if let Some(path) = &args.digest_file {
         std::fs::write(path, report.digest.to_string()).map_err(|e| {
             ConfigError::new(format!("could not write the digest to {}", path.display())).source(e)
@@ -73,6 +84,8 @@ pub struct Settings {
     pub jobs: usize,
     pub create_repository: bool,
     pub quiet: bool,
+    /// Read everything, write nothing.
+    pub dry_run: bool,
 }
 
 impl Settings {
@@ -124,6 +137,9 @@ pub struct Report {
     pub manifests_pushed: usize,
     pub repository_created: bool,
     pub seconds: f64,
+    /// A plan, not a push: the counts say what a push would do.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Open SOURCE (off the async threads: it reads and may decompress).
@@ -139,6 +155,13 @@ pub async fn open(settings: &Settings) -> Result<Image, ImageError> {
 pub async fn repository(settings: &Settings, ecr: &Ecr) -> Result<Option<RepoInfo>, RegistryError> {
     match ecr.repository(&settings.repository).await? {
         Some(r) => Ok(Some(r)),
+        // What --create-repository would make: immutable tags, scan on push.
+        None if settings.create_repository && settings.dry_run => Ok(Some(RepoInfo {
+            name: settings.repository.clone(),
+            mutability: crate::registry::ecr::Mutability::Immutable,
+            scan_on_push: true,
+            created: true,
+        })),
         None if settings.create_repository => {
             let r = ecr.create_repository(&settings.repository).await?;
             eprintln!(
@@ -283,7 +306,118 @@ pub async fn push(
         manifests_pushed,
         repository_created: repo.created,
         seconds: started.elapsed().as_secs_f64(),
+        dry_run: false,
     })
+}
+
+/// What `push` would do, found with reads only: the image's digest (for a
+/// docker archive, by compressing its layers into nothing but a hash), whether
+/// the registry has the image or each blob, what each tag needs. A tag that
+/// could not be moved fails here as it would in the push.
+pub async fn plan_only(
+    settings: &Settings,
+    image: &Image,
+    registry: &Registry,
+    repo: Option<RepoInfo>,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let repo = repo.ok_or_else(|| RegistryError::RepositoryMissing {
+        name: settings.repository.clone(),
+        registry: registry.ecr_host.clone(),
+    })?;
+    let name = settings.repository.as_str();
+    let (digest, media_type, platforms, blobs): (Digest, String, Vec<String>, Vec<(Digest, u64)>) =
+        match &image.root {
+            Root::Stored(root) => (
+                root.digest.clone(),
+                root.media_type.clone(),
+                root.platforms(),
+                root.blobs()
+                    .iter()
+                    .map(|b| (b.digest.clone(), b.size))
+                    .collect(),
+            ),
+            Root::Docker(d) => {
+                let mut sent = vec![Sent {
+                    digest: d.config.digest.clone(),
+                    size: d.config.size,
+                }];
+                for layer in &d.layers {
+                    sent.push(hash_only(layer).await?);
+                }
+                let bytes = plan::docker_manifest(&sent[0], &sent[1..]);
+                (
+                    Digest::of(&bytes),
+                    DOCKER_MANIFEST.to_string(),
+                    d.platform.iter().map(|p| p.to_string()).collect(),
+                    sent.into_iter().map(|s| (s.digest, s.size)).collect(),
+                )
+            }
+        };
+    let mut counts = BlobCounts {
+        total: blobs.len(),
+        ..Default::default()
+    };
+    let present = !repo.created
+        && registry
+            .manifest_digest(name, &digest.to_string())
+            .await?
+            .as_ref()
+            == Some(&digest);
+    for (d, size) in &blobs {
+        if present || (!repo.created && registry.has_blob(name, d).await?) {
+            counts.present += 1;
+        } else {
+            counts.uploaded += 1;
+            counts.bytes_uploaded += size;
+        }
+    }
+    let tags = if repo.created {
+        settings
+            .tags
+            .iter()
+            .map(|t| (t.clone(), TagAction::Put))
+            .collect()
+    } else {
+        tag_plan(settings, registry, &repo, &digest).await?
+    };
+    let tag_reports = tags
+        .into_iter()
+        .map(|(tag, action)| TagReport {
+            tag,
+            action: if action == TagAction::Put {
+                "would push"
+            } else {
+                "unchanged"
+            },
+        })
+        .collect();
+    Ok(Report {
+        image_uri: format!("{}@{}", registry.repository_uri(name), digest),
+        digest,
+        repository: name.to_string(),
+        registry: registry.ecr_host.clone(),
+        media_type,
+        source_format: image.format,
+        platforms,
+        tags: tag_reports,
+        blobs: counts,
+        manifests_pushed: 0,
+        repository_created: repo.created,
+        seconds: started.elapsed().as_secs_f64(),
+        dry_run: true,
+    })
+}
+
+/// A docker layer's digest and size as a push would send it, sending nothing.
+async fn hash_only(layer: &crate::image::DockerLayer) -> Result<Sent, ImageError> {
+    let stream = crate::image::stream::docker_layer(layer, std::sync::Arc::new(|_| {}));
+    let (body, verdict) = stream.into_parts();
+    body.for_each(|_| async {}).await;
+    verdict.await.map_err(|_| ImageError::Read {
+        what: format!("layer {}", layer.name),
+        source: std::io::Error::other("the compressor stopped"),
+    })?
 }
 
 /// PUT a manifest by digest unless the registry has it already; true if
@@ -369,6 +503,20 @@ async fn upload_all(
 impl Report {
     pub fn summary_line(&self) -> String {
         let b = &self.blobs;
+        if self.dry_run {
+            return format!(
+                "dry run: would push {}: {} to upload ({}), {} already there{}",
+                self.image_uri,
+                plural(b.uploaded, "blob"),
+                bytes(b.bytes_uploaded),
+                b.present,
+                if self.repository_created {
+                    "; the repository would be created"
+                } else {
+                    ""
+                }
+            );
+        }
         format!(
             "pushed {} in {:.1}s: {} uploaded ({}), {} mounted, {} already there; {}",
             self.image_uri,

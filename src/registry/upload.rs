@@ -79,6 +79,14 @@ impl Registry {
             .map_err(|e| RegistryError::oci(op, e))
     }
 
+    /// Whether the registry has the blob (reads only; retried on its own).
+    pub async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let op = format!("checking for blob {} in {repository}", digest.short());
+        retry::retry(self.policy, |_| self.head_blob(repository, digest))
+            .await
+            .map_err(|e| RegistryError::after(&op, e))
+    }
+
     /// Push one blob unless the registry has it; returns what the blob is
     /// (its digest and size as sent) and how it got there.
     pub async fn push_blob(

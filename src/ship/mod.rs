@@ -16,7 +16,7 @@ pub struct Report {
 }
 
 pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
-    let pushed = push::run(ctx, args.push).await?;
+    let pushed = push::run(ctx, args.push, args.dry_run).await?;
     Ok(Report { push: pushed })
 }
 
