@@ -292,16 +292,6 @@ fn layout_with_media_type(dir: &Path, at: Where, media_type: &str) {
     l.write_index(&[(Some("latest"), &m)]);
 }
 
-fn repository_exists(name: &str) -> bool {
-    common::ecr(async |c| {
-        c.describe_repositories()
-            .repository_names(name)
-            .send()
-            .await
-            .is_ok()
-    })
-}
-
 /// ECR refuses media types with parameters; hoist finds them on disk and
 /// fails before the registry, or even the ECR API, hears of the push.
 #[test]
@@ -349,7 +339,7 @@ fn media_type_with_parameters_fails_before_any_request() {
             "{at:?}: nothing reached the registry"
         );
         assert!(
-            !repository_exists(&repo),
+            !common::repository_exists(&repo),
             "{at:?}: the repository was not created for an image that cannot be pushed"
         );
     }

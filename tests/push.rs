@@ -72,11 +72,7 @@ fn oci_archive_plain_and_gzip() {
 fn docker_save_archive_plain_and_gzip_is_compressed_on_the_way_up() {
     let work = tempfile::tempdir().unwrap();
     let layout = fixtures::buildah_layout(work.path());
-    let archive = work.path().join("image.docker.tar");
-    fixtures::skopeo_copy(
-        &format!("oci:{}:latest", layout.display()),
-        &format!("docker-archive:{}:app:v1", archive.display()),
-    );
+    let archive = fixtures::docker_archive(work.path(), &layout);
     let gz = fixtures::gzip(&archive);
     let repo = unique("dockersave");
     let report = push_and_verify(&gz, &repo, &["--create-repository", "--tag", "v1"]);

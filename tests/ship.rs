@@ -18,16 +18,6 @@ fn ship(source: &std::path::Path, repo: &str, extra: &[&str]) -> common::Run {
     hoist(&args, &[])
 }
 
-fn repository_exists(name: &str) -> bool {
-    common::ecr(async |c| {
-        c.describe_repositories()
-            .repository_names(name)
-            .send()
-            .await
-            .is_ok()
-    })
-}
-
 /// A dry run reads the image and the registry and writes nothing: no
 /// repository, no blob, no manifest — and names the digest the push then
 /// produces, for a docker archive too (compressed into a hash only).
@@ -35,11 +25,7 @@ fn repository_exists(name: &str) -> bool {
 fn dry_run_pushes_nothing_and_knows_the_digest() {
     let work = tempfile::tempdir().unwrap();
     let layout = fixtures::buildah_layout(work.path());
-    let archive = work.path().join("image.docker.tar");
-    fixtures::skopeo_copy(
-        &format!("oci:{}:latest", layout.display()),
-        &format!("docker-archive:{}:app:v1", archive.display()),
-    );
+    let archive = fixtures::docker_archive(work.path(), &layout);
     for source in [&layout, &archive] {
         let repo = unique("shipdry");
         let run = ship(
@@ -58,7 +44,10 @@ fn dry_run_pushes_nothing_and_knows_the_digest() {
         );
         assert_eq!(planned["tags"][0]["action"], "would push");
         assert!(run.stderr.contains("dry run: would push"), "{}", run.stderr);
-        assert!(!repository_exists(&repo), "a dry run creates no repository");
+        assert!(
+            !common::repository_exists(&repo),
+            "a dry run creates no repository"
+        );
 
         let pushed = push(source, &repo, &["--create-repository", "--tag", "v1"]);
         let pushed = pushed.ok().json();

@@ -208,10 +208,7 @@ pub async fn push(
     repo: Option<RepoInfo>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let repo = repo.ok_or_else(|| RegistryError::RepositoryMissing {
-        name: settings.repository.clone(),
-        registry: registry.ecr_host.clone(),
-    })?;
+    let repo = require(settings, registry, repo)?;
     let name = settings.repository.as_str();
     eprintln!(
         "pushing {} to {}",
@@ -321,10 +318,7 @@ pub async fn plan_only(
     repo: Option<RepoInfo>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let repo = repo.ok_or_else(|| RegistryError::RepositoryMissing {
-        name: settings.repository.clone(),
-        registry: registry.ecr_host.clone(),
-    })?;
+    let repo = require(settings, registry, repo)?;
     let name = settings.repository.as_str();
     let (digest, media_type, platforms, blobs): (Digest, String, Vec<String>, Vec<(Digest, u64)>) =
         match &image.root {
@@ -418,6 +412,18 @@ async fn hash_only(layer: &crate::image::DockerLayer) -> Result<Sent, ImageError
         what: format!("layer {}", layer.name),
         source: std::io::Error::other("the compressor stopped"),
     })?
+}
+
+/// ECR does not create repositories on push: without one, fail naming it.
+fn require(
+    settings: &Settings,
+    registry: &Registry,
+    repo: Option<RepoInfo>,
+) -> Result<RepoInfo, RegistryError> {
+    repo.ok_or_else(|| RegistryError::RepositoryMissing {
+        name: settings.repository.clone(),
+        registry: registry.ecr_host.clone(),
+    })
 }
 
 /// PUT a manifest by digest unless the registry has it already; true if

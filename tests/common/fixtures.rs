@@ -275,6 +275,16 @@ pub fn skopeo_copy(src: &str, dst: &str) {
     );
 }
 
+/// The OCI layout `layout` (ref `latest`) as a `docker save` archive in `work`.
+pub fn docker_archive(work: &Path, layout: &Path) -> PathBuf {
+    let archive = work.join("image.docker.tar");
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker-archive:{}:app:v1", archive.display()),
+    );
+    archive
+}
+
 pub fn gzip(path: &Path) -> PathBuf {
     let out = path.with_extension(format!(
         "{}.gz",

@@ -321,6 +321,17 @@ pub fn ecr<T>(f: impl AsyncFnOnce(aws_sdk_ecr::Client) -> T) -> T {
     })
 }
 
+/// Whether moto's ECR knows the repository.
+pub fn repository_exists(name: &str) -> bool {
+    ecr(async |c| {
+        c.describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+            .is_ok()
+    })
+}
+
 pub fn create_repository(name: &str, immutable: bool) {
     use aws_sdk_ecr::types::ImageTagMutability;
     ecr(async |c| {
