@@ -391,7 +391,7 @@ mod tests {
             (Basic, ScanOnPush, false, 5, "wait"),
             (Basic, ScanOnPush, false, 20, "start"),
             (Basic, ScanOnPush, true, 25, "wait"),
-            (Unknown, Unknown, false, 0, "start"),
+            (ScanType::Unknown, Frequency::Unknown, false, 0, "start"),
             (Enhanced, Manual, false, 0, "unavailable"),
             (Enhanced, ScanOnPush, false, 0, "wait"),
             (Enhanced, Continuous, false, 100, "wait"),
