@@ -430,7 +430,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86_400.0 {
+    if !secs.is_finite() || !(0.0..=7.0 * 86_400.0).contains(&secs) {
         return Err(format!("'{s}' is out of range (0 to a week)"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -673,13 +673,13 @@ impl GateOptions {
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         let mut max = BTreeMap::new();
         for (sev, n) in &self.max {
-            if let Some(old) = max.insert(*sev, *n) {
-                if old != *n {
-                    return Err(ConfigError::new(format!(
-                        "--max gives {sev} two limits ({old} and {n})"
-                    ))
-                    .hint("name each severity once, e.g. --max HIGH=0,MEDIUM=10"));
-                }
+            if let Some(old) = max.insert(*sev, *n)
+                && old != *n
+            {
+                return Err(ConfigError::new(format!(
+                    "--max gives {sev} two limits ({old} and {n})"
+                ))
+                .hint("name each severity once, e.g. --max HIGH=0,MEDIUM=10"));
             }
         }
         Ok(Policy {

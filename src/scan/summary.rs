@@ -229,23 +229,23 @@ impl Report {
                 ));
             }
         }
-        if let Some(a) = &self.allowlist {
-            if !a.expired.is_empty() || !a.unused.is_empty() {
-                md.push_str(&format!("\n#### Allow-list `{}`\n\n", cell(&a.file)));
-                for e in &a.expired {
-                    md.push_str(&format!(
-                        "- expired on {}: {} — no longer allows {}\n",
-                        e.entry.expires.map(|d| d.to_string()).unwrap_or_default(),
-                        cell(&e.entry.label()),
-                        cell(&e.matched.join(", "))
-                    ));
-                }
-                for e in &a.unused {
-                    md.push_str(&format!(
-                        "- unused (matched no finding): {}\n",
-                        cell(&e.label())
-                    ));
-                }
+        if let Some(a) = &self.allowlist
+            && (!a.expired.is_empty() || !a.unused.is_empty())
+        {
+            md.push_str(&format!("\n#### Allow-list `{}`\n\n", cell(&a.file)));
+            for e in &a.expired {
+                md.push_str(&format!(
+                    "- expired on {}: {} — no longer allows {}\n",
+                    e.entry.expires.map(|d| d.to_string()).unwrap_or_default(),
+                    cell(&e.entry.label()),
+                    cell(&e.matched.join(", "))
+                ));
+            }
+            for e in &a.unused {
+                md.push_str(&format!(
+                    "- unused (matched no finding): {}\n",
+                    cell(&e.label())
+                ));
             }
         }
         md
