@@ -469,6 +469,9 @@ impl Fake {
     fn answer(&mut self, target: &str, body: &Value) -> (u16, String) {
         self.calls.push(target.to_string());
         match target {
+            "GetRegistryScanningConfiguration" if self.scan_type == "DENIED" => {
+                (400, json!({ "__type": "AccessDeniedException", "message": "recorded denial" }).to_string())
+            }
             "GetRegistryScanningConfiguration" => (200, json!({
                 "registryId": "123456789012",
                 "scanningConfiguration": { "scanType": self.scan_type, "rules": [] }
@@ -863,4 +866,34 @@ fn a_scan_that_never_finishes_times_out_with_exit_3() {
     // Polled with backoff, not in a tight loop.
     let polls = fake.lock().unwrap().polls;
     assert!((3..40).contains(&polls), "{polls} polls in 1 s");
+}
+
+#[test]
+fn without_permission_to_read_the_configuration_enhanced_is_told_by_the_findings() {
+    let counts = json!({ "MEDIUM": 1 });
+    let done = complete(
+        "enhancedFindings",
+        vec![enhanced("CVE-2024-8", "MEDIUM", "NotAvailable")],
+        counts,
+    );
+    let fake = Fake::new("DENIED", "CONTINUOUS_SCAN", vec![Answer::Pages(vec![done])]);
+    let (r, fake) = gate_fake(fake, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "could not read the registry's scanning configuration (AccessDeniedException)"
+        ),
+        "{}",
+        r.stderr
+    );
+    let j = r.json();
+    assert_eq!(j["scan_type"], "enhanced");
+    assert_eq!(j["platforms"][0]["findings"][0]["id"], "CVE-2024-8");
+    assert!(
+        j["platforms"][0]["findings"][0]
+            .get("fixed_version")
+            .is_none()
+    );
+    // Enhanced findings are settled before they count: two agreeing polls.
+    assert!(fake.lock().unwrap().polls >= 2);
 }

@@ -751,6 +751,23 @@ mod tests {
         assert!(targets(DOCKER_LIST, &empty, &d).is_err());
     }
 
+    /// `hoist ship` flattens GateOptions next to push's flags: no name may
+    /// clash (clap's debug_assert panics on duplicates).
+    #[test]
+    fn gate_options_flatten_beside_push_args() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Both {
+            #[command(flatten)]
+            _push: crate::cli::PushArgs,
+            #[command(flatten)]
+            _gate: GateOptions,
+            #[arg(long)]
+            _scan_timeout: Option<String>,
+        }
+        Both::command().debug_assert();
+    }
+
     #[test]
     fn overall_verdict_table() {
         use GateVerdict as G;
