@@ -3,6 +3,7 @@
 //! without building command lines.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -89,6 +90,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
     Push(PushArgs),
+    /// Wait for ECR's scan of a pushed image and fail (exit 1) on findings the policy does not allow
+    Gate(GateArgs),
     /// The whole pipeline in one step: authenticate, push, gate on the scan, deploy
     Ship(ShipArgs),
 }
@@ -136,6 +139,60 @@ pub struct PushArgs {
     /// Also write the digest to this file
     #[arg(long, env = "HOIST_DIGEST_FILE")]
     pub digest_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The pushed image, by digest: REPO@sha256:…, an image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:…), or the digest with --repository
+    #[arg(env = "HOIST_IMAGE")]
+    pub image: String,
+
+    /// ECR repository, when IMAGE is a bare digest
+    #[arg(long, env = "HOIST_REPOSITORY")]
+    pub repository: Option<String>,
+
+    /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::scan::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub options: GateOptions,
+}
+
+/// The gate's policy and reports; `hoist ship` takes the same flags.
+#[derive(Debug, Clone, Args)]
+pub struct GateOptions {
+    /// Block on findings at or above this severity: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or UNDEFINED (any case)
+    #[arg(long, env = "HOIST_SEVERITY_THRESHOLD", default_value = "HIGH", value_parser = crate::scan::verdict::Severity::from_str)]
+    pub severity_threshold: crate::scan::verdict::Severity,
+
+    /// Count limits per severity, e.g. HIGH=0,MEDIUM=10; a severity given a limit is judged by it instead of the threshold
+    #[arg(long, env = "HOIST_MAX", value_delimiter = ',', value_parser = crate::scan::verdict::parse_limit)]
+    pub max: Vec<(crate::scan::verdict::Severity, u32)>,
+
+    /// Allow-list file (TOML): [[allow]] entries with id, reason, optional package and expires
+    #[arg(long, env = "HOIST_ALLOWLIST")]
+    pub allowlist: Option<PathBuf>,
+
+    /// When no scan result can be had (FAILED, UNSUPPORTED_IMAGE, timeout…): fail with exit code 3 (true, the default) or only warn (false)
+    #[arg(long, env = "HOIST_FAIL_ON_SCAN_ERROR", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub fail_on_scan_error: bool,
+
+    /// Also write the findings as SARIF 2.1.0 (GitHub code scanning)
+    #[arg(long, env = "HOIST_SARIF")]
+    pub sarif: Option<PathBuf>,
+
+    /// Also write GitLab's container-scanning report (artifacts: reports: container_scanning)
+    #[arg(long, env = "HOIST_GITLAB_REPORT")]
+    pub gitlab_report: Option<PathBuf>,
+
+    /// First pause between scan polls; it grows by half each poll, up to 30 s
+    #[arg(long, env = "HOIST_POLL_INTERVAL", default_value = "5s", value_parser = crate::scan::parse_duration)]
+    pub poll_interval: std::time::Duration,
+
+    /// Enhanced scanning: how long an empty or unmatched result must hold still after COMPLETE before it counts (aws/aws-sdk#289)
+    #[arg(long, env = "HOIST_FINDINGS_SETTLE", default_value = "30s", value_parser = crate::scan::parse_duration)]
+    pub findings_settle: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

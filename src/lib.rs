@@ -17,6 +17,7 @@ pub mod push;
 pub mod registry;
 pub mod report;
 pub mod retry;
+pub mod scan;
 pub mod secret;
 pub mod ship;
 
@@ -67,6 +68,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
         }
         Command::Push(args) => Outcome::Push(push::run(&ctx, args, false).await?),
+        Command::Gate(args) => Outcome::Gate(scan::run_args(&ctx, args).await?),
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
     for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {

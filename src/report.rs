@@ -16,6 +16,7 @@ pub enum Outcome {
     Auth(AuthReport),
     Doctor(DoctorReport),
     Push(push::Report),
+    Gate(crate::scan::Report),
     Ship(crate::ship::Report),
 }
 
@@ -77,6 +78,8 @@ impl Outcome {
         match self {
             // A diagnosis that found something wrong is a configuration error.
             Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => 2,
+            // Blocked: 1; no scan result (and the policy says fail): 3.
+            Outcome::Gate(r) => r.exit_code(),
             _ => 0,
         }
     }
@@ -98,6 +101,7 @@ impl Outcome {
                     serde_json::to_string_pretty(&d.trust_policy).expect("a policy serializes")
                 }
                 Outcome::Push(r) => r.digest.to_string(),
+                Outcome::Gate(r) => r.verdict.name().to_string(),
                 Outcome::Ship(r) => r.push.digest.to_string(),
             },
         }
@@ -149,6 +153,7 @@ impl Outcome {
                 )
             }
             Outcome::Push(r) => r.summary_line(),
+            Outcome::Gate(r) => r.log(),
             Outcome::Ship(r) => r.summary_line(),
         }
     }
@@ -172,6 +177,7 @@ impl Outcome {
                 );
             }
             Outcome::Push(r) => push_outputs(&mut o, r),
+            Outcome::Gate(r) => gate_outputs(&mut o, r),
             Outcome::Ship(r) => {
                 push_outputs(&mut o, &r.push);
                 o.summary = r.markdown();
@@ -185,5 +191,19 @@ fn push_outputs(o: &mut Outputs, r: &push::Report) {
     o.set("digest", r.digest.to_string());
     o.set("image-uri", r.image_uri.clone());
     o.set("repository-uri", format!("{}/{}", r.registry, r.repository));
+    o.summary = r.markdown();
+}
+
+/// `scan-verdict`, `scan-blocking` and `scan-critical` … `scan-undefined`
+/// (counts over every platform, allowed findings included).
+pub fn gate_outputs(o: &mut Outputs, r: &crate::scan::Report) {
+    o.set("scan-verdict", r.verdict.name());
+    o.set("scan-blocking", r.blocking.to_string());
+    for s in crate::scan::verdict::Severity::ALL {
+        o.set(
+            &format!("scan-{}", s.name().to_ascii_lowercase()),
+            r.counts.get(&s).copied().unwrap_or(0).to_string(),
+        );
+    }
     o.summary = r.markdown();
 }
