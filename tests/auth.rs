@@ -838,6 +838,8 @@ fn session_policy_duration_and_session_name_reach_sts() {
         &[
             ("T", &token),
             ("CI_JOB_ID", "12345"),
+            // GitLab's dotenv report goes here, not into the working tree.
+            ("CI_PROJECT_DIR", dir.path().to_str().unwrap()),
             ("AWS_ENDPOINT_URL_STS", &format!("http://{}", sts.addr)),
         ],
     );
