@@ -101,6 +101,13 @@ pub struct ShipArgs {
     #[command(flatten)]
     pub push: PushArgs,
 
+    #[command(flatten)]
+    pub gate: GateOptions,
+
+    /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
+    #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::scan::parse_duration)]
+    pub scan_timeout: std::time::Duration,
+
     /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
     #[arg(long, env = "HOIST_DRY_RUN")]
     pub dry_run: bool,

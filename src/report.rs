@@ -80,6 +80,7 @@ impl Outcome {
             Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => 2,
             // Blocked: 1; no scan result (and the policy says fail): 3.
             Outcome::Gate(r) => r.exit_code(),
+            Outcome::Ship(r) => r.exit_code(),
             _ => 0,
         }
     }
@@ -180,6 +181,9 @@ impl Outcome {
             Outcome::Gate(r) => gate_outputs(&mut o, r),
             Outcome::Ship(r) => {
                 push_outputs(&mut o, &r.push);
+                if let Some(g) = &r.gate {
+                    gate_outputs(&mut o, g);
+                }
                 o.summary = r.markdown();
             }
         }

@@ -82,3 +82,97 @@ fn dry_run_into_an_existing_repository_writes_nothing() {
     assert!(common::registry_manifest(&repo, digest).is_none());
     assert!(common::registry_tags(&repo).is_empty());
 }
+
+const FAST_GATE: &[&str] = &["--poll-interval", "50ms", "--scan-timeout", "60s"];
+
+/// A repository without scan on push (moto scans only when asked), and an
+/// image for it.
+fn repo_and_image(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let repo = unique("ship");
+    common::create_repository(&repo, false);
+    let (layout, _) = fixtures::Layout::simple(dir, 1, 2000);
+    (repo, layout.dir.clone())
+}
+
+#[test]
+fn push_then_gate_passes_under_the_threshold() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let mut extra = vec!["--severity-threshold", "critical"];
+    extra.extend_from_slice(FAST_GATE);
+    let run = ship(&source, &repo, &extra);
+    let report = run.ok().json();
+    assert_eq!(report["gate"]["verdict"], "passed", "{report}");
+    assert_eq!(report["gate"]["digest"], report["push"]["digest"]);
+    assert_eq!(report["gate"]["counts"]["HIGH"], 1);
+    common::assert_no_secrets(&run, false);
+}
+
+#[test]
+fn a_blocking_finding_stops_the_pipeline_with_exit_1() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let mut extra = vec!["--severity-threshold", "HIGH"];
+    extra.extend_from_slice(FAST_GATE);
+    let run = ship(&source, &repo, &extra);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["gate"]["verdict"], "blocked");
+    assert!(
+        report["skipped"][0]
+            .as_str()
+            .unwrap()
+            .contains("nothing was deployed"),
+        "{report}"
+    );
+    assert!(run.stderr.contains("CVE-9999-9999"), "{}", run.stderr);
+}
+
+/// A dry run of an image already in ECR looks at its scan and starts none.
+#[test]
+fn dry_run_looks_at_the_scan_without_starting_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    push(&source, &repo, &[]).ok();
+    let run = ship(&source, &repo, &["--dry-run"]);
+    let report = run.ok().json();
+    assert_eq!(report["push"]["already_present"], true);
+    assert_eq!(report["gate"]["verdict"], "warned", "{report}");
+    assert!(
+        run.stderr.contains("a dry run starts none"),
+        "{}",
+        run.stderr
+    );
+    let digest = report["push"]["digest"].as_str().unwrap().to_string();
+    assert!(
+        !has_scan(&repo, &digest),
+        "the dry run started no scan: {}",
+        run.stderr
+    );
+    // The real run starts it and waits for it.
+    let mut extra = vec!["--severity-threshold", "critical"];
+    extra.extend_from_slice(FAST_GATE);
+    ship(&source, &repo, &extra).ok();
+    assert!(has_scan(&repo, &digest));
+    // Now a dry run sees the finished scan and judges it.
+    let again = ship(&source, &repo, &["--dry-run"]);
+    assert_eq!(again.code, 1, "HIGH blocks by default: {}", again.stderr);
+    assert_eq!(again.json()["gate"]["verdict"], "blocked");
+}
+
+/// Whether moto's ECR has a scan of `repo@digest` (ScanNotFoundException
+/// until StartImageScan).
+fn has_scan(repo: &str, digest: &str) -> bool {
+    common::ecr(async |c| {
+        c.describe_image_scan_findings()
+            .repository_name(repo)
+            .image_id(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .send()
+            .await
+            .is_ok()
+    })
+}

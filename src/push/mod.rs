@@ -140,6 +140,8 @@ pub struct Report {
     /// A plan, not a push: the counts say what a push would do.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The registry held the image before this run.
+    pub already_present: bool,
 }
 
 /// Open SOURCE (off the async threads: it reads and may decompress).
@@ -217,6 +219,7 @@ pub async fn push(
     );
 
     let mut counts = BlobCounts::default();
+    let already_present;
     let (root_digest, root_bytes, media_type, platforms, manifests_pushed, tags) = match &image.root
     {
         Root::Stored(root) => {
@@ -229,7 +232,8 @@ pub async fn push(
             let present = registry
                 .manifest_digest(name, &root.digest.to_string())
                 .await?;
-            if present.as_ref() == Some(&root.digest) {
+            already_present = present.as_ref() == Some(&root.digest);
+            if already_present {
                 counts.total = blobs.len();
                 counts.present = blobs.len();
                 eprintln!("{} is already in {name}: nothing to upload", root.digest);
@@ -263,6 +267,7 @@ pub async fn push(
             let tags = tag_plan(settings, registry, &repo, &digest).await?;
             let pushed =
                 push_manifest(registry, name, &digest, &bytes, DOCKER_MANIFEST).await? as usize;
+            already_present = pushed == 0;
             (
                 digest,
                 bytes,
@@ -304,6 +309,7 @@ pub async fn push(
         repository_created: repo.created,
         seconds: started.elapsed().as_secs_f64(),
         dry_run: false,
+        already_present,
     })
 }
 
@@ -400,6 +406,7 @@ pub async fn plan_only(
         repository_created: repo.created,
         seconds: started.elapsed().as_secs_f64(),
         dry_run: true,
+        already_present: present,
     })
 }
 

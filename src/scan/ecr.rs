@@ -117,11 +117,13 @@ impl ScanApi {
     /// The manifest ECR holds for `repository@digest` and its media type.
     /// BatchGetImage needs no registry round trip, so an index's children
     /// are known without pulling anything.
+    /// The image's manifest: its media type and body; the inner error when
+    /// ECR has no such image (which a caller may look for again).
     pub async fn manifest(
         &self,
         repository: &str,
         digest: &str,
-    ) -> Result<(String, String), Error> {
+    ) -> Result<Result<(String, String), ConfigError>, Error> {
         let op = "ecr:BatchGetImage";
         let mut req = self
             .client
@@ -149,11 +151,10 @@ impl ScanApi {
                 .first()
                 .and_then(|f| f.failure_reason())
                 .unwrap_or("no such image");
-            return Err(ConfigError::new(format!(
+            return Ok(Err(ConfigError::new(format!(
                 "{repository}@{digest} is not in ECR: {why}"
             ))
-            .hint("check the digest and the repository (hoist push prints both); gate runs after the push")
-            .into());
+            .hint("check the digest and the repository (hoist push prints both); gate runs after the push")));
         };
         let body = image.image_manifest().unwrap_or_default().to_string();
         let media_type = image
@@ -167,7 +168,7 @@ impl ScanApi {
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        Ok((media_type, body))
+        Ok(Ok((media_type, body)))
     }
 
     /// DescribeImageScanFindings, every page. None: no scan exists

@@ -45,6 +45,35 @@ pub async fn run(
     timeout: Duration,
     opts: &GateOptions,
 ) -> Result<Report, Error> {
+    gate(ctx, image, timeout, opts, Mode::Wait).await
+}
+
+/// Whether the gate may act on ECR, or only look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Start a scan when there is none, wait for it.
+    Wait,
+    /// `ship --dry-run`: one look at each scan, no StartImageScan, no wait;
+    /// no result is a warning, not a failure.
+    Look,
+}
+
+/// What `ship --dry-run` shows: the scan as it stands, judged by the policy.
+pub async fn look(ctx: &Context, image: &ImageRef, opts: &GateOptions) -> Result<Report, Error> {
+    let opts = GateOptions {
+        fail_on_scan_error: false,
+        ..opts.clone()
+    };
+    gate(ctx, image, Duration::ZERO, &opts, Mode::Look).await
+}
+
+async fn gate(
+    ctx: &Context,
+    image: &ImageRef,
+    timeout: Duration,
+    opts: &GateOptions,
+    mode: Mode,
+) -> Result<Report, Error> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
     // Bad input fails before any AWS call.
@@ -64,7 +93,10 @@ pub async fn run(
         api.frequency(&image.repository),
         api.manifest(&image.repository, &digest)
     );
-    let (media_type, body) = manifest?;
+    let (media_type, body) = match manifest? {
+        Ok(m) => m,
+        Err(missing) => visible_soon(&api, image, missing).await?,
+    };
     let (targets, skipped) = targets(&media_type, &body, &image.digest)?;
     let say = |line: String| {
         if !ctx.global.quiet {
@@ -99,6 +131,7 @@ pub async fn run(
             frequency,
             deadline,
             opts,
+            mode,
             &say,
         )
     });
@@ -185,6 +218,33 @@ pub async fn run(
         report.gitlab_report = Some(path.display().to_string());
     }
     Ok(report)
+}
+
+/// An image not (yet) in the ECR API: look again for a few seconds before
+/// failing. The registry endpoint and the ECR API are separate front ends,
+/// and right after a push the image can take a moment to show up in the API
+/// (in the local environment it always does: its glue mirrors pushes into
+/// the API emulator asynchronously). A wrong digest costs these seconds.
+async fn visible_soon(
+    api: &ScanApi,
+    image: &ImageRef,
+    missing: ConfigError,
+) -> Result<(String, String), Error> {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if Instant::now() + pause > give_up {
+            return Err(missing.into());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        if let Ok(m) = api
+            .manifest(&image.repository, &image.digest.to_string())
+            .await?
+        {
+            return Ok(m);
+        }
+    }
 }
 
 /// One image ECR can scan: the image itself, or one platform of an index.
@@ -277,6 +337,7 @@ async fn wait_for_scan(
     frequency: Frequency,
     deadline: Instant,
     opts: &GateOptions,
+    mode: Mode,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Obtained, Error> {
     let digest = t.digest.to_string();
@@ -340,6 +401,13 @@ async fn wait_for_scan(
                     status: last_status,
                     message,
                     hint,
+                });
+            }
+            Next::StartScan if mode == Mode::Look => {
+                return Ok(Obtained::Unavailable {
+                    status: None,
+                    message: "no scan of this image yet (a dry run starts none)".into(),
+                    hint: "the real run starts the scan and waits for it".into(),
                 });
             }
             Next::StartScan => {

@@ -1,7 +1,8 @@
 //! `hoist ship`: the stages in one process with one set of credentials —
-//! auth (through the run's [`Context`]), push, then the later stages — and
-//! one summary. The first stage that fails ends the run with its own error
-//! (and so its own exit code).
+//! auth (through the run's [`Context`], once), push, gate, deploy — and one
+//! summary. The first stage that fails ends the run with its own error (and
+//! so its own exit code); a blocked gate ends it with exit code 1 and
+//! nothing deployed.
 
 use serde::Serialize;
 
@@ -9,23 +10,80 @@ use crate::Context;
 use crate::cli::ShipArgs;
 use crate::error::Error;
 use crate::push;
+use crate::registry::reference::ImageRef;
+use crate::scan;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    pub dry_run: bool,
     pub push: push::Report,
+    /// The gate's report; None when there was nothing to gate yet (a dry
+    /// run of an image not in ECR).
+    pub gate: Option<scan::Report>,
+    /// Why a stage did not run.
+    pub skipped: Vec<String>,
 }
 
 pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
-    let pushed = push::run(ctx, args.push, args.dry_run).await?;
-    Ok(Report { push: pushed })
+    let dry_run = args.dry_run;
+    let pushed = push::run(ctx, args.push, dry_run).await?;
+    let mut report = Report {
+        dry_run,
+        push: pushed,
+        gate: None,
+        skipped: vec![],
+    };
+    // The digest, never a tag, travels between the stages.
+    let image = ImageRef {
+        registry: Some(report.push.registry.clone()),
+        repository: report.push.repository.clone(),
+        digest: report.push.digest.clone(),
+    };
+    let gate = match (dry_run, report.push.already_present) {
+        (false, _) => Some(scan::run(ctx, &image, args.scan_timeout, &args.gate).await?),
+        (true, true) => Some(scan::look(ctx, &image, &args.gate).await?),
+        (true, false) => {
+            report.skipped.push(
+                "gate: the image is not in ECR yet, so it has no scan; the real run waits for it"
+                    .into(),
+            );
+            None
+        }
+    };
+    let stop = gate.as_ref().is_some_and(|g| g.exit_code() != 0);
+    report.gate = gate;
+    if stop {
+        report
+            .skipped
+            .push("deploy: the gate did not pass; nothing was deployed".into());
+    }
+    Ok(report)
 }
 
 impl Report {
+    /// 0, or the exit code of the stage that stopped the run.
+    pub fn exit_code(&self) -> u8 {
+        self.gate.as_ref().map(|g| g.exit_code()).unwrap_or(0)
+    }
+
     pub fn summary_line(&self) -> String {
-        self.push.summary_line()
+        let mut lines = vec![self.push.summary_line()];
+        if let Some(g) = &self.gate {
+            lines.push(g.log());
+        }
+        lines.extend(self.skipped.iter().map(|s| format!("skipped {s}")));
+        lines.join("\n")
     }
 
     pub fn markdown(&self) -> String {
-        self.push.markdown()
+        let mut md = self.push.markdown();
+        if let Some(g) = &self.gate {
+            md.push('\n');
+            md.push_str(&g.markdown());
+        }
+        for s in &self.skipped {
+            md.push_str(&format!("\n_skipped {s}_\n"));
+        }
+        md
     }
 }
