@@ -155,6 +155,20 @@ fn workflow_files() -> Vec<PathBuf> {
     files
 }
 
+#[test]
+fn buildkite_example_matches_buildkite_schema() {
+    let example = repo_root().join("examples/buildkite/pipeline.yml");
+    let (code, text) = check_schema("vendor.buildkite", std::slice::from_ref(&example));
+    assert_eq!(code, 0, "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("pipeline.yml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    std::fs::write(&broken, text.replace("concurrency: 1", "concurrency: one")).unwrap();
+    let (code, _) = check_schema("vendor.buildkite", &[broken]);
+    assert_ne!(code, 0, "a concurrency of 'one' passed the schema");
+}
+
 /// check-jsonschema reads one YAML document per file; a template with
 /// `spec: inputs` is two (the header, then the jobs), so each is checked on
 /// its own, as GitLab itself does.
