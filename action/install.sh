@@ -53,7 +53,9 @@ publish() { # dir
   say "using $("$1/hoist" --version) from $1"
 }
 
-sha256_of() { sha256sum "$1" | cut -d ' ' -f 1; }
+# GNU sha256sum on Linux; macOS runners (which build from source) have shasum.
+sha256() { if command -v sha256sum >/dev/null; then sha256sum "$@"; else shasum -a 256 "$@"; fi; }
+sha256_of() { sha256 "$1" | cut -d ' ' -f 1; }
 
 if [ -n "$platform" ]; then
   dir=$tool_cache/hoist/$version/$platform
@@ -112,8 +114,8 @@ command -v cargo >/dev/null ||
   fail "hoist $version has no release for ${RUNNER_OS:-?}/${RUNNER_ARCH:-?} and cargo is not installed to build it: install a Rust toolchain in an earlier step, or set the version input to a released version"
 # Source builds are cached under a hash of the source itself: the same
 # version number can name different commits between releases.
-src_hash=$(cd "$action_path" && find Cargo.toml Cargo.lock src -type f -print0 | sort -z |
-           xargs -0 sha256sum | sha256sum | cut -c 1-16)
+src_hash=$(cd "$action_path" && find Cargo.toml Cargo.lock src -type f | LC_ALL=C sort |
+           while IFS= read -r f; do sha256 "$f"; done | sha256 | cut -c 1-16)
 root=$tool_cache/hoist/$version-source-$src_hash/${RUNNER_ARCH:-unknown}
 if [ -x "$root/bin/hoist" ] && [ -f "$root.complete" ]; then
   say "a build of this source is in the tool cache"

@@ -1075,9 +1075,15 @@ fn action_builds_from_source_when_no_release_matches() {
             repo_root().display(),
             root.display()
         );
+        // …/<version>-source-<16 hex of the source's hash>/<arch>
+        let source_hash = args
+            .trim_end()
+            .strip_prefix(&expected_prefix)
+            .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
+            .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
         assert!(
-            args.starts_with(&expected_prefix) && args.trim_end().ends_with(&format!("/{arch}")),
-            "{case}: cargo was called with: {args}"
+            source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{case}: the cache key holds no hash of the source: {args}"
         );
         assert!(
             run.outputs["digest"].starts_with("sha256:"),
