@@ -1093,3 +1093,31 @@ fn action_builds_from_source_when_no_release_matches() {
         assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
     }
 }
+
+/// A failing `hoist ship` fails the action's step with hoist's own exit code
+/// and error, and sets no outputs.
+#[test]
+fn action_fails_with_hoists_exit_code() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let github = GitHub::start(release(&binary, Some(sha256_hex(&binary))), github_token());
+    let runner = Runner::new(w, &github.url());
+    let image = layout(w);
+    let repo = unique("pkg/missing");
+    let run = runner.run(&[
+        ("image", image.to_str().unwrap()),
+        ("repository", &repo),
+        ("role-to-assume", ROLE),
+    ]);
+    let ship = run.step("ship");
+    assert_eq!(ship.code, 2, "a usage error: {}", run.log());
+    assert!(
+        ship.log
+            .contains(&format!("repository '{repo}' does not exist")),
+        "{}",
+        ship.log
+    );
+    assert_eq!(run.outputs["digest"], "");
+    assert_eq!(run.outputs["image-uri"], "");
+}
