@@ -170,7 +170,7 @@ impl Layout {
     }
 }
 
-fn run(cmd: &mut Command, what: &str) {
+pub fn run(cmd: &mut Command, what: &str) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -185,7 +185,7 @@ fn run(cmd: &mut Command, what: &str) {
 
 /// buildah with storage of its own under `work`, so parallel tests do not
 /// share (or lock) one store.
-fn buildah(work: &Path) -> Command {
+pub fn buildah(work: &Path) -> Command {
     let mut c = Command::new("buildah");
     c.arg("--root")
         .arg(work.join("storage"))

@@ -1,0 +1,1123 @@
+//! hoist as users get it: the composite action (action.yml) run by a
+//! simulated GitHub runner, the GitLab template run by gitlab-ci-local, the
+//! Dockerfile's final stage built by buildah — each pushing to the local
+//! environment with the real binary — and every packaging file checked by
+//! the linters and schemas CI systems apply (check-jsonschema, zizmor,
+//! hadolint).
+//!
+//! The tools come from `localenv/localenv up` (run by ./scripts/test); a test
+//! whose tool is missing fails, it does not skip.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::fixtures::{self, Layout};
+use common::server::{Body, Running, serve};
+use common::{local, registry_manifest, registry_tags, sha256_hex, unique};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use serde_yaml_ng::Value as Yaml;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/ci-deploy";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool `localenv up` installs: into its venv (PyPI), its node_modules
+/// (npm), or on PATH (Debian).
+fn tool(name: &str) -> PathBuf {
+    let dir = &local().dir;
+    for candidate in [
+        dir.join("venv/bin").join(name),
+        dir.join("node/node_modules/.bin").join(name),
+    ] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            if d.join(name).is_file() {
+                return d.join(name);
+            }
+        }
+    }
+    panic!(
+        "{name} is not installed: run localenv/localenv up (or ./scripts/test), which installs it"
+    )
+}
+
+fn output(cmd: &mut Command) -> (i32, String) {
+    let out: Output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A JWT with `claims` (plus iat/exp), signed with a key this run made (moto's
+/// STS does not check signatures; hoist checks exp and aud itself).
+fn jwt(claims: Value) -> String {
+    let key = fixtures::random_bytes(32, fixtures::fresh_seed());
+    let mut c = claims;
+    c["iat"] = json!(now());
+    c["exp"] = json!(now() + 600);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &c,
+        &jsonwebtoken::EncodingKey::from_secret(&key),
+    )
+    .unwrap()
+}
+
+/// The test binary without its debug info (40 MB instead of ~290): what the
+/// release server hands out and what goes into the image.
+fn stripped_hoist(work: &Path) -> PathBuf {
+    let out = work.join("hoist-stripped");
+    let (code, text) = output(
+        Command::new("strip")
+            .arg("-o")
+            .arg(&out)
+            .arg(env!("CARGO_BIN_EXE_hoist")),
+    );
+    assert_eq!(code, 0, "strip failed: {text}");
+    out
+}
+
+/// A small OCI layout to ship.
+fn layout(work: &Path) -> PathBuf {
+    let dir = work.join("image");
+    Layout::simple(&dir, 2, 2000);
+    dir
+}
+
+// --- schemas and linters ----------------------------------------------------
+
+/// `check-jsonschema --builtin-schema SCHEMA FILES…`: (exit code, output).
+fn check_schema(schema: &str, files: &[PathBuf]) -> (i32, String) {
+    output(
+        Command::new(tool("check-jsonschema"))
+            .args(["--builtin-schema", schema])
+            .args(files),
+    )
+}
+
+#[test]
+fn action_yml_matches_github_actions_schema() {
+    let (code, text) = check_schema("vendor.github-actions", &[repo_root().join("action.yml")]);
+    assert_eq!(code, 0, "{text}");
+
+    // The schema does reject a broken action: the check is not vacuous.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("action.yml");
+    let text = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    std::fs::write(&broken, text.replace("using: composite", "using: compost")).unwrap();
+    let (code, _) = check_schema("vendor.github-actions", &[broken]);
+    assert_ne!(code, 0, "a runs.using of 'compost' passed the schema");
+}
+
+#[test]
+fn workflows_match_github_workflows_schema() {
+    let files = workflow_files();
+    assert!(files.len() >= 3, "release, ci and the example: {files:?}");
+    let (code, text) = check_schema("vendor.github-workflows", &files);
+    assert_eq!(code, 0, "{text}");
+}
+
+/// .github/workflows/*.yml and the example deploy workflow.
+fn workflow_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(".github/workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.push(repo_root().join("examples/github/deploy.yml"));
+    files.sort();
+    files
+}
+
+#[test]
+fn buildkite_example_matches_buildkite_schema() {
+    let example = repo_root().join("examples/buildkite/pipeline.yml");
+    let (code, text) = check_schema("vendor.buildkite", std::slice::from_ref(&example));
+    assert_eq!(code, 0, "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("pipeline.yml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    std::fs::write(&broken, text.replace("concurrency: 1", "concurrency: one")).unwrap();
+    let (code, _) = check_schema("vendor.buildkite", &[broken]);
+    assert_ne!(code, 0, "a concurrency of 'one' passed the schema");
+}
+
+/// check-jsonschema reads one YAML document per file; a template with
+/// `spec: inputs` is two (the header, then the jobs), so each is checked on
+/// its own, as GitLab itself does.
+fn gitlab_documents(text: &str, dir: &Path) -> Vec<PathBuf> {
+    let (header, jobs) = text
+        .split_once("\n---\n")
+        .expect("the template has a spec header and a --- separator");
+    let mut files = vec![];
+    for (name, doc) in [("header.yml", header), ("jobs.yml", jobs)] {
+        let p = dir.join(name);
+        std::fs::write(&p, doc).unwrap();
+        files.push(p);
+    }
+    files
+}
+
+#[test]
+fn gitlab_template_matches_gitlab_ci_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("gitlab/hoist.yml")).unwrap();
+    let (code, out) = check_schema("vendor.gitlab-ci", &gitlab_documents(&text, dir.path()));
+    assert_eq!(code, 0, "{out}");
+
+    // Both documents are really checked: a bad key in either fails.
+    for (from, to) in [
+        ("\nspec:\n  inputs:", "\nspec:\n  inputz:"),
+        ("\n    when: always", "\n    when: sometimes"),
+    ] {
+        assert!(text.contains(from));
+        let broken = dir.path().join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        let (code, _) = check_schema(
+            "vendor.gitlab-ci",
+            &gitlab_documents(&text.replacen(from, to, 1), &broken),
+        );
+        assert_ne!(code, 0, "'{to}' passed the schema");
+    }
+}
+
+#[test]
+fn zizmor_finds_nothing_in_the_action_and_workflows() {
+    let mut files = workflow_files();
+    files.push(repo_root().join("action.yml"));
+    let (code, text) = output(Command::new(tool("zizmor")).arg("--offline").args(&files));
+    assert_eq!(code, 0, "zizmor findings:\n{text}");
+
+    // zizmor does flag what it exists to catch: an expression spliced into
+    // a script (template injection).
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "on: issues\npermissions: {}\njobs:\n  j:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo \"${{ github.event.issue.title }}\"\n",
+    )
+    .unwrap();
+    let (code, text) = output(Command::new(tool("zizmor")).arg("--offline").arg(&bad));
+    assert_ne!(code, 0, "zizmor passed a template injection:\n{text}");
+    assert!(text.contains("template-injection"), "{text}");
+}
+
+#[test]
+fn hadolint_finds_nothing_in_the_dockerfile() {
+    let (code, text) = output(Command::new(tool("hadolint")).arg(repo_root().join("Dockerfile")));
+    assert_eq!(code, 0, "hadolint findings:\n{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("Dockerfile");
+    std::fs::write(&bad, "FROM debian\nRUN apt-get install curl\n").unwrap();
+    let (code, _) = output(Command::new(tool("hadolint")).arg(&bad));
+    assert_ne!(
+        code, 0,
+        "hadolint passed an untagged base and an unpinned apt-get"
+    );
+}
+
+// --- the Dockerfile's final stage -------------------------------------------
+
+/// The final stage of the Dockerfile, built by buildah from a root file
+/// system laid out by scripts/image-rootfs (the build stage's Rust base
+/// image cannot be pulled here; the test binary, a glibc debug build, stands
+/// in for the release's static musl one and brings its libraries along),
+/// pushed to the local registry by hoist itself, pulled back and run.
+#[test]
+fn image_from_the_dockerfile_is_pushed_by_hoist_and_runs() {
+    let l = local();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let ctx = w.join("build-context");
+    let busybox = tool("busybox");
+    let (code, text) = output(
+        Command::new("sh")
+            .arg(repo_root().join("scripts/image-rootfs"))
+            .arg(ctx.join("rootfs"))
+            .arg(stripped_hoist(w))
+            .arg(&busybox)
+            .arg("/etc/ssl/certs/ca-certificates.crt"),
+    );
+    assert_eq!(code, 0, "image-rootfs: {text}");
+
+    // Only the Dockerfile in the context: the final stage needs nothing else.
+    let df = w.join("dockerfile");
+    std::fs::create_dir_all(&df).unwrap();
+    std::fs::copy(repo_root().join("Dockerfile"), df.join("Dockerfile")).unwrap();
+    let name = "localhost/hoist-image-test:latest";
+    fixtures::run(
+        fixtures::buildah(w)
+            .args(["bud", "--isolation", "chroot", "-q", "--build-context"])
+            .arg(format!("build={}", ctx.display()))
+            .args(["-t", name])
+            .arg(&df),
+        "buildah bud (the Dockerfile's final stage)",
+    );
+    let oci = w.join("oci");
+    fixtures::run(
+        fixtures::buildah(w)
+            .args(["push", "-q", name])
+            .arg(format!("oci:{}:latest", oci.display())),
+        "buildah push",
+    );
+
+    let repo = unique("pkg/image");
+    let pushed = common::push(&oci, &repo, &["--create-repository"]);
+    let report = pushed.ok().json();
+    let digest = report["digest"].as_str().unwrap().to_string();
+
+    // Run what the registry holds, not what buildah built.
+    let certs = w.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&l.vars["AWS_CA_BUNDLE"], certs.join("ca.crt")).unwrap();
+    let from = fixtures::buildah(w)
+        .args(["from", "-q", "--creds"])
+        .arg(format!("AWS:{}", l.password))
+        .arg("--cert-dir")
+        .arg(&certs)
+        .arg(format!("docker://{}/{repo}@{digest}", l.registry))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        from.status.success(),
+        "buildah from the pushed image: {}",
+        String::from_utf8_lossy(&from.stderr)
+    );
+    let ctr = String::from_utf8(from.stdout).unwrap().trim().to_string();
+    let run_in = |args: &[&str]| -> String {
+        let out = fixtures::buildah(w)
+            .args(["run", "--isolation", "chroot", &ctr, "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} in the image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run_in(&["hoist", "--version"]).trim(),
+        format!("hoist {}", env!("CARGO_PKG_VERSION"))
+    );
+    // What CI agents need: a shell, a non-root user, a writable /tmp, the CAs.
+    let shell = run_in(&[
+        "sh",
+        "-c",
+        "id -u; echo \"$HOME\"; touch /tmp/x && echo tmp-writable; test -s \"$SSL_CERT_FILE\" && echo cas",
+    ]);
+    assert_eq!(shell, "10001\n/home/hoist\ntmp-writable\ncas\n");
+
+    let inspect = fixtures::buildah(w)
+        .args(["inspect", "--type", "container", &ctr])
+        .output()
+        .unwrap();
+    let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let oci_config = &config["OCIv1"]["config"];
+    assert_eq!(oci_config["User"], "10001:10001");
+    assert_eq!(oci_config["Cmd"], json!(["hoist", "--help"]));
+    assert!(
+        oci_config.get("Entrypoint").is_none_or(Value::is_null),
+        "no entrypoint: CI systems run their own commands"
+    );
+}
+
+// --- GitLab: the template run by gitlab-ci-local ------------------------------
+
+/// The template included with inputs, run by gitlab-ci-local's shell executor
+/// with a GitLab-shaped OIDC token as HOIST_ID_TOKEN: `hoist ship`
+/// authenticates through moto's STS, pushes to the local registry, writes
+/// hoist.env; a later job of the same pipeline reads the digest from the
+/// dotenv report.
+#[test]
+fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
+    let l = local();
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("project");
+    std::fs::create_dir_all(project.join("gitlab")).unwrap();
+    std::fs::copy(
+        repo_root().join("gitlab/hoist.yml"),
+        project.join("gitlab/hoist.yml"),
+    )
+    .unwrap();
+    Layout::simple(&project.join("image"), 2, 3000);
+    let repo = unique("pkg/gitlab");
+    std::fs::write(
+        project.join(".gitlab-ci.yml"),
+        format!(
+            r#"stages: [deploy, verify]
+include:
+  - local: gitlab/hoist.yml
+    inputs:
+      image: registry.example.com/tools/hoist:{version}
+      source: image
+      repository: {repo}
+      tags: one,two
+      create-repository: "true"
+      role-arn: {ROLE}
+read-digest:
+  stage: verify
+  needs: [hoist]
+  script:
+    - test -n "$HOIST_DIGEST"
+    - echo "later job got digest=$HOIST_DIGEST image-uri=$HOIST_IMAGE_URI"
+"#,
+            version = env!("CARGO_PKG_VERSION")
+        ),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let (code, text) = output(Command::new("git").args(args).current_dir(&project));
+        assert_eq!(code, 0, "git {args:?}: {text}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://gitlab.example.com/acme/app.git",
+    ]);
+    git(&["add", "."]);
+    git(&[
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@example.com",
+        "commit",
+        "-q",
+        "-m",
+        "pipeline",
+    ]);
+
+    let token = jwt(json!({
+        "iss": "https://gitlab.com", "aud": "sts.amazonaws.com",
+        "sub": "project_path:acme/app:ref_type:branch:ref:main", "project_path": "acme/app",
+        "namespace_path": "acme", "ref": "main", "ref_type": "branch", "pipeline_id": "991", "job_id": "4711",
+    }));
+    let hoist_dir = Path::new(env!("CARGO_BIN_EXE_hoist")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        hoist_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(tool("gitlab-ci-local"));
+    cmd.current_dir(&project)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", work.path())
+        // The template's job names an image; run its script in this shell.
+        .args(["--force-shell-executor", "--home"])
+        .arg(work.path().join("gcl-home"));
+    let mut variables = vec![
+        format!("HOIST_ID_TOKEN={token}"),
+        // What a GitLab runner sets and gitlab-ci-local does not: GITLAB_CI
+        // (it says false), and CI_PROJECT_DIR as the directory the script
+        // runs in (with an image it says /builds/…, even when
+        // --force-shell-executor runs the script here).
+        "GITLAB_CI=true".to_string(),
+        format!("CI_PROJECT_DIR={}", project.display()),
+    ];
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_CA_BUNDLE",
+        "AWS_REGION",
+        "HOIST_REGISTRY_ENDPOINT",
+    ] {
+        variables.push(format!("{k}={}", l.vars[k]));
+    }
+    for v in &variables {
+        cmd.arg("--variable").arg(v);
+    }
+    let (code, text) = output(&mut cmd);
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(!text.contains(&token), "the id token reached the job log");
+
+    assert!(
+        text.contains("assumed-role/ci-deploy/hoist-gitlab-")
+            && text.contains("with the OIDC token from $HOIST_ID_TOKEN"),
+        "hoist authenticated with the job's id token:\n{text}"
+    );
+    let dotenv = std::fs::read_to_string(project.join("hoist.env")).unwrap();
+    let digest = dotenv
+        .lines()
+        .find_map(|l| l.strip_prefix("HOIST_DIGEST="))
+        .expect("hoist.env has HOIST_DIGEST")
+        .to_string();
+    assert!(
+        text.contains(&format!(
+            "later job got digest={digest} image-uri={}/{repo}@{digest}",
+            l.ecr_host
+        )),
+        "the later job read the digest from the dotenv report:\n{text}"
+    );
+    assert!(registry_manifest(&repo, &digest).is_some());
+    let mut tags = registry_tags(&repo);
+    tags.sort();
+    assert_eq!(tags, ["one", "two"]);
+}
+
+// --- GitHub: the composite action under a simulated runner --------------------
+
+/// Plays the GitHub runner for a composite action: inputs with their
+/// defaults, `${{ … }}` in each step's env (the expressions action.yml
+/// uses — anything else fails the test), `bash --noprofile --norc -eo
+/// pipefail` per step, and the runner's files (GITHUB_OUTPUT per step,
+/// GITHUB_ENV and GITHUB_PATH carried to later steps, GITHUB_STEP_SUMMARY
+/// collected), then the action's outputs.
+struct Runner {
+    work: PathBuf,
+    /// The runner's own environment for every step.
+    env: BTreeMap<String, String>,
+    /// `github.action_repository`.
+    action_repository: String,
+}
+
+struct StepRun {
+    id: String,
+    code: i32,
+    log: String,
+}
+
+struct ActionRun {
+    steps: Vec<StepRun>,
+    outputs: BTreeMap<String, String>,
+    summary: String,
+    path: Vec<String>,
+}
+
+impl ActionRun {
+    fn step(&self, id: &str) -> &StepRun {
+        self.steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("step {id} did not run"))
+    }
+
+    fn log(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| format!("--- step {} (exit {})\n{}", s.id, s.code, s.log))
+            .collect()
+    }
+
+    fn ok(&self) -> &Self {
+        assert!(
+            self.steps.iter().all(|s| s.code == 0) && self.steps.len() == 2,
+            "the action failed:\n{}",
+            self.log()
+        );
+        self
+    }
+}
+
+impl Runner {
+    fn new(work: &Path, server: &str) -> Runner {
+        let l = local();
+        let mut env: BTreeMap<String, String> = l.vars.clone();
+        // No static keys: credentials come from the role the action assumes.
+        env.remove("AWS_ACCESS_KEY_ID");
+        env.remove("AWS_SECRET_ACCESS_KEY");
+        let dir = |name: &str| {
+            let d = work.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            d.display().to_string()
+        };
+        for (k, v) in [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", dir("home")),
+            ("GITHUB_ACTIONS", "true".into()),
+            ("CI", "true".into()),
+            ("RUNNER_OS", "Linux".into()),
+            ("RUNNER_ARCH", "X64".into()),
+            ("RUNNER_TEMP", dir("runner-temp")),
+            ("RUNNER_TOOL_CACHE", dir("tool-cache")),
+            ("GITHUB_WORKSPACE", dir("workspace")),
+            ("GITHUB_SERVER_URL", server.into()),
+            ("GITHUB_API_URL", format!("{server}/api/v3")),
+            ("GITHUB_REPOSITORY", "acme/app".into()),
+            ("GITHUB_RUN_ID", "4242".into()),
+            ("GITHUB_RUN_ATTEMPT", "1".into()),
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                format!("{server}/oidc/token?api-version=2.0"),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token-xyz".into()),
+            ("GITHUB_ACTION_PATH", repo_root().display().to_string()),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        Runner {
+            work: work.to_path_buf(),
+            env,
+            action_repository: "acme/hoist".into(),
+        }
+    }
+
+    fn run(&self, given: &[(&str, &str)]) -> ActionRun {
+        let text = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+        let action: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
+
+        let mut inputs = BTreeMap::new();
+        for (name, spec) in action["inputs"].as_mapping().unwrap() {
+            let name = name.as_str().unwrap().to_string();
+            let value = match given.iter().find(|(k, _)| *k == name) {
+                Some((_, v)) => v.to_string(),
+                None => {
+                    assert!(
+                        spec["required"].as_bool() != Some(true),
+                        "the test gives no value for the required input {name}"
+                    );
+                    spec["default"].as_str().unwrap_or_default().to_string()
+                }
+            };
+            inputs.insert(name, value);
+        }
+        for (k, _) in given {
+            assert!(inputs.contains_key(*k), "action.yml has no input {k}");
+        }
+
+        let mut outputs_of: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut carried_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut path: Vec<String> = vec![];
+        let mut summary = String::new();
+        let mut steps = vec![];
+        for (i, step) in action["runs"]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let id = step["id"].as_str().unwrap_or("unnamed").to_string();
+            assert_eq!(step["shell"].as_str(), Some("bash"), "step {id}");
+            assert!(
+                step.get("if").is_none(),
+                "step {id}: `if:` is not simulated"
+            );
+            let files = |name: &str| {
+                let p = self.work.join(format!("step{i}-{name}"));
+                std::fs::write(&p, "").unwrap();
+                p
+            };
+            let (output_file, env_file, path_file, summary_file) = (
+                files("output"),
+                files("env"),
+                files("path"),
+                files("summary"),
+            );
+            let script = self.work.join(format!("step{i}.sh"));
+            let eval = |s: &str| expand(s, &inputs, &outputs_of, &self.action_repository);
+            std::fs::write(&script, eval(step["run"].as_str().unwrap())).unwrap();
+
+            let mut env = self.env.clone();
+            env.extend(carried_env.clone());
+            if !path.is_empty() {
+                let mut p = path.iter().rev().cloned().collect::<Vec<_>>();
+                p.push(env["PATH"].clone());
+                env.insert("PATH".into(), p.join(":"));
+            }
+            for (k, v) in [
+                ("GITHUB_OUTPUT", &output_file),
+                ("GITHUB_ENV", &env_file),
+                ("GITHUB_PATH", &path_file),
+                ("GITHUB_STEP_SUMMARY", &summary_file),
+            ] {
+                env.insert(k.into(), v.display().to_string());
+            }
+            if let Some(step_env) = step["env"].as_mapping() {
+                for (k, v) in step_env {
+                    env.insert(k.as_str().unwrap().into(), eval(v.as_str().unwrap()));
+                }
+            }
+            let out = Command::new("bash")
+                .args(["--noprofile", "--norc", "-eo", "pipefail"])
+                .arg(&script)
+                .env_clear()
+                .envs(&env)
+                .current_dir(&env["GITHUB_WORKSPACE"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let code = out.status.code().unwrap_or(-1);
+            steps.push(StepRun {
+                id: id.clone(),
+                code,
+                log: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
+            let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+            outputs_of.insert(id, parse_commands_file(&read(&output_file)));
+            carried_env.extend(parse_commands_file(&read(&env_file)));
+            path.extend(read(&path_file).lines().map(str::to_string));
+            summary.push_str(&read(&summary_file));
+            if code != 0 {
+                break; // later steps of a composite action do not run
+            }
+        }
+        let mut outputs = BTreeMap::new();
+        for (name, spec) in action["outputs"].as_mapping().unwrap() {
+            let value = expand(
+                spec["value"].as_str().unwrap(),
+                &inputs,
+                &outputs_of,
+                &self.action_repository,
+            );
+            outputs.insert(name.as_str().unwrap().to_string(), value);
+        }
+        ActionRun {
+            steps,
+            outputs,
+            summary,
+            path,
+        }
+    }
+}
+
+/// `${{ … }}` as action.yml uses it: `inputs.X`, `steps.ID.outputs.X`,
+/// `github.action_repository`, and `A || B` (the first non-empty).
+fn expand(
+    text: &str,
+    inputs: &BTreeMap<String, String>,
+    steps: &BTreeMap<String, BTreeMap<String, String>>,
+    action_repository: &str,
+) -> String {
+    let value = |expr: &str| -> String {
+        let expr = expr.trim();
+        if let Some(name) = expr.strip_prefix("inputs.") {
+            return inputs
+                .get(name)
+                .unwrap_or_else(|| panic!("action.yml uses undeclared input {name}"))
+                .clone();
+        }
+        if let Some(rest) = expr.strip_prefix("steps.") {
+            let (id, name) = rest.split_once(".outputs.").expect("steps.ID.outputs.NAME");
+            return steps
+                .get(id)
+                .and_then(|o| o.get(name))
+                .cloned()
+                .unwrap_or_default();
+        }
+        match expr {
+            "github.action_repository" => action_repository.to_string(),
+            _ => panic!("the simulated runner does not evaluate `{expr}`"),
+        }
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("closing }}") + start;
+        let expr = &rest[start + 3..end];
+        let v = expr
+            .split("||")
+            .map(value)
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        out.push_str(&v);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// GITHUB_OUTPUT / GITHUB_ENV: `name=value` lines and `name<<DELIM` blocks.
+fn parse_commands_file(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
+            map.insert(name.to_string(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            map.insert(name.to_string(), value.to_string());
+        }
+    }
+    map
+}
+
+/// Plays github.com for the action: release downloads under
+/// `/OWNER/REPO/releases/download/TAG/ASSET` (whatever `files` holds, 404
+/// otherwise) and the Actions OIDC token endpoint. Records every path asked.
+struct GitHub {
+    server: Running,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl GitHub {
+    fn start(files: BTreeMap<String, Vec<u8>>, token: String) -> GitHub {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, files, token) = (seen.clone(), Arc::new(files), Arc::new(token));
+        let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (s, files, token) = (s.clone(), files.clone(), token.clone());
+            async move {
+                let path = req.uri().path().to_string();
+                s.lock().unwrap().push(path.clone());
+                if path == "/oidc/token" {
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    if auth != "bearer request-token-xyz" {
+                        return Ok(bytes(401, b"{}".to_vec()));
+                    }
+                    return Ok(bytes(
+                        200,
+                        json!({ "value": *token }).to_string().into_bytes(),
+                    ));
+                }
+                Ok(match files.get(&path) {
+                    Some(b) => bytes(200, b.clone()),
+                    None => bytes(404, b"Not Found".to_vec()),
+                })
+            }
+        });
+        GitHub { server, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    fn downloads(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.contains("/releases/"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn bytes(status: u16, body: Vec<u8>) -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
+        .unwrap()
+}
+
+fn github_token() -> String {
+    jwt(json!({
+        "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com",
+        "sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "ref": "refs/heads/main",
+        "run_id": "4242", "run_attempt": "1",
+    }))
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The release assets of `acme/hoist` v{VERSION} for x86_64 Linux.
+fn release(binary: &[u8], checksum: Option<String>) -> BTreeMap<String, Vec<u8>> {
+    let base = format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux");
+    let mut files = BTreeMap::new();
+    files.insert(base.clone(), binary.to_vec());
+    if let Some(sum) = checksum {
+        files.insert(
+            format!("{base}.sha256"),
+            format!("{sum}  hoist-x86_64-linux\n").into_bytes(),
+        );
+    }
+    files
+}
+
+#[test]
+fn action_installs_the_verified_release_and_ships() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let sum = sha256_hex(&binary);
+    let token = github_token();
+    let github = GitHub::start(release(&binary, Some(sum.clone())), token.clone());
+    let runner = Runner::new(w, &github.url());
+    let image = layout(w);
+    let repo = unique("pkg/action");
+    let inputs = [
+        ("image", image.to_str().unwrap()),
+        ("repository", repo.as_str()),
+        // One per line, as a YAML block: hoist gets them comma-separated.
+        ("tags", "first\n second \n"),
+        ("create-repository", "true"),
+        ("role-to-assume", ROLE),
+        ("aws-region", "us-east-1"),
+    ];
+    let run = runner.run(&inputs);
+    run.ok();
+    let log = run.log();
+    // The token is masked (the runner hides it from then on) and never
+    // printed anywhere else.
+    assert!(log.contains(&format!("::add-mask::{token}")), "{log}");
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("::add-mask::") || !l.contains(&token)),
+        "the OIDC token reached the log"
+    );
+
+    // Installed from the release, checksum verified, cached, on PATH.
+    assert_eq!(
+        github.downloads(),
+        [
+            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux"),
+            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux.sha256"),
+        ]
+    );
+    assert!(
+        log.contains(&format!("verified hoist-x86_64-linux (sha256 {sum})")),
+        "{log}"
+    );
+    let cached = w.join(format!("tool-cache/hoist/{VERSION}/x86_64-linux"));
+    assert_eq!(
+        sha256_hex(&std::fs::read(cached.join("hoist")).unwrap()),
+        sum
+    );
+    assert_eq!(run.path, [cached.display().to_string()]);
+    assert_eq!(
+        run.outputs["hoist-path"],
+        cached.join("hoist").display().to_string()
+    );
+
+    // The inputs reached hoist: OIDC role (no static keys in the runner's
+    // environment), the repository created, both tags; and every input left
+    // empty (jobs, duration, …) was not passed as an empty value.
+    assert!(
+        run.step("ship")
+            .log
+            .contains("assumed-role/ci-deploy/hoist-github-4242-1"),
+        "{log}"
+    );
+    let digest = run.outputs["digest"].clone();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{:?}",
+        run.outputs
+    );
+    let l = local();
+    assert_eq!(
+        run.outputs["image-uri"],
+        format!("{}/{repo}@{digest}", l.ecr_host)
+    );
+    assert_eq!(
+        run.outputs["repository-uri"],
+        format!("{}/{repo}", l.ecr_host)
+    );
+    assert!(registry_manifest(&repo, &digest).is_some());
+    let mut tags = registry_tags(&repo);
+    tags.sort();
+    assert_eq!(tags, ["first", "second"]);
+    assert!(
+        run.summary.contains(&digest),
+        "step summary: {}",
+        run.summary
+    );
+
+    // A second run finds the binary in the tool cache: nothing downloaded.
+    let before = github.downloads().len();
+    let again = runner.run(&inputs);
+    again.ok();
+    assert_eq!(github.downloads().len(), before, "{}", again.log());
+    assert!(
+        again.step("install").log.contains("is in the tool cache"),
+        "{}",
+        again.log()
+    );
+    assert_eq!(again.outputs["digest"], digest, "the same image again");
+}
+
+#[test]
+fn action_refuses_an_unverified_binary() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let wrong = sha256_hex(b"something else");
+    for (case, checksum, expected) in [
+        (
+            "checksum mismatch",
+            Some(wrong.clone()),
+            format!("but its hoist-x86_64-linux.sha256 says {wrong}: refusing to run it"),
+        ),
+        (
+            "no checksum file",
+            None,
+            "but no hoist-x86_64-linux.sha256 (HTTP 404): refusing to run an unverified binary"
+                .to_string(),
+        ),
+        (
+            "not a checksum",
+            Some("not-a-checksum".into()),
+            "holds no SHA-256 checksum: refusing".to_string(),
+        ),
+    ] {
+        let case_dir = w.join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&case_dir).unwrap();
+        let github = GitHub::start(release(&binary, checksum), github_token());
+        let runner = Runner::new(&case_dir, &github.url());
+        let image = layout(&case_dir);
+        let run = runner.run(&[
+            ("image", image.to_str().unwrap()),
+            ("repository", "pkg/never-pushed"),
+        ]);
+        assert_eq!(
+            run.steps.len(),
+            1,
+            "{case}: the ship step must not run:\n{}",
+            run.log()
+        );
+        let install = run.step("install");
+        assert_ne!(install.code, 0, "{case}");
+        assert!(
+            install.log.contains("::error title=hoist install::")
+                && install.log.contains(&expected),
+            "{case}: {}",
+            install.log
+        );
+        let cached = case_dir.join(format!("tool-cache/hoist/{VERSION}"));
+        assert!(
+            !cached.join("x86_64-linux/hoist").exists()
+                && !cached.join("x86_64-linux.complete").exists(),
+            "{case}: an unverified binary was cached"
+        );
+        assert!(run.path.is_empty(), "{case}: nothing added to PATH");
+    }
+}
+
+/// No release asset for this version, or no release for the runner's
+/// platform: the action builds from its own source with `cargo install`.
+/// cargo here is a stand-in that records its arguments and installs the test
+/// binary (a real release build takes far longer than a test may).
+#[test]
+fn action_builds_from_source_when_no_release_matches() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let fake_bin = w.join("fake-bin");
+    std::fs::create_dir_all(&fake_bin).unwrap();
+    let cargo_log = w.join("cargo-args");
+    let cargo = fake_bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{log}'\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = --root ] && root=$2; shift; done\n\
+             mkdir -p \"$root/bin\" && cp '{bin}' \"$root/bin/hoist\"\n",
+            log = cargo_log.display(),
+            bin = env!("CARGO_BIN_EXE_hoist"),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    for (case, os, arch, expect_download) in [
+        ("no release asset", "Linux", "X64", true),
+        ("no release for macOS", "macOS", "ARM64", false),
+    ] {
+        let case_dir = w.join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&case_dir).unwrap();
+        std::fs::write(&cargo_log, "").unwrap();
+        let github = GitHub::start(BTreeMap::new(), github_token());
+        let mut runner = Runner::new(&case_dir, &github.url());
+        let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
+        runner.env.insert("PATH".into(), path);
+        runner.env.insert("RUNNER_OS".into(), os.into());
+        runner.env.insert("RUNNER_ARCH".into(), arch.into());
+        let image = layout(&case_dir);
+        let repo = unique("pkg/source");
+        let run = runner.run(&[
+            ("image", image.to_str().unwrap()),
+            ("repository", &repo),
+            ("create-repository", "true"),
+            ("role-to-assume", ROLE),
+        ]);
+        run.ok();
+        assert_eq!(
+            !github.downloads().is_empty(),
+            expect_download,
+            "{case}: {:?}",
+            github.downloads()
+        );
+        let args = std::fs::read_to_string(&cargo_log).unwrap();
+        let root = case_dir.join("tool-cache/hoist");
+        let expected_prefix = format!(
+            "install --locked --path {} --root {}/{VERSION}-source-",
+            repo_root().display(),
+            root.display()
+        );
+        // …/<version>-source-<16 hex of the source's hash>/<arch>
+        let source_hash = args
+            .trim_end()
+            .strip_prefix(&expected_prefix)
+            .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
+            .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
+        assert!(
+            source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{case}: the cache key holds no hash of the source: {args}"
+        );
+        assert!(
+            run.outputs["digest"].starts_with("sha256:"),
+            "{case}: the built binary shipped:\n{}",
+            run.log()
+        );
+        assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
+    }
+}
+
+/// A failing `hoist ship` fails the action's step with hoist's own exit code
+/// and error, and sets no outputs.
+#[test]
+fn action_fails_with_hoists_exit_code() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let github = GitHub::start(release(&binary, Some(sha256_hex(&binary))), github_token());
+    let runner = Runner::new(w, &github.url());
+    let image = layout(w);
+    let repo = unique("pkg/missing");
+    let run = runner.run(&[
+        ("image", image.to_str().unwrap()),
+        ("repository", &repo),
+        ("role-to-assume", ROLE),
+    ]);
+    let ship = run.step("ship");
+    assert_eq!(ship.code, 2, "a usage error: {}", run.log());
+    assert!(
+        ship.log
+            .contains(&format!("repository '{repo}' does not exist")),
+        "{}",
+        ship.log
+    );
+    assert_eq!(run.outputs["digest"], "");
+    assert_eq!(run.outputs["image-uri"], "");
+}
