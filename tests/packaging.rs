@@ -373,6 +373,9 @@ fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
     .unwrap();
     Layout::simple(&project.join("image"), 2, 3000);
     let repo = unique("pkg/gitlab");
+    // Without scan on push (moto scans only when asked): the gate starts the
+    // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
+    common::create_repository(&repo, true);
     std::fs::write(
         project.join(".gitlab-ci.yml"),
         format!(
@@ -384,7 +387,7 @@ include:
       source: image
       repository: {repo}
       tags: one,two
-      create-repository: "true"
+      severity-threshold: critical
       role-arn: {ROLE}
 read-digest:
   stage: verify
@@ -447,6 +450,8 @@ read-digest:
         // --force-shell-executor runs the script here).
         "GITLAB_CI=true".to_string(),
         format!("CI_PROJECT_DIR={}", project.display()),
+        // moto answers at once: poll it quickly.
+        "HOIST_POLL_INTERVAL=50ms".to_string(),
     ];
     for k in [
         "AWS_ENDPOINT_URL",
@@ -482,6 +487,17 @@ read-digest:
         "the later job read the digest from the dotenv report:\n{text}"
     );
     assert!(registry_manifest(&repo, &digest).is_some());
+    // The gate ran on the pushed digest: its verdict in the dotenv report,
+    // its findings in the container-scanning report artifact.
+    assert!(dotenv.contains("HOIST_SCAN_VERDICT=passed"), "{dotenv}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join("gl-container-scanning-report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        report["vulnerabilities"][0]["identifiers"][0]["value"],
+        "CVE-9999-9999"
+    );
     let mut tags = registry_tags(&repo);
     tags.sort();
     assert_eq!(tags, ["one", "two"]);
@@ -863,15 +879,20 @@ fn action_installs_the_verified_release_and_ships() {
     let sum = sha256_hex(&binary);
     let token = github_token();
     let github = GitHub::start(release(&binary, Some(sum.clone())), token.clone());
-    let runner = Runner::new(w, &github.url());
+    let mut runner = Runner::new(w, &github.url());
+    fast_gate(&mut runner.env);
     let image = layout(w);
     let repo = unique("pkg/action");
+    // Without scan on push (moto scans only when asked), so the gate starts
+    // the scan at once instead of first waiting for the push's own.
+    common::create_repository(&repo, true);
     let inputs = [
         ("image", image.to_str().unwrap()),
         ("repository", repo.as_str()),
         // One per line, as a YAML block: hoist gets them comma-separated.
         ("tags", "first\n second \n"),
-        ("create-repository", "true"),
+        // moto's one finding is HIGH.
+        ("severity-threshold", "critical"),
         ("role-to-assume", ROLE),
         ("aws-region", "us-east-1"),
     ];
@@ -935,6 +956,9 @@ fn action_installs_the_verified_release_and_ships() {
         format!("{}/{repo}", l.ecr_host)
     );
     assert!(registry_manifest(&repo, &digest).is_some());
+    // The gate ran on the pushed digest, and said so in the outputs.
+    assert_eq!(run.outputs["scan-verdict"], "passed", "{:?}", run.outputs);
+    assert_eq!(run.outputs["scan-high"], "1");
     let mut tags = registry_tags(&repo);
     tags.sort();
     assert_eq!(tags, ["first", "second"]);
@@ -1049,16 +1073,18 @@ fn action_builds_from_source_when_no_release_matches() {
         std::fs::write(&cargo_log, "").unwrap();
         let github = GitHub::start(BTreeMap::new(), github_token());
         let mut runner = Runner::new(&case_dir, &github.url());
+        fast_gate(&mut runner.env);
         let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
         runner.env.insert("PATH".into(), path);
         runner.env.insert("RUNNER_OS".into(), os.into());
         runner.env.insert("RUNNER_ARCH".into(), arch.into());
         let image = layout(&case_dir);
         let repo = unique("pkg/source");
+        common::create_repository(&repo, true);
         let run = runner.run(&[
             ("image", image.to_str().unwrap()),
             ("repository", &repo),
-            ("create-repository", "true"),
+            ("severity-threshold", "critical"),
             ("role-to-assume", ROLE),
         ]);
         run.ok();
@@ -1120,4 +1146,9 @@ fn action_fails_with_hoists_exit_code() {
     );
     assert_eq!(run.outputs["digest"], "");
     assert_eq!(run.outputs["image-uri"], "");
+}
+
+/// moto answers at once: poll its scans quickly.
+fn fast_gate(env: &mut BTreeMap<String, String>) {
+    env.insert("HOIST_POLL_INTERVAL".into(), "50ms".into());
 }
