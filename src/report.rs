@@ -17,6 +17,8 @@ pub enum Outcome {
     Doctor(DoctorReport),
     Push(push::Report),
     Ship(crate::ship::Report),
+    Deploy(crate::deploy::Report),
+    Rollback(crate::deploy::RollbackReport),
 }
 
 /// Who `hoist auth` became. Never the credentials themselves.
@@ -77,6 +79,7 @@ impl Outcome {
         match self {
             // A diagnosis that found something wrong is a configuration error.
             Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => 2,
+            Outcome::Deploy(r) => r.exit_code(),
             _ => 0,
         }
     }
@@ -99,6 +102,9 @@ impl Outcome {
                 }
                 Outcome::Push(r) => r.digest.to_string(),
                 Outcome::Ship(r) => r.push.digest.to_string(),
+                // The version now serving, so `$(hoist deploy …)` is useful.
+                Outcome::Deploy(r) => r.version.clone().unwrap_or_default(),
+                Outcome::Rollback(r) => r.to.clone(),
             },
         }
     }
@@ -150,6 +156,8 @@ impl Outcome {
             }
             Outcome::Push(r) => r.summary_line(),
             Outcome::Ship(r) => r.summary_line(),
+            Outcome::Deploy(r) => r.summary_line(),
+            Outcome::Rollback(r) => r.summary_line(),
         }
     }
 
@@ -174,6 +182,24 @@ impl Outcome {
             Outcome::Push(r) => push_outputs(&mut o, r),
             Outcome::Ship(r) => {
                 push_outputs(&mut o, &r.push);
+                o.summary = r.markdown();
+            }
+            Outcome::Deploy(r) => {
+                o.set("version", r.version.clone().unwrap_or_default());
+                o.set(
+                    "previous-version",
+                    r.previous_version.clone().unwrap_or_default(),
+                );
+                o.set("alias-arn", r.alias_arn.clone());
+                o.set("routing", r.routing.clone());
+                o.set("deployed-digest", r.digest.to_string());
+                o.summary = r.markdown();
+            }
+            Outcome::Rollback(r) => {
+                o.set("version", r.to.clone());
+                o.set("previous-version", r.from.clone());
+                o.set("alias-arn", r.alias_arn.clone());
+                o.set("routing", r.routing.clone());
                 o.summary = r.markdown();
             }
         }
