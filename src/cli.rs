@@ -92,6 +92,10 @@ pub enum Command {
     Push(PushArgs),
     /// Wait for ECR's scan of a pushed image and fail (exit 1) on findings the policy does not allow
     Gate(GateArgs),
+    /// Point a Lambda function at a pushed image by digest, publish a version, and move an alias to it (at once, or gradually with rollback on alarms)
+    Deploy(DeployArgs),
+    /// Point an alias back at the version it served before the last hoist deploy
+    Rollback(RollbackArgs),
     /// The whole pipeline in one step: authenticate, push, gate on the scan, deploy
     Ship(ShipArgs),
 }
@@ -214,4 +218,97 @@ pub struct DoctorArgs {
     /// The role's trust policy to check against this token: `aws iam get-role --role-name NAME` output, or the policy document
     #[arg(long, env = "HOIST_TRUST_POLICY")]
     pub trust_policy: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// The pushed image, by digest: REPO@sha256:…, an image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:…), or a digest with --repository
+    #[arg(env = "HOIST_IMAGE")]
+    pub image: String,
+
+    /// The ECR repository, when IMAGE is a bare digest
+    #[arg(long, env = "HOIST_REPOSITORY")]
+    pub repository: Option<String>,
+
+    /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Check everything and print the plan; write nothing
+    #[arg(long, env = "HOIST_DRY_RUN")]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub options: DeployOptions,
+}
+
+fn parse_timeout(raw: &str) -> Result<std::time::Duration, String> {
+    match crate::deploy::strategy::parse_duration(raw) {
+        Ok(d) if d.is_zero() => Err("a timeout of 0 s would fail every wait".into()),
+        Ok(d) => Ok(d),
+        Err(why) => Err(why.replace("has ", "")),
+    }
+}
+
+/// How to deploy: the deploy stage's own options (flattened into `ship`).
+#[derive(Debug, Clone, Args)]
+pub struct DeployOptions {
+    /// The Lambda function (name or ARN); it must be a container-image function
+    #[arg(long, env = "HOIST_FUNCTION")]
+    pub function: String,
+
+    /// The alias to move (created when missing)
+    #[arg(long, env = "HOIST_ALIAS")]
+    pub alias: String,
+
+    /// all-at-once, canary:10%:5m, linear:10%:1m, or a CodeDeploy name (LambdaCanary10Percent5Minutes, LambdaLinear10PercentEvery1Minute, …)
+    #[arg(long, env = "HOIST_STRATEGY", default_value = "all-at-once")]
+    pub strategy: String,
+
+    /// CloudWatch alarm to watch during every bake (repeatable); ALARM rolls the alias back
+    #[arg(long = "alarm", env = "HOIST_ALARM", value_delimiter = ',')]
+    pub alarms: Vec<String>,
+
+    /// Switch the function to this architecture with the new image (x86_64 or arm64)
+    #[arg(long, env = "HOIST_ARCHITECTURE", value_enum)]
+    pub architecture: Option<crate::deploy::platform::Arch>,
+
+    /// Invoke the new version with this JSON event before any traffic moves; a function error stops the deploy
+    #[arg(long, env = "HOIST_SMOKE_EVENT")]
+    pub smoke_event: Option<PathBuf>,
+
+    /// Text the smoke test's response must contain
+    #[arg(long, env = "HOIST_SMOKE_EXPECT")]
+    pub smoke_expect: Option<String>,
+
+    /// Take over an alias that another deployment left split between versions
+    #[arg(long, env = "HOIST_FORCE")]
+    pub force: bool,
+
+    /// Deploy even if an --alarm is already in ALARM (it counts again once it recovers)
+    #[arg(long, env = "HOIST_IGNORE_ALARMS_AT_START")]
+    pub ignore_alarms_at_start: bool,
+
+    /// Also watch the Errors metric of the new version behind the alias during every bake
+    #[arg(long, env = "HOIST_WATCH_ERRORS")]
+    pub watch_errors: bool,
+
+    /// With --watch-errors: roll back when the new version has more errors than this
+    #[arg(long, env = "HOIST_MAX_ERRORS", default_value_t = 0)]
+    pub max_errors: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The Lambda function (name or ARN)
+    #[arg(long, env = "HOIST_FUNCTION")]
+    pub function: String,
+
+    /// The alias to move back
+    #[arg(long, env = "HOIST_ALIAS")]
+    pub alias: String,
+
+    /// Go back to the recorded previous version even if the alias was moved since, outside hoist
+    #[arg(long, env = "HOIST_FORCE")]
+    pub force: bool,
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod aws;
 pub mod ci;
 pub mod cli;
+pub mod deploy;
 pub mod env;
 pub mod error;
 pub mod image;
@@ -69,6 +70,14 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         }
         Command::Push(args) => Outcome::Push(push::run(&ctx, args, false).await?),
         Command::Gate(args) => Outcome::Gate(scan::run_args(&ctx, args).await?),
+        Command::Deploy(args) => {
+            let image =
+                registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
+            Outcome::Deploy(
+                deploy::run(&ctx, &image, args.timeout, args.dry_run, &args.options).await?,
+            )
+        }
+        Command::Rollback(args) => Outcome::Rollback(deploy::rollback(&ctx, &args).await?),
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
     for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {

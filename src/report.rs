@@ -18,6 +18,8 @@ pub enum Outcome {
     Push(push::Report),
     Gate(crate::scan::Report),
     Ship(crate::ship::Report),
+    Deploy(crate::deploy::Report),
+    Rollback(crate::deploy::RollbackReport),
 }
 
 /// Who `hoist auth` became. Never the credentials themselves.
@@ -81,6 +83,7 @@ impl Outcome {
             // Blocked: 1; no scan result (and the policy says fail): 3.
             Outcome::Gate(r) => r.exit_code(),
             Outcome::Ship(r) => r.exit_code(),
+            Outcome::Deploy(r) => r.exit_code(),
             _ => 0,
         }
     }
@@ -104,6 +107,9 @@ impl Outcome {
                 Outcome::Push(r) => r.digest.to_string(),
                 Outcome::Gate(r) => r.verdict.name().to_string(),
                 Outcome::Ship(r) => r.push.digest.to_string(),
+                // The version now serving, so `$(hoist deploy …)` is useful.
+                Outcome::Deploy(r) => r.version.clone().unwrap_or_default(),
+                Outcome::Rollback(r) => r.to.clone(),
             },
         }
     }
@@ -156,6 +162,8 @@ impl Outcome {
             Outcome::Push(r) => r.summary_line(),
             Outcome::Gate(r) => r.log(),
             Outcome::Ship(r) => r.summary_line(),
+            Outcome::Deploy(r) => r.summary_line(),
+            Outcome::Rollback(r) => r.summary_line(),
         }
     }
 
@@ -184,6 +192,24 @@ impl Outcome {
                 if let Some(g) = &r.gate {
                     gate_outputs(&mut o, g);
                 }
+                o.summary = r.markdown();
+            }
+            Outcome::Deploy(r) => {
+                o.set("version", r.version.clone().unwrap_or_default());
+                o.set(
+                    "previous-version",
+                    r.previous_version.clone().unwrap_or_default(),
+                );
+                o.set("alias-arn", r.alias_arn.clone());
+                o.set("routing", r.routing.clone());
+                o.set("deployed-digest", r.digest.to_string());
+                o.summary = r.markdown();
+            }
+            Outcome::Rollback(r) => {
+                o.set("version", r.to.clone());
+                o.set("previous-version", r.from.clone());
+                o.set("alias-arn", r.alias_arn.clone());
+                o.set("routing", r.routing.clone());
                 o.summary = r.markdown();
             }
         }

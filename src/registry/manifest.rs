@@ -103,3 +103,52 @@ impl Registry {
         .map_err(|e| RegistryError::after(&op, e))
     }
 }
+
+impl Registry {
+    /// GET a small blob (an image config) by digest, verified against it.
+    /// Later stages read configs to check an image before deploying it;
+    /// `limit` keeps a wrong descriptor from pulling a layer into memory.
+    /// Redirects (ECR hands blobs out from S3) are followed; reqwest drops
+    /// the Authorization header when a redirect leaves the registry's host.
+    pub async fn get_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let op = format!("fetching blob {repository}@{}", digest.short());
+        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let bytes = retry::retry(self.policy, |_| async {
+            let password = self.password().await?;
+            let res = self
+                .http
+                .get(url.clone())
+                .header(reqwest::header::AUTHORIZATION, Self::basic(&password))
+                .send()
+                .await
+                .map_err(|e| self.transport(&op, e))?;
+            if !res.status().is_success() {
+                return Err(Self::refusal(&op, res).await);
+            }
+            if res.content_length().is_some_and(|n| n > limit) {
+                return Err(RegistryError::Protocol(format!(
+                    "{op}: the blob is larger than {limit} bytes"
+                )));
+            }
+            res.bytes().await.map_err(|e| self.transport(&op, e))
+        })
+        .await
+        .map_err(|e| RegistryError::after(&op, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(RegistryError::Protocol(format!(
+                "{op}: the blob is larger than {limit} bytes"
+            )));
+        }
+        if Digest::of(&bytes) != *digest {
+            return Err(RegistryError::Protocol(format!(
+                "{op}: the registry's bytes do not match the digest"
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+}

@@ -1,0 +1,168 @@
+//! How a deploy fails: each error names the function, version or alarm it is
+//! about, its class (exit code) and, when the fix is known, a hint.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::preflight::Problem;
+use crate::error::{Class, Diagnose};
+use crate::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{op}: {message}")]
+    Aws {
+        op: String,
+        /// The AWS error code, when AWS sent one.
+        code: Option<String>,
+        message: String,
+        class: Class,
+        hint: Option<String>,
+    },
+    #[error("the image cannot run on function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
+    Preflight {
+        function: String,
+        problems: Vec<Problem>,
+    },
+    #[error("{0}")]
+    Image(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("Lambda could not update function {function}: {code}: {reason}")]
+    UpdateFailed {
+        function: String,
+        code: String,
+        reason: String,
+    },
+    #[error("gave up after {secs} s waiting for {what}")]
+    Timeout { what: String, secs: u64 },
+    #[error(
+        "function {function} changed while hoist was deploying ({what}): someone else is deploying or configuring it"
+    )]
+    Changed { function: String, what: String },
+    #[error("{message}")]
+    Refused {
+        message: String,
+        hint: String,
+        class: Class,
+    },
+    #[error("the smoke test of version {version} failed: {why}\nresponse: {response}")]
+    Smoke {
+        version: String,
+        why: String,
+        response: String,
+    },
+}
+
+impl DeployError {
+    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> DeployError {
+        DeployError::Refused {
+            message: message.into(),
+            hint: hint.into(),
+            class: Class::Usage,
+        }
+    }
+
+    /// An AWS SDK error, sorted by what the user can do about it.
+    pub fn aws<E, R>(op: impl Into<String>, e: SdkError<E, R>) -> DeployError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let op = op.into();
+        let code = e.code().map(str::to_string);
+        let message = match (&e, e.message()) {
+            (SdkError::ServiceError(_), Some(m)) => {
+                format!("{}: {m}", code.as_deref().unwrap_or("error"))
+            }
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        let (class, hint) = classify(code.as_deref(), &e);
+        DeployError::Aws {
+            op,
+            code,
+            message,
+            class,
+            hint,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            DeployError::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+fn classify<E, R>(code: Option<&str>, e: &SdkError<E, R>) -> (Class, Option<String>) {
+    match code {
+        Some("ResourceNotFoundException") => (
+            Class::Usage,
+            Some("check --function and --region (and, with --role-arn, that the role is in the function's account)".into()),
+        ),
+        Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation") => (
+            Class::Usage,
+            Some("the AWS identity lacks a permission hoist deploy needs (see the README's IAM permissions for deploy)".into()),
+        ),
+        Some("InvalidParameterValueException" | "ValidationException" | "InvalidParameterValue") => (Class::Usage, None),
+        Some("PreconditionFailedException") => (
+            Class::Infrastructure,
+            Some("the function or alias changed between hoist reading it and writing it: another deployment ran at the same time; re-run when it is done".into()),
+        ),
+        _ => match e {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
+                Class::Infrastructure,
+                Some("could not reach AWS: check the network path (HTTPS_PROXY / NO_PROXY, VPC endpoints) and the region".into()),
+            ),
+            _ => (Class::Infrastructure, Some("AWS kept failing after retries; re-running is safe".into())),
+        },
+    }
+}
+
+impl Diagnose for DeployError {
+    fn class(&self) -> Class {
+        match self {
+            DeployError::Aws { class, .. } | DeployError::Refused { class, .. } => *class,
+            DeployError::Preflight { .. } | DeployError::Image(_) => Class::Usage,
+            DeployError::Registry(e) => e.class(),
+            DeployError::UpdateFailed { code, .. } => match code.as_str() {
+                // Lambda's verdict on the image or its permissions: the user's to fix.
+                "ImageAccessDenied"
+                | "ImageDeleted"
+                | "InvalidImage"
+                | "InvalidSubnet"
+                | "InvalidSecurityGroup"
+                | "KMSKeyAccessDenied"
+                | "EniLimitExceeded"
+                | "SubnetOutOfIPAddresses"
+                | "InvalidRuntime" => Class::Usage,
+                _ => Class::Infrastructure,
+            },
+            DeployError::Timeout { .. } | DeployError::Changed { .. } => Class::Infrastructure,
+            DeployError::Smoke { .. } => Class::Policy,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DeployError::Aws { hint, .. } => hint.clone(),
+            DeployError::Refused { hint, .. } => Some(hint.clone()),
+            DeployError::Preflight { problems, .. } => Some(
+                problems.iter().map(|p| p.fix.as_str()).collect::<Vec<_>>().join("; "),
+            ),
+            DeployError::Registry(e) => e.hint(),
+            DeployError::UpdateFailed { code, .. } => Some(match code.as_str() {
+                "ImageAccessDenied" => "the function's execution role (or Lambda, across accounts) may not pull the image: give the role ecr:BatchGetImage and ecr:GetDownloadUrlForLayer, and check the repository policy and its KMS key".into(),
+                "ImageDeleted" => "the image was deleted (a lifecycle rule?): push it again, and keep deployed digests out of lifecycle expiry".into(),
+                "InvalidImage" => "Lambda could not use the image: check its platform, layers (gzip) and entrypoint".into(),
+                _ => "see the reason above; the alias was not moved".into(),
+            }),
+            DeployError::Timeout { .. } => Some("raise --timeout, or look at the function in the console; the alias was not moved further".into()),
+            DeployError::Changed { .. } => Some("wait for the other deployment to finish, then re-run hoist".into()),
+            DeployError::Smoke { .. } => Some("no traffic was moved; fix the function (the response is above) and deploy again".into()),
+            DeployError::Image(_) => None,
+        }
+    }
+}

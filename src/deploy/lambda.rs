@@ -1,0 +1,533 @@
+//! The Lambda edge: every call the deploy makes, the waits between them, and
+//! what Lambda's answers mean.
+//!
+//! Retries: the SDK retries throttling, 5xx and network failures itself
+//! (standard mode, see aws.rs). Two additions, both as configuration rather
+//! than a second retry loop: TooManyRequestsException carries
+//! `retryAfterSeconds` (the Retry-After header), which a classifier hands to
+//! the SDK's backoff; and ResourceConflictException ("an update is in
+//! progress") is not an error to retry blindly but a wait: hoist waits for
+//! the function to settle, then makes the call again, within `--timeout`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, Architecture, LastUpdateStatus, State};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
+use aws_smithy_types::retry::ErrorKind;
+
+use super::error::DeployError;
+use super::plan::Alias;
+use super::platform::Arch;
+use super::preflight::FunctionFacts;
+
+/// Lambda's TooManyRequestsException says when to come back
+/// (`retryAfterSeconds`, sent as the Retry-After header); the SDK's own
+/// classifiers know it is throttling but not the delay.
+#[derive(Debug)]
+struct RetryAfterSeconds;
+
+impl ClassifyRetry for RetryAfterSeconds {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(res) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if res.status().as_u16() != 429 {
+            return RetryAction::NoActionIndicated;
+        }
+        match res
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(s) => RetryAction::retryable_error_with_explicit_delay(
+                ErrorKind::ThrottlingError,
+                Duration::from_secs(s),
+            ),
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "Lambda retryAfterSeconds"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// The function as GetFunction(Configuration) describes it.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub facts: FunctionFacts,
+    pub arn: String,
+    pub role: String,
+    pub revision_id: Option<String>,
+    pub code_sha256: Option<String>,
+    pub description: String,
+    pub image_uri: Option<String>,
+    pub resolved_image_uri: Option<String>,
+}
+
+pub struct Lambda {
+    client: aws_sdk_lambda::Client,
+    pub function: String,
+    quiet: bool,
+}
+
+/// Backoff for the waits: 1 s, doubling, at most 5 s (Lambda's own waiter
+/// polls every second; updates take seconds to minutes).
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.min(2)).min(Duration::from_secs(5))
+}
+
+impl Lambda {
+    pub fn new(sdk: &aws_config::SdkConfig, function: &str, quiet: bool) -> Lambda {
+        let conf = aws_sdk_lambda::config::Builder::from(sdk)
+            .retry_classifier(RetryAfterSeconds)
+            .build();
+        Lambda {
+            client: aws_sdk_lambda::Client::from_conf(conf),
+            function: function.to_string(),
+            quiet,
+        }
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The function (or one of its versions).
+    pub async fn get(&self, qualifier: Option<&str>) -> Result<Function, DeployError> {
+        let what = match qualifier {
+            Some(q) => format!("{}:{q}", self.function),
+            None => self.function.clone(),
+        };
+        let out = self
+            .client
+            .get_function()
+            .function_name(&self.function)
+            .set_qualifier(qualifier.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("reading function {what}"), e))?;
+        let c = out.configuration().ok_or_else(|| {
+            DeployError::Image(format!("GetFunction {what} returned no configuration"))
+        })?;
+        let arn = c.function_arn().unwrap_or_default().to_string();
+        // arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        let parts: Vec<&str> = arn.split(':').collect();
+        let arch = c
+            .architectures()
+            .first()
+            .map(|a| a.as_str())
+            .unwrap_or("x86_64");
+        let overrides = c
+            .image_config_response()
+            .and_then(|r| r.image_config())
+            .is_some_and(|ic| !ic.entry_point().is_empty() || !ic.command().is_empty());
+        Ok(Function {
+            facts: FunctionFacts {
+                name: self.function.clone(),
+                region: parts.get(3).unwrap_or(&"").to_string(),
+                account: parts.get(4).unwrap_or(&"").to_string(),
+                package_type: c
+                    .package_type()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "Zip".into()),
+                architecture: Arch::from_lambda(arch).unwrap_or(Arch::X86_64),
+                overrides_entrypoint: overrides,
+            },
+            arn,
+            role: c.role().unwrap_or_default().to_string(),
+            revision_id: c.revision_id().map(str::to_string),
+            code_sha256: c.code_sha256().map(str::to_string),
+            description: c.description().unwrap_or_default().to_string(),
+            image_uri: out.code().and_then(|c| c.image_uri()).map(str::to_string),
+            resolved_image_uri: out
+                .code()
+                .and_then(|c| c.resolved_image_uri())
+                .map(str::to_string),
+        })
+    }
+
+    /// Wait until the function is neither Pending nor InProgress. After
+    /// hoist's own update (`ours`), a Failed update is the deploy's failure,
+    /// with Lambda's reason; before it, an earlier failure is not hoist's
+    /// business (the function still runs its previous code).
+    pub async fn settle(
+        &self,
+        ours: bool,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Function, DeployError> {
+        let mut attempt = 0;
+        let mut said = false;
+        loop {
+            let out = self
+                .client
+                .get_function_configuration()
+                .function_name(&self.function)
+                .send()
+                .await
+                .map_err(|e| {
+                    DeployError::aws(
+                        format!("reading the state of function {}", self.function),
+                        e,
+                    )
+                })?;
+            let busy = matches!(out.state(), Some(State::Pending))
+                || matches!(out.last_update_status(), Some(LastUpdateStatus::InProgress));
+            if !busy {
+                if ours && matches!(out.last_update_status(), Some(LastUpdateStatus::Failed)) {
+                    return Err(DeployError::UpdateFailed {
+                        function: self.function.clone(),
+                        code: out
+                            .last_update_status_reason_code()
+                            .map(|c| c.as_str().to_string())
+                            .unwrap_or_else(|| "Failed".into()),
+                        reason: out
+                            .last_update_status_reason()
+                            .unwrap_or("no reason given")
+                            .to_string(),
+                    });
+                }
+                return self.get(None).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(DeployError::Timeout {
+                    what: format!(
+                        "function {} to finish updating (LastUpdateStatus InProgress)",
+                        self.function
+                    ),
+                    secs: timeout.as_secs(),
+                });
+            }
+            if !said {
+                self.say(&format!(
+                    "function {}: an update is in progress; waiting for it to finish",
+                    self.function
+                ));
+                said = true;
+            }
+            tokio::time::sleep(
+                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            attempt += 1;
+        }
+    }
+
+    /// Make a write, waiting out "an update is in progress" (409
+    /// ResourceConflictException) instead of failing on it.
+    async fn through_conflicts<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        mut call: F,
+    ) -> Result<T, DeployError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DeployError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(e) if e.code() == Some("ResourceConflictException") => {
+                    if Instant::now() >= deadline {
+                        return Err(DeployError::Timeout {
+                            what: format!(
+                                "an update in progress on function {} to finish (ResourceConflictException)",
+                                self.function
+                            ),
+                            secs: timeout.as_secs(),
+                        });
+                    }
+                    self.say(&format!("function {}: Lambda says an update is in progress; waiting, then trying again", self.function));
+                    self.settle(false, deadline, timeout).await?;
+                    tokio::time::sleep(
+                        backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// UpdateFunctionCode to `image_uri` (by digest), guarded by the
+    /// RevisionId read just before: a concurrent change fails the call
+    /// (PreconditionFailedException) instead of being overwritten.
+    pub async fn update_code(
+        &self,
+        image_uri: &str,
+        arch: Option<Arch>,
+        revision_id: Option<&str>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), DeployError> {
+        self.through_conflicts(deadline, timeout, || async {
+            self.client
+                .update_function_code()
+                .function_name(&self.function)
+                .image_uri(image_uri)
+                .set_architectures(arch.map(|a| vec![Architecture::from(a.lambda())]))
+                .set_revision_id(revision_id.map(str::to_string))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    self.guarded(
+                        format!("updating the code of function {}", self.function),
+                        e,
+                        "its RevisionId moved on after hoist read it",
+                    )
+                })
+        })
+        .await
+    }
+
+    fn guarded<E, R>(
+        &self,
+        op: String,
+        e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+        what: &str,
+    ) -> DeployError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let e = DeployError::aws(op, e);
+        if e.code() == Some("PreconditionFailedException") {
+            DeployError::Changed {
+                function: self.function.clone(),
+                what: what.to_string(),
+            }
+        } else {
+            e
+        }
+    }
+
+    /// PublishVersion of exactly the code and configuration hoist just
+    /// settled (CodeSha256 and RevisionId must still match). Returns the
+    /// version number.
+    pub async fn publish(
+        &self,
+        code_sha256: Option<&str>,
+        revision_id: Option<&str>,
+        description: &str,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<String, DeployError> {
+        self.through_conflicts(deadline, timeout, || async {
+            let out = self
+                .client
+                .publish_version()
+                .function_name(&self.function)
+                .set_code_sha256(code_sha256.map(str::to_string))
+                .set_revision_id(revision_id.map(str::to_string))
+                .description(description)
+                .send()
+                .await
+                .map_err(|e| {
+                    self.guarded(
+                        format!("publishing a version of function {}", self.function),
+                        e,
+                        "its code or configuration moved on before the version was published",
+                    )
+                })?;
+            out.version()
+                .map(str::to_string)
+                .ok_or_else(|| DeployError::Image("PublishVersion returned no version".into()))
+        })
+        .await
+    }
+
+    pub async fn alias(&self, name: &str) -> Result<Option<Alias>, DeployError> {
+        match self
+            .client
+            .get_alias()
+            .function_name(&self.function)
+            .name(name)
+            .send()
+            .await
+        {
+            Ok(a) => Ok(Some(Alias {
+                arn: a.alias_arn().unwrap_or_default().to_string(),
+                version: a.function_version().unwrap_or_default().to_string(),
+                weights: weights(a.routing_config()),
+                description: a.description().unwrap_or_default().to_string(),
+                revision_id: a.revision_id().map(str::to_string),
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(DeployError::aws(
+                format!("reading alias {}:{name}", self.function),
+                e,
+            )),
+        }
+    }
+
+    /// Point the alias at `version`, with `extra` = (version, weight) taking
+    /// a share, or none. `revision_id` guards against a concurrent change.
+    pub async fn route(
+        &self,
+        name: &str,
+        version: &str,
+        extra: Option<(&str, f64)>,
+        description: Option<&str>,
+        revision_id: Option<&str>,
+    ) -> Result<Alias, DeployError> {
+        let mut map = HashMap::new();
+        if let Some((v, w)) = extra {
+            map.insert(v.to_string(), w);
+        }
+        let routing = AliasRoutingConfiguration::builder()
+            .set_additional_version_weights(Some(map))
+            .build();
+        let a = self
+            .client
+            .update_alias()
+            .function_name(&self.function)
+            .name(name)
+            .function_version(version)
+            .routing_config(routing)
+            .set_description(description.map(str::to_string))
+            .set_revision_id(revision_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| {
+                self.guarded(
+                    format!("moving alias {}:{name}", self.function),
+                    e,
+                    "the alias was changed by someone else during the shift",
+                )
+            })?;
+        Ok(Alias {
+            arn: a.alias_arn().unwrap_or_default().to_string(),
+            version: a.function_version().unwrap_or_default().to_string(),
+            weights: weights(a.routing_config()),
+            description: a.description().unwrap_or_default().to_string(),
+            revision_id: a.revision_id().map(str::to_string),
+        })
+    }
+
+    pub async fn create_alias(
+        &self,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> Result<Alias, DeployError> {
+        let a = self
+            .client
+            .create_alias()
+            .function_name(&self.function)
+            .name(name)
+            .function_version(version)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| DeployError::aws(format!("creating alias {}:{name}", self.function), e))?;
+        Ok(Alias {
+            arn: a.alias_arn().unwrap_or_default().to_string(),
+            version: a.function_version().unwrap_or_default().to_string(),
+            weights: vec![],
+            description: a.description().unwrap_or_default().to_string(),
+            revision_id: a.revision_id().map(str::to_string),
+        })
+    }
+
+    /// Invoke a version directly (not through the alias: no user traffic).
+    /// Returns the function error, if any, and the response payload.
+    pub async fn invoke(
+        &self,
+        version: &str,
+        payload: Vec<u8>,
+    ) -> Result<(Option<String>, String), DeployError> {
+        let out = self
+            .client
+            .invoke()
+            .function_name(&self.function)
+            .qualifier(version)
+            .payload(aws_smithy_types::Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                DeployError::aws(
+                    format!("invoking {}:{version} with the smoke event", self.function),
+                    e,
+                )
+            })?;
+        let body = out
+            .payload()
+            .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+            .unwrap_or_default();
+        Ok((out.function_error().map(str::to_string), body))
+    }
+
+    /// The highest published version number (for the dry run's plan).
+    pub async fn latest_version(&self) -> Result<Option<u64>, DeployError> {
+        let mut marker = None;
+        let mut best = None;
+        loop {
+            let out = self
+                .client
+                .list_versions_by_function()
+                .function_name(&self.function)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| {
+                    DeployError::aws(
+                        format!("listing the versions of function {}", self.function),
+                        e,
+                    )
+                })?;
+            for v in out.versions() {
+                if let Some(n) = v.version().and_then(|v| v.parse::<u64>().ok()) {
+                    best = best.max(Some(n));
+                }
+            }
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(best);
+            }
+        }
+    }
+}
+
+fn weights(r: Option<&AliasRoutingConfiguration>) -> Vec<(String, f64)> {
+    let mut w: Vec<(String, f64)> = r
+        .and_then(|r| r.additional_version_weights())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+/// The digest a version runs: the one hoist recorded when it published it,
+/// else the one in its image URI (as deployed, or as Lambda resolved it).
+pub fn digest_of(f: &Function) -> Option<crate::image::Digest> {
+    super::provenance::digest_in(&f.description).or_else(|| {
+        [f.image_uri.as_deref(), f.resolved_image_uri.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|u| u.rsplit_once('@').and_then(|(_, d)| d.parse().ok()))
+    })
+}

@@ -1,0 +1,850 @@
+//! The deploy stage: make a Lambda function run exactly the pushed image (by
+//! digest), publish a version, and move an alias to it — at once, or step by
+//! step with the alarms watched and automatic rollback.
+//!
+//! Order, so that nothing is written until everything that can be checked
+//! has been: read the function, the alias and the image (registry) → the
+//! preflight (pure) → idempotency, routing and role checks → the alarms'
+//! states → [dry run stops here] → UpdateFunctionCode (guarded by RevisionId)
+//! → wait for LastUpdateStatus → PublishVersion (guarded by CodeSha256 and
+//! RevisionId) → smoke invoke → shift.
+
+pub mod alarms;
+pub mod error;
+pub mod lambda;
+pub mod plan;
+pub mod platform;
+pub mod preflight;
+pub mod provenance;
+pub mod shift;
+pub mod strategy;
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::Context;
+use crate::cli::DeployOptions;
+use crate::error::{Class, Error};
+use crate::image::Digest;
+use crate::registry::reference::ImageRef;
+use crate::registry::{Ecr, Registry};
+pub use error::DeployError;
+use lambda::Lambda;
+use plan::{Start, StartProblem, Watch, routing};
+use platform::{Arch, Config, Manifest};
+use preflight::{CrossAccount, ImageFacts, Layer};
+use strategy::{Strategy, show};
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum End {
+    Deployed,
+    /// The alias already served exactly this digest: nothing was written.
+    AlreadyServing,
+    DryRun,
+    /// An alarm (or the Errors metric) fired during a bake: the alias went
+    /// back to the previous version.
+    RolledBack {
+        reason: String,
+        alarm: Option<String>,
+    },
+    /// SIGINT/SIGTERM during the shift: the previous routing was restored.
+    Interrupted {
+        signal: &'static str,
+        exit_code: u8,
+    },
+}
+
+/// One line of the timeline: seconds since the deploy began, and what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at_secs: f64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub end: End,
+    pub function: String,
+    pub alias: String,
+    pub alias_arn: String,
+    pub image_uri: String,
+    /// The single-platform image deployed (a child, when given an index).
+    pub digest: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<Digest>,
+    pub architecture: &'static str,
+    pub strategy: Strategy,
+    /// The version now serving (the new one, or the one already serving it).
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    /// The alias's routing at the end, e.g. `5=100%`.
+    pub routing: String,
+    pub alarms: Vec<String>,
+    pub plan: Vec<String>,
+    pub timeline: Vec<Event>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Largest image config hoist reads (configs are a few KiB).
+const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+
+/// `hoist deploy`. Errors before the shift leave the alias untouched; the
+/// shift itself ends in a report (deployed, rolled back, interrupted).
+pub async fn run(
+    ctx: &Context,
+    image: &ImageRef,
+    timeout: Duration,
+    dry_run: bool,
+    opts: &DeployOptions,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let quiet = ctx.global.quiet;
+    let strategy = Strategy::parse(&opts.strategy)?;
+    check_alias_name(&opts.alias)?;
+    let smoke = match &opts.smoke_event {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            crate::error::ConfigError::new(format!(
+                "--smoke-event {} cannot be read",
+                path.display()
+            ))
+            .source(e)
+        })?),
+        None => None,
+    };
+    if let Some(bytes) = &smoke {
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| {
+            crate::error::ConfigError::new(format!(
+                "--smoke-event {} is not JSON",
+                opts.smoke_event.as_ref().expect("read above").display()
+            ))
+            .source(e)
+            .hint("Lambda's Invoke takes a JSON payload")
+        })?;
+    }
+    if opts.smoke_expect.is_some() && smoke.is_none() {
+        return Err(
+            crate::error::ConfigError::new("--smoke-expect needs --smoke-event")
+                .hint("pass the event to invoke the new version with")
+                .into(),
+        );
+    }
+    let sdk = ctx.aws().await?;
+    let lambda = Lambda::new(sdk, &opts.function, quiet);
+    let cloudwatch = alarms::CloudWatch::new(sdk);
+    let say = |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+
+    // Reads, all at once: the function, the alias, the registry.
+    let endpoint = match (&ctx.global.registry_endpoint, image.account()) {
+        (Some(e), _) => Some(crate::registry::parse_endpoint(e)?),
+        // An image URI in another registry (another account): read it there.
+        (None, Some(_)) => Some(crate::registry::parse_endpoint(&format!(
+            "https://{}",
+            image
+                .registry
+                .as_deref()
+                .expect("an account implies a host")
+        ))?),
+        (None, None) => None,
+    };
+    let masker = ctx.ci.clone();
+    let (function, alias, registry) = tokio::join!(
+        lambda.get(None),
+        lambda.alias(&opts.alias),
+        Registry::connect(
+            Ecr::new(sdk),
+            endpoint,
+            ctx.net.clone(),
+            Default::default(),
+            Box::new(move |s: &str| masker.mask(s))
+        )
+    );
+    let (function, alias, registry) = (function?, alias?, registry.map_err(DeployError::from)?);
+    let target = opts.architecture.unwrap_or(function.facts.architecture);
+    let host = image
+        .registry
+        .clone()
+        .unwrap_or_else(|| registry.ecr_host.clone());
+    let located = ImageRef {
+        registry: Some(host.clone()),
+        ..image.clone()
+    };
+    let (digest, index_digest, facts) = read_image(&registry, &located, target).await?;
+    let image_uri = format!("{host}/{}@{digest}", image.repository);
+
+    // Cross-account pulls need the repository policy's blessing.
+    let cross = match located.account() {
+        Some(acct) if acct != function.facts.account => {
+            repository_policy(sdk, acct, &image.repository).await
+        }
+        _ => CrossAccount::NotNeeded,
+    };
+    let (problems, mut warnings) =
+        preflight::check(&facts, &function.facts, opts.architecture, &cross);
+    if !problems.is_empty() {
+        return Err(DeployError::Preflight {
+            function: opts.function.clone(),
+            problems,
+        }
+        .into());
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+
+    // Where the alias starts, and is there anything to do?
+    let serving = match &alias {
+        Some(a) => Some(lambda.get(Some(&a.version)).await?),
+        None => None,
+    };
+    let serving_digest = serving.as_ref().and_then(lambda::digest_of);
+    let start = plan::start(alias.as_ref(), serving_digest.as_ref(), &digest, opts.force);
+    let mut report = Report {
+        end: End::Deployed,
+        function: opts.function.clone(),
+        alias: opts.alias.clone(),
+        alias_arn: alias
+            .as_ref()
+            .map(|a| a.arn.clone())
+            .unwrap_or_else(|| format!("{}:{}", function.arn, opts.alias)),
+        image_uri: image_uri.clone(),
+        digest: digest.clone(),
+        index_digest,
+        architecture: target.lambda(),
+        strategy,
+        version: None,
+        previous_version: None,
+        routing: alias
+            .as_ref()
+            .map(|a| routing(&a.version, &a.weights))
+            .unwrap_or_else(|| "—".into()),
+        alarms: opts.alarms.clone(),
+        plan: vec![],
+        timeline: vec![],
+        warnings: vec![],
+        seconds: 0.0,
+    };
+    let from = match &start {
+        Start::AlreadyServing { version } => {
+            say(&format!(
+                "alias {}:{} already serves {digest} (version {version}): nothing to do",
+                opts.function, opts.alias
+            ));
+            report.end = if dry_run {
+                End::DryRun
+            } else {
+                End::AlreadyServing
+            };
+            report.version = Some(version.clone());
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        Start::Busy {
+            primary,
+            additional,
+        } => {
+            return Err(DeployError::refused(
+                format!(
+                    "alias {}:{} is split between versions ({}) by another deployment",
+                    opts.function,
+                    opts.alias,
+                    routing(primary, additional)
+                ),
+                format!("wait for that deployment to finish (or run `hoist rollback --function {} --alias {}` to clear it); --force takes the alias over from version {primary}", opts.function, opts.alias),
+            )
+            .into());
+        }
+        Start::Create => None,
+        Start::Shift { from } => Some(from.clone()),
+    };
+    report.previous_version = from.clone();
+
+    // Weighted aliases need both versions to share the execution role
+    // (serverless-aws-alias#64); the new version takes $LATEST's.
+    if let (Some(old), false) = (&serving, strategy.steps().is_empty()) {
+        if from.is_some() && old.role != function.role {
+            return Err(DeployError::refused(
+                format!(
+                    "version {} runs as {} but the function now runs as {}: Lambda cannot split an alias between versions with different execution roles",
+                    from.as_deref().unwrap_or_default(),
+                    old.role,
+                    function.role
+                ),
+                "deploy with --strategy all-at-once, or restore the function's role",
+            )
+            .into());
+        }
+    }
+
+    // The alarms, before anything moves.
+    let watch = if opts.alarms.is_empty() {
+        Watch::default()
+    } else {
+        let states = cloudwatch.states(&opts.alarms).await?;
+        match Watch::begin(&opts.alarms, &states, opts.ignore_alarms_at_start) {
+            Ok(w) => {
+                for name in &w.ignored {
+                    let s = states
+                        .iter()
+                        .find(|s| &s.name == name)
+                        .expect("from these states");
+                    let line = format!(
+                        "alarm {name} is already in ALARM ({}); --ignore-alarms-at-start: it counts again once it recovers",
+                        s.reason
+                    );
+                    tracing::warn!("{line}");
+                    warnings.push(line);
+                }
+                w
+            }
+            Err(StartProblem::Missing(names)) => {
+                return Err(DeployError::refused(
+                    format!(
+                        "CloudWatch has no alarm named {} in this region",
+                        names.join(", ")
+                    ),
+                    "check the --alarm names (and --region); composite and metric alarms both work",
+                )
+                .into());
+            }
+            Err(StartProblem::Firing(firing)) => {
+                return Err(DeployError::Refused {
+                    message: format!(
+                        "not deploying: {}",
+                        firing.iter().map(|s| format!("alarm {} is already in ALARM ({})", s.name, s.reason)).collect::<Vec<_>>().join("; ")
+                    ),
+                    hint: "fix what fires it first, or pass --ignore-alarms-at-start to deploy anyway (e.g. the hotfix for it)".into(),
+                    class: Class::Policy,
+                }
+                .into());
+            }
+        }
+    };
+    report.warnings = warnings;
+
+    let mut steps = strategy.steps();
+    if from.is_none() && !steps.is_empty() {
+        report.warnings.push(format!(
+            "alias {} does not exist: it is created on the new version (nothing to shift from)",
+            opts.alias
+        ));
+        steps.clear();
+    }
+
+    // The plan (what a dry run shows, and the log of a real one).
+    let mut lines = vec![format!(
+        "image: {image_uri} ({}, {})",
+        facts.config.architecture,
+        crate::progress::bytes(facts.layers.iter().map(|l| l.size).sum())
+    )];
+    let next = if dry_run {
+        lambda
+            .latest_version()
+            .await?
+            .map(|n| format!("version {} (probably)", n + 1))
+            .unwrap_or_else(|| "version 1".into())
+    } else {
+        "a new version".into()
+    };
+    lines.push(format!(
+        "update function {} to it{}, then publish {next}",
+        opts.function,
+        opts.architecture
+            .map(|a| format!(" (architecture {})", a.lambda()))
+            .unwrap_or_default()
+    ));
+    if smoke.is_some() {
+        lines.push("invoke the new version with the smoke event before moving any traffic".into());
+    }
+    match &from {
+        None => lines.push(format!("create alias {} on the new version", opts.alias)),
+        Some(f) => {
+            for s in &steps {
+                lines.push(format!(
+                    "alias {}: {}% on the new version, {}% on {f}; bake {}",
+                    opts.alias,
+                    s.percent,
+                    100 - s.percent,
+                    show(s.bake)
+                ));
+            }
+            lines.push(format!(
+                "alias {}: 100% on the new version (from {f})",
+                opts.alias
+            ));
+        }
+    }
+    if !opts.alarms.is_empty() || opts.watch_errors {
+        let mut w = opts.alarms.clone();
+        if opts.watch_errors {
+            w.push(format!(
+                "the Errors metric of the new version (more than {} rolls back)",
+                opts.max_errors
+            ));
+        }
+        lines.push(format!("watch during every bake: {}", w.join(", ")));
+    }
+    report.plan = lines;
+    if dry_run {
+        for l in &report.plan {
+            say(&format!("plan: {l}"));
+        }
+        report.end = End::DryRun;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    // Writes from here on.
+    say(&format!(
+        "deploying {image_uri} to function {}",
+        opts.function
+    ));
+    let current = lambda
+        .settle(false, Instant::now() + timeout, timeout)
+        .await?;
+    lambda
+        .update_code(
+            &image_uri,
+            opts.architecture,
+            current.revision_id.as_deref(),
+            Instant::now() + timeout,
+            timeout,
+        )
+        .await?;
+    let updated = lambda
+        .settle(true, Instant::now() + timeout, timeout)
+        .await?;
+    let (commit, url) = provenance::from_env(&ctx.env);
+    let description = provenance::description(&digest, commit.as_deref(), url.as_deref());
+    let version = lambda
+        .publish(
+            updated.code_sha256.as_deref(),
+            updated.revision_id.as_deref(),
+            &description,
+            Instant::now() + timeout,
+            timeout,
+        )
+        .await?;
+    say(&format!(
+        "published version {version} of function {}",
+        opts.function
+    ));
+    report.version = Some(version.clone());
+    let event = |report: &mut Report, what: String| {
+        report.timeline.push(Event {
+            at_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            what,
+        });
+    };
+    event(&mut report, format!("published version {version}"));
+
+    if let Some(payload) = smoke {
+        let (error, body) = lambda.invoke(&version, payload).await?;
+        let failed = match (&error, &opts.smoke_expect) {
+            (Some(e), _) => Some(format!("the function returned an error ({e})")),
+            (None, Some(want)) if !body.contains(want.as_str()) => {
+                Some(format!("the response does not contain '{want}'"))
+            }
+            _ => None,
+        };
+        if let Some(why) = failed {
+            return Err(DeployError::Smoke {
+                version,
+                why,
+                response: body.chars().take(2000).collect(),
+            }
+            .into());
+        }
+        say(&format!("smoke test of version {version}: ok"));
+        event(
+            &mut report,
+            format!("smoke test of version {version} passed"),
+        );
+    }
+
+    let Some(from) = from else {
+        let record = format!("hoist: created on version {version}");
+        let a = lambda.create_alias(&opts.alias, &version, &record).await?;
+        report.alias_arn = a.arn.clone();
+        report.routing = routing(&a.version, &a.weights);
+        event(
+            &mut report,
+            format!("created alias {} on version {version}", opts.alias),
+        );
+        say(&format!(
+            "created alias {}:{} on version {version}",
+            opts.function, opts.alias
+        ));
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    };
+    if from == version {
+        // PublishVersion returned the version already serving (nothing
+        // changed since it was published): the alias is where it should be.
+        report.end = End::AlreadyServing;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let record = plan::Record {
+        current: version.clone(),
+        previous: from.clone(),
+    }
+    .description(Some(&digest));
+    let name = function
+        .arn
+        .split(':')
+        .nth(6)
+        .unwrap_or(&opts.function)
+        .to_string();
+    let outcome = shift::Shift {
+        lambda: &lambda,
+        cloudwatch: &cloudwatch,
+        function_name: &name,
+        alias: &opts.alias,
+        from: &from,
+        to: &version,
+        steps,
+        alarms: &opts.alarms,
+        watch,
+        max_errors: opts.watch_errors.then_some(opts.max_errors),
+        record,
+        revision_id: alias.as_ref().and_then(|a| a.revision_id.clone()),
+        quiet,
+        started,
+    }
+    .run()
+    .await?;
+    report.timeline.extend(outcome.timeline);
+    report.routing = routing(&outcome.alias.version, &outcome.alias.weights);
+    report.alias_arn = outcome.alias.arn.clone();
+    report.end = outcome.end;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Lambda alias names: 1–128 of letters, digits, `-` and `_`, not all digits
+/// (those are versions).
+fn check_alias_name(name: &str) -> Result<(), crate::error::ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::ConfigError::new(format!("--alias '{name}' is not a Lambda alias name"))
+            .hint("use 1–128 letters, digits, - and _ (not only digits: those name versions), e.g. live"))
+    }
+}
+
+/// Read what would run: the manifest, the child for `arch` when it is an
+/// index, and the config.
+async fn read_image(
+    registry: &Registry,
+    image: &ImageRef,
+    arch: Arch,
+) -> Result<(Digest, Option<Digest>, ImageFacts), DeployError> {
+    let repo = &image.repository;
+    if registry
+        .manifest_digest(repo, &image.digest.to_string())
+        .await?
+        .is_none()
+    {
+        return Err(DeployError::refused(
+            format!("{image} is not in the registry"),
+            "push it first (hoist push prints the digest), and check the repository name and --region",
+        ));
+    }
+    let fetch = |d: Digest| async move {
+        let (bytes, _) = registry.get_manifest(repo, &d.to_string()).await?;
+        if Digest::of(&bytes) != d {
+            return Err(DeployError::Image(format!(
+                "the registry's manifest for {repo}@{d} does not match its digest"
+            )));
+        }
+        Manifest::parse(&bytes).map_err(|e| DeployError::Image(format!("{repo}@{d}: {e}")))
+    };
+    let (digest, index, manifest) = match fetch(image.digest.clone()).await? {
+        Manifest::Index(children) => {
+            let child = platform::pick_child(&children, arch).map_err(|present| {
+                DeployError::refused(
+                    format!(
+                        "{image} is a multi-platform index with no linux/{} image for a {} function (it holds: {})",
+                        arch.oci(),
+                        arch.lambda(),
+                        if present.is_empty() { "no runnable platforms".into() } else { present.join(", ") }
+                    ),
+                    "build the image for the function's platform too, or pass --architecture to run the function on one the index holds",
+                )
+            })?;
+            match fetch(child.clone()).await? {
+                m @ Manifest::Image { .. } => (child, Some(image.digest.clone()), m),
+                Manifest::Index(_) => {
+                    return Err(DeployError::Image(format!(
+                        "{repo}@{child} is an index inside an index; Lambda needs a single-platform image"
+                    )));
+                }
+            }
+        }
+        m => (image.digest.clone(), None, m),
+    };
+    let Manifest::Image { config, layers, .. } = manifest else {
+        unreachable!("matched above")
+    };
+    let config_digest: Digest = config
+        .digest
+        .parse()
+        .map_err(|e| DeployError::Image(format!("{repo}@{digest}: config digest: {e}")))?;
+    let bytes = registry.get_blob(repo, &config_digest, MAX_CONFIG).await?;
+    let parsed =
+        Config::parse(&bytes).map_err(|e| DeployError::Image(format!("{repo}@{digest}: {e}")))?;
+    if let Some(i) = &index {
+        eprintln!(
+            "{image} is an index: deploying its linux/{} image {digest}",
+            arch.oci()
+        );
+        let _ = i;
+    }
+    Ok((
+        digest,
+        index,
+        ImageFacts {
+            account: image.account().map(str::to_string),
+            region: image.region().map(str::to_string),
+            layers: layers
+                .iter()
+                .map(|l| Layer {
+                    media_type: l.media_type.clone(),
+                    size: l.size,
+                })
+                .collect(),
+            config_size: config.size,
+            config: parsed,
+        },
+    ))
+}
+
+/// The repository policy of another account's repository, for the
+/// cross-account check.
+async fn repository_policy(
+    sdk: &aws_config::SdkConfig,
+    account: &str,
+    repository: &str,
+) -> CrossAccount {
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    match ecr
+        .get_repository_policy()
+        .registry_id(account)
+        .repository_name(repository)
+        .send()
+        .await
+    {
+        Ok(p) => CrossAccount::Policy(p.policy_text().map(str::to_string)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_repository_policy_not_found_exception()) =>
+        {
+            CrossAccount::Policy(None)
+        }
+        Err(e) => CrossAccount::Unreadable(aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()),
+    }
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match &self.end {
+            End::RolledBack { .. } => 1,
+            End::Interrupted { exit_code, .. } => *exit_code,
+            _ => 0,
+        }
+    }
+
+    pub fn summary_line(&self) -> String {
+        let v = self.version.as_deref().unwrap_or("?");
+        match &self.end {
+            End::Deployed => format!(
+                "deployed {} to {} as version {v} (previously {}); routing {}",
+                self.digest,
+                self.alias_arn,
+                self.previous_version.as_deref().unwrap_or("none"),
+                self.routing
+            ),
+            End::AlreadyServing => format!(
+                "{} already serves {} (version {v}); nothing published",
+                self.alias_arn, self.digest
+            ),
+            End::DryRun => format!(
+                "dry run: nothing was written ({} steps planned)",
+                self.plan.len()
+            ),
+            End::RolledBack { reason, .. } => format!(
+                "rolled back: {reason}; {} is back on version {} (routing {}); version {v} stays published",
+                self.alias_arn,
+                self.previous_version.as_deref().unwrap_or("?"),
+                self.routing
+            ),
+            End::Interrupted { signal, .. } => format!(
+                "interrupted by {signal}: {} restored to version {} (routing {})",
+                self.alias_arn,
+                self.previous_version.as_deref().unwrap_or("?"),
+                self.routing
+            ),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let result = match &self.end {
+            End::Deployed => "deployed".to_string(),
+            End::AlreadyServing => "already serving this image — nothing published".into(),
+            End::DryRun => "dry run — nothing written".into(),
+            End::RolledBack { reason, .. } => format!("**rolled back**: {reason}"),
+            End::Interrupted { signal, .. } => {
+                format!("**interrupted** by {signal}; previous routing restored")
+            }
+        };
+        let mut md = format!(
+            "### hoist deploy\n\n| | |\n|---|---|\n| result | {result} |\n| function | `{}` |\n| alias | `{}` |\n| image | `{}` |\n| new version | {} |\n| previous version | {} |\n| strategy | {} |\n| routing | {} |\n| alarms | {} |\n",
+            self.function,
+            self.alias_arn,
+            self.image_uri,
+            self.version.as_deref().unwrap_or("—"),
+            self.previous_version.as_deref().unwrap_or("—"),
+            self.strategy,
+            self.routing,
+            if self.alarms.is_empty() {
+                "—".into()
+            } else {
+                self.alarms.join(", ")
+            }
+        );
+        if !self.plan.is_empty() && self.end == End::DryRun {
+            md.push_str("\n**plan**\n\n");
+            for l in &self.plan {
+                md.push_str(&format!("1. {l}\n"));
+            }
+        }
+        if !self.timeline.is_empty() {
+            md.push_str("\n| t (s) | event |\n|---:|---|\n");
+            for e in &self.timeline {
+                md.push_str(&format!("| {:.1} | {} |\n", e.at_secs, e.what));
+            }
+        }
+        md
+    }
+}
+
+/// `hoist rollback`: what happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackReport {
+    pub function: String,
+    pub alias: String,
+    pub alias_arn: String,
+    pub from: String,
+    pub to: String,
+    /// `to-previous` or `clear-routing` (a deploy left the alias split).
+    pub action: &'static str,
+    pub routing: String,
+}
+
+/// Point the alias back at the version it served before the last hoist
+/// deploy (recorded in its description), or clear a split a killed deploy
+/// left behind.
+pub async fn rollback(
+    ctx: &Context,
+    args: &crate::cli::RollbackArgs,
+) -> Result<RollbackReport, Error> {
+    check_alias_name(&args.alias)?;
+    let sdk = ctx.aws().await?;
+    let lambda = Lambda::new(sdk, &args.function, ctx.global.quiet);
+    let alias = lambda.alias(&args.alias).await?.ok_or_else(|| {
+        DeployError::refused(
+            format!("function {} has no alias {}", args.function, args.alias),
+            "check --function, --alias and --region",
+        )
+    })?;
+    let decision = plan::rollback(&alias, args.force).map_err(|why| {
+        DeployError::refused(
+            format!("cannot roll back {}: {why}", alias.arn),
+            "point the alias yourself (aws lambda update-alias --function-name F --name A --function-version N); with a record but a moved alias, --force goes back to the recorded previous version",
+        )
+    })?;
+    let (from, to, action, a) = match decision {
+        plan::Rollback::ClearRouting { keep, drop } => {
+            let a = lambda
+                .route(&args.alias, &keep, None, None, alias.revision_id.as_deref())
+                .await?;
+            (drop, keep, "clear-routing", a)
+        }
+        plan::Rollback::To { from, to } => {
+            let record = plan::Record {
+                current: to.clone(),
+                previous: from.clone(),
+            }
+            .description(None);
+            let a = lambda
+                .route(
+                    &args.alias,
+                    &to,
+                    None,
+                    Some(&record),
+                    alias.revision_id.as_deref(),
+                )
+                .await?;
+            (from, to, "to-previous", a)
+        }
+    };
+    Ok(RollbackReport {
+        function: args.function.clone(),
+        alias: args.alias.clone(),
+        alias_arn: a.arn.clone(),
+        routing: routing(&a.version, &a.weights),
+        from,
+        to,
+        action,
+    })
+}
+
+impl RollbackReport {
+    pub fn summary_line(&self) -> String {
+        match self.action {
+            "clear-routing" => format!(
+                "{}: cleared the split left by a deploy; version {} no longer takes traffic; routing {}",
+                self.alias_arn, self.from, self.routing
+            ),
+            _ => format!(
+                "{}: rolled back from version {} to {}; routing {}",
+                self.alias_arn, self.from, self.to, self.routing
+            ),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        format!(
+            "### hoist rollback\n\n| | |\n|---|---|\n| alias | `{}` |\n| from version | {} |\n| to version | {} |\n| routing | {} |\n",
+            self.alias_arn, self.from, self.to, self.routing
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alias_names() {
+        for ok in ["live", "prod-eu_1", "a"] {
+            assert!(super::check_alias_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "12", "live!", "$LATEST", &"a".repeat(129)] {
+            assert!(super::check_alias_name(bad).is_err(), "{bad}");
+        }
+    }
+}
