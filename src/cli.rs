@@ -112,6 +112,13 @@ pub struct ShipArgs {
     #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::scan::parse_duration)]
     pub scan_timeout: std::time::Duration,
 
+    #[command(flatten)]
+    pub deploy: DeployOptions,
+
+    /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
+    #[arg(long, env = "HOIST_DEPLOY_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
+    pub deploy_timeout: std::time::Duration,
+
     /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
     #[arg(long, env = "HOIST_DRY_RUN")]
     pub dry_run: bool,
@@ -253,13 +260,13 @@ fn parse_timeout(raw: &str) -> Result<std::time::Duration, String> {
 /// How to deploy: the deploy stage's own options (flattened into `ship`).
 #[derive(Debug, Clone, Args)]
 pub struct DeployOptions {
-    /// The Lambda function (name or ARN); it must be a container-image function
+    /// The Lambda function (name or ARN); it must be a container-image function. (`hoist ship` without it stops after the gate)
     #[arg(long, env = "HOIST_FUNCTION")]
-    pub function: String,
+    pub function: Option<String>,
 
     /// The alias to move (created when missing)
     #[arg(long, env = "HOIST_ALIAS")]
-    pub alias: String,
+    pub alias: Option<String>,
 
     /// all-at-once, canary:10%:5m, linear:10%:1m, or a CodeDeploy name (LambdaCanary10Percent5Minutes, LambdaLinear10PercentEvery1Minute, …)
     #[arg(long, env = "HOIST_STRATEGY", default_value = "all-at-once")]

@@ -192,19 +192,12 @@ impl Outcome {
                 if let Some(g) = &r.gate {
                     gate_outputs(&mut o, g);
                 }
+                if let Some(d) = &r.deploy {
+                    deploy_outputs(&mut o, d);
+                }
                 o.summary = r.markdown();
             }
-            Outcome::Deploy(r) => {
-                o.set("version", r.version.clone().unwrap_or_default());
-                o.set(
-                    "previous-version",
-                    r.previous_version.clone().unwrap_or_default(),
-                );
-                o.set("alias-arn", r.alias_arn.clone());
-                o.set("routing", r.routing.clone());
-                o.set("deployed-digest", r.digest.to_string());
-                o.summary = r.markdown();
-            }
+            Outcome::Deploy(r) => deploy_outputs(&mut o, r),
             Outcome::Rollback(r) => {
                 o.set("version", r.to.clone());
                 o.set("previous-version", r.from.clone());
@@ -235,5 +228,18 @@ pub fn gate_outputs(o: &mut Outputs, r: &crate::scan::Report) {
             r.counts.get(&s).copied().unwrap_or(0).to_string(),
         );
     }
+    o.summary = r.markdown();
+}
+
+/// `version`, `previous-version`, `alias-arn`, `routing`, `deployed-digest`.
+fn deploy_outputs(o: &mut Outputs, r: &crate::deploy::Report) {
+    o.set("version", r.version.clone().unwrap_or_default());
+    o.set(
+        "previous-version",
+        r.previous_version.clone().unwrap_or_default(),
+    );
+    o.set("alias-arn", r.alias_arn.clone());
+    o.set("routing", r.routing.clone());
+    o.set("deployed-digest", r.digest.to_string());
     o.summary = r.markdown();
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::lambda::{alias, function, versions};
 use common::{fixtures, hoist, push, unique};
 
 fn ship(source: &std::path::Path, repo: &str, extra: &[&str]) -> common::Run {
@@ -175,4 +176,175 @@ fn has_scan(repo: &str, digest: &str) -> bool {
             .await
             .is_ok()
     })
+}
+
+/// A function for `repo`, version 1 and alias `live` on an image that is not
+/// this test's (moto does not check image URIs).
+fn function_for(repo: &str, arch: &str) -> String {
+    function(repo, &format!("sha256:{}", "0".repeat(64)), arch)
+}
+
+#[test]
+fn the_whole_pipeline_push_gate_deploy() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let f = function_for(&repo, "x86_64");
+    let mut extra = vec![
+        "--severity-threshold",
+        "critical",
+        "--function",
+        &f,
+        "--alias",
+        "live",
+    ];
+    extra.extend_from_slice(FAST_GATE);
+    let github_output = work.path().join("github_output");
+    std::fs::write(&github_output, "").unwrap();
+    let mut args = vec![
+        "ship",
+        source.to_str().unwrap(),
+        "--repository",
+        repo.as_str(),
+        "--output",
+        "json",
+        "-q",
+    ];
+    args.extend_from_slice(&extra);
+    let run = hoist(
+        &args,
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", github_output.to_str().unwrap()),
+        ],
+    );
+    let report = run.ok().json();
+    let digest = report["push"]["digest"].as_str().unwrap();
+    assert_eq!(report["gate"]["verdict"], "passed", "{report}");
+    assert_eq!(
+        report["deploy"]["digest"], digest,
+        "deployed by the pushed digest"
+    );
+    assert_eq!(report["deploy"]["version"], "2");
+    assert_eq!(report["deploy"]["previous_version"], "1");
+    assert_eq!(alias(&f, "live").0, "2");
+    assert!(
+        versions(&f)
+            .iter()
+            .any(|(v, d)| v == "2" && d.contains(digest)),
+        "the version's description records the digest: {:?}",
+        versions(&f)
+    );
+    // One set of outputs from the three stages.
+    let outputs = std::fs::read_to_string(&github_output).unwrap();
+    for key in [
+        "digest=",
+        "image-uri=",
+        "scan-verdict=passed",
+        "version=2",
+        "previous-version=1",
+    ] {
+        assert!(outputs.contains(key), "{key} in {outputs}");
+    }
+    common::assert_no_secrets(&run, false);
+}
+
+#[test]
+fn a_blocked_gate_deploys_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let f = function_for(&repo, "x86_64");
+    let mut extra = vec!["--function", &f, "--alias", "live"];
+    extra.extend_from_slice(FAST_GATE);
+    let run = ship(&source, &repo, &extra);
+    assert_eq!(
+        run.code, 1,
+        "moto's HIGH finding blocks at the default threshold: {}",
+        run.stderr
+    );
+    assert!(run.json()["deploy"].is_null());
+    assert_eq!(alias(&f, "live").0, "1", "the alias did not move");
+    assert_eq!(versions(&f).len(), 1, "no version was published");
+}
+
+/// The gate passes, the deploy's preflight refuses (an arm64 function, an
+/// amd64 image): the deploy's exit code, the earlier stages' summary in the
+/// log, Lambda untouched.
+#[test]
+fn a_deploy_failure_after_a_clean_gate() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let f = function_for(&repo, "arm64");
+    let mut extra = vec![
+        "--severity-threshold",
+        "critical",
+        "--function",
+        &f,
+        "--alias",
+        "live",
+    ];
+    extra.extend_from_slice(FAST_GATE);
+    let run = ship(&source, &repo, &extra);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("gate passed"), "{}", run.stderr);
+    assert!(run.stderr.contains("arm64"), "{}", run.stderr);
+    assert_eq!(alias(&f, "live").0, "1");
+    assert_eq!(versions(&f).len(), 1);
+}
+
+#[test]
+fn function_without_alias_is_refused_before_the_push() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let run = ship(&source, &repo, &["--function", "api"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--alias"), "{}", run.stderr);
+    assert!(common::registry_tags(&repo).is_empty());
+    assert!(!run.stderr.contains("pushing"), "{}", run.stderr);
+}
+
+/// A dry run of an image already in ECR prints the deploy plan too, and
+/// publishes nothing.
+#[test]
+fn dry_run_prints_the_deploy_plan_and_publishes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    push(&source, &repo, &[]).ok();
+    let f = function_for(&repo, "x86_64");
+    let run = ship(
+        &source,
+        &repo,
+        &[
+            "--dry-run",
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:1m",
+        ],
+    );
+    let report = run.ok().json();
+    assert_eq!(report["deploy"]["result"], "dry-run", "{report}");
+    assert!(
+        report["deploy"]["plan"]
+            .to_string()
+            .contains("10% on the new version")
+    );
+    assert_eq!(report["deploy"]["digest"], report["push"]["digest"]);
+    assert_eq!(versions(&f).len(), 1, "nothing published");
+    assert_eq!(alias(&f, "live").0, "1");
+
+    // Not in ECR yet: the plan says what it cannot check before the push.
+    let (other, source) = repo_and_image(&work.path().join("other"));
+    let run = ship(
+        &source,
+        &other,
+        &["--dry-run", "--function", &f, "--alias", "live"],
+    );
+    let report = run.ok().json();
+    assert!(report["deploy"].is_null());
+    assert!(
+        report["skipped"].to_string().contains("not in ECR yet"),
+        "{report}"
+    );
 }

@@ -104,8 +104,9 @@ pub async fn run(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let quiet = ctx.global.quiet;
+    let (function_name, alias_name) = opts.target()?;
     let strategy = Strategy::parse(&opts.strategy)?;
-    check_alias_name(&opts.alias)?;
+    check_alias_name(&alias_name)?;
     let smoke = match &opts.smoke_event {
         Some(path) => Some(std::fs::read(path).map_err(|e| {
             crate::error::ConfigError::new(format!(
@@ -134,7 +135,7 @@ pub async fn run(
         );
     }
     let sdk = ctx.aws().await?;
-    let lambda = Lambda::new(sdk, &opts.function, quiet);
+    let lambda = Lambda::new(sdk, &function_name, quiet);
     let cloudwatch = alarms::CloudWatch::new(sdk);
     let say = |line: &str| {
         if !quiet {
@@ -158,7 +159,7 @@ pub async fn run(
     let masker = ctx.ci.clone();
     let (function, alias, registry) = tokio::join!(
         lambda.get(None),
-        lambda.alias(&opts.alias),
+        lambda.alias(&alias_name),
         Registry::connect(
             Ecr::new(sdk),
             endpoint,
@@ -191,7 +192,7 @@ pub async fn run(
         preflight::check(&facts, &function.facts, opts.architecture, &cross);
     if !problems.is_empty() {
         return Err(DeployError::Preflight {
-            function: opts.function.clone(),
+            function: function_name.clone(),
             problems,
         }
         .into());
@@ -209,12 +210,12 @@ pub async fn run(
     let start = plan::start(alias.as_ref(), serving_digest.as_ref(), &digest, opts.force);
     let mut report = Report {
         end: End::Deployed,
-        function: opts.function.clone(),
-        alias: opts.alias.clone(),
+        function: function_name.clone(),
+        alias: alias_name.clone(),
         alias_arn: alias
             .as_ref()
             .map(|a| a.arn.clone())
-            .unwrap_or_else(|| format!("{}:{}", function.arn, opts.alias)),
+            .unwrap_or_else(|| format!("{}:{}", function.arn, alias_name)),
         image_uri: image_uri.clone(),
         digest: digest.clone(),
         index_digest,
@@ -236,7 +237,7 @@ pub async fn run(
         Start::AlreadyServing { version } => {
             say(&format!(
                 "alias {}:{} already serves {digest} (version {version}): nothing to do",
-                opts.function, opts.alias
+                function_name, alias_name
             ));
             report.end = if dry_run {
                 End::DryRun
@@ -254,11 +255,11 @@ pub async fn run(
             return Err(DeployError::refused(
                 format!(
                     "alias {}:{} is split between versions ({}) by another deployment",
-                    opts.function,
-                    opts.alias,
+                    function_name,
+                    alias_name,
                     routing(primary, additional)
                 ),
-                format!("wait for that deployment to finish (or run `hoist rollback --function {} --alias {}` to clear it); --force takes the alias over from version {primary}", opts.function, opts.alias),
+                format!("wait for that deployment to finish (or run `hoist rollback --function {} --alias {}` to clear it); --force takes the alias over from version {primary}", function_name, alias_name),
             )
             .into());
         }
@@ -334,7 +335,7 @@ pub async fn run(
     if from.is_none() && !steps.is_empty() {
         report.warnings.push(format!(
             "alias {} does not exist: it is created on the new version (nothing to shift from)",
-            opts.alias
+            alias_name
         ));
         steps.clear();
     }
@@ -356,7 +357,7 @@ pub async fn run(
     };
     lines.push(format!(
         "update function {} to it{}, then publish {next}",
-        opts.function,
+        function_name,
         opts.architecture
             .map(|a| format!(" (architecture {})", a.lambda()))
             .unwrap_or_default()
@@ -365,12 +366,12 @@ pub async fn run(
         lines.push("invoke the new version with the smoke event before moving any traffic".into());
     }
     match &from {
-        None => lines.push(format!("create alias {} on the new version", opts.alias)),
+        None => lines.push(format!("create alias {} on the new version", alias_name)),
         Some(f) => {
             for s in &steps {
                 lines.push(format!(
                     "alias {}: {}% on the new version, {}% on {f}; bake {}",
-                    opts.alias,
+                    alias_name,
                     s.percent,
                     100 - s.percent,
                     show(s.bake)
@@ -378,7 +379,7 @@ pub async fn run(
             }
             lines.push(format!(
                 "alias {}: 100% on the new version (from {f})",
-                opts.alias
+                alias_name
             ));
         }
     }
@@ -405,7 +406,7 @@ pub async fn run(
     // Writes from here on.
     say(&format!(
         "deploying {image_uri} to function {}",
-        opts.function
+        function_name
     ));
     let current = lambda
         .settle(false, Instant::now() + timeout, timeout)
@@ -435,7 +436,7 @@ pub async fn run(
         .await?;
     say(&format!(
         "published version {version} of function {}",
-        opts.function
+        function_name
     ));
     report.version = Some(version.clone());
     let event = |report: &mut Report, what: String| {
@@ -472,16 +473,16 @@ pub async fn run(
 
     let Some(from) = from else {
         let record = format!("hoist: created on version {version}");
-        let a = lambda.create_alias(&opts.alias, &version, &record).await?;
+        let a = lambda.create_alias(&alias_name, &version, &record).await?;
         report.alias_arn = a.arn.clone();
         report.routing = routing(&a.version, &a.weights);
         event(
             &mut report,
-            format!("created alias {} on version {version}", opts.alias),
+            format!("created alias {} on version {version}", alias_name),
         );
         say(&format!(
             "created alias {}:{} on version {version}",
-            opts.function, opts.alias
+            function_name, alias_name
         ));
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -502,13 +503,13 @@ pub async fn run(
         .arn
         .split(':')
         .nth(6)
-        .unwrap_or(&opts.function)
+        .unwrap_or(&function_name)
         .to_string();
     let outcome = shift::Shift {
         lambda: &lambda,
         cloudwatch: &cloudwatch,
         function_name: &name,
-        alias: &opts.alias,
+        alias: &alias_name,
         from: &from,
         to: &version,
         steps,
@@ -845,6 +846,22 @@ mod tests {
         }
         for bad in ["", "12", "live!", "$LATEST", &"a".repeat(129)] {
             assert!(super::check_alias_name(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+impl DeployOptions {
+    /// The function and the alias, both required to deploy (clap leaves
+    /// them optional so that `hoist ship` can stop after the gate).
+    pub fn target(&self) -> Result<(String, String), crate::error::ConfigError> {
+        match (&self.function, &self.alias) {
+            (Some(f), Some(a)) => Ok((f.clone(), a.clone())),
+            (None, _) => Err(crate::error::ConfigError::new("which Lambda function?")
+                .hint("pass --function NAME (or set HOIST_FUNCTION)")),
+            (_, None) => Err(
+                crate::error::ConfigError::new("which alias of the function?")
+                    .hint("pass --alias NAME (or set HOIST_ALIAS); it is created when missing"),
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::Context;
 use crate::cli::ShipArgs;
+use crate::deploy;
 use crate::error::Error;
 use crate::push;
 use crate::registry::reference::ImageRef;
@@ -20,17 +21,26 @@ pub struct Report {
     /// The gate's report; None when there was nothing to gate yet (a dry
     /// run of an image not in ECR).
     pub gate: Option<scan::Report>,
+    /// The deploy's report (a plan, in a dry run); None when it did not run.
+    pub deploy: Option<deploy::Report>,
     /// Why a stage did not run.
     pub skipped: Vec<String>,
 }
 
 pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
     let dry_run = args.dry_run;
+    // Without --function (and --alias) ship stops after the gate; with only
+    // one of them it is a mistake, found before anything is pushed.
+    let deploying = args.deploy.function.is_some() || args.deploy.alias.is_some();
+    if deploying {
+        args.deploy.target()?;
+    }
     let pushed = push::run(ctx, args.push, dry_run).await?;
     let mut report = Report {
         dry_run,
         push: pushed,
         gate: None,
+        deploy: None,
         skipped: vec![],
     };
     // The digest, never a tag, travels between the stages.
@@ -56,6 +66,29 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
         report
             .skipped
             .push("deploy: the gate did not pass; nothing was deployed".into());
+        return Ok(report);
+    }
+    if !deploying {
+        report
+            .skipped
+            .push("deploy: no --function and --alias given".into());
+        return Ok(report);
+    }
+    if dry_run && !report.push.already_present {
+        report.skipped.push(
+            "deploy plan: the image is not in ECR yet, and the plan's preflight reads it from there; the real run checks it after the push"
+                .into(),
+        );
+        return Ok(report);
+    }
+    // A deploy that fails after a clean gate fails the run with its own
+    // error; what was pushed stays pushed (and is reported in the log).
+    match deploy::run(ctx, &image, args.deploy_timeout, dry_run, &args.deploy).await {
+        Ok(d) => report.deploy = Some(d),
+        Err(e) => {
+            eprintln!("{}", report.summary_line());
+            return Err(e);
+        }
     }
     Ok(report)
 }
@@ -63,13 +96,20 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
 impl Report {
     /// 0, or the exit code of the stage that stopped the run.
     pub fn exit_code(&self) -> u8 {
-        self.gate.as_ref().map(|g| g.exit_code()).unwrap_or(0)
+        match (&self.gate, &self.deploy) {
+            (Some(g), _) if g.exit_code() != 0 => g.exit_code(),
+            (_, Some(d)) => d.exit_code(),
+            _ => 0,
+        }
     }
 
     pub fn summary_line(&self) -> String {
         let mut lines = vec![self.push.summary_line()];
         if let Some(g) = &self.gate {
             lines.push(g.log());
+        }
+        if let Some(d) = &self.deploy {
+            lines.push(d.summary_line());
         }
         lines.extend(self.skipped.iter().map(|s| format!("skipped {s}")));
         lines.join("\n")
@@ -80,6 +120,10 @@ impl Report {
         if let Some(g) = &self.gate {
             md.push('\n');
             md.push_str(&g.markdown());
+        }
+        if let Some(d) = &self.deploy {
+            md.push('\n');
+            md.push_str(&d.markdown());
         }
         for s in &self.skipped {
             md.push_str(&format!("\n_skipped {s}_\n"));

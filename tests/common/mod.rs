@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod forward_proxy;
+pub mod lambda;
 pub mod server;
 
 use std::collections::BTreeMap;

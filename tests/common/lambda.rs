@@ -1,0 +1,157 @@
+//! moto's Lambda, CloudWatch and IAM, driven directly: what deploy and ship
+//! tests set up (a role, an image function with alias `live`) and check
+//! (alias routing, published versions).
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::{local, unique};
+
+pub fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub fn sdk() -> aws_config::SdkConfig {
+    let l = local();
+    block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(
+                l.vars
+                    .get("AWS_REGION")
+                    .cloned()
+                    .unwrap_or_else(|| "us-east-1".into()),
+            ))
+            .endpoint_url(
+                l.vars
+                    .get("AWS_ENDPOINT_URL")
+                    .expect("env.sh sets AWS_ENDPOINT_URL"),
+            )
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load(),
+    )
+}
+
+pub fn lambda() -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(&sdk())
+}
+
+pub fn cloudwatch() -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(&sdk())
+}
+
+/// A role for Lambda, made with IAM (moto's CreateFunction wants one). IAM's
+/// query API takes a form; moto does not check signatures.
+pub fn role() -> String {
+    let name = unique("hoist-fn");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let moto = local().vars["AWS_ENDPOINT_URL"].clone();
+    let res = block_on(async {
+        reqwest::Client::new()
+            .post(&moto)
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("Action", "CreateRole"), ("Version", "2010-05-08"), ("RoleName", name.as_str()), ("AssumeRolePolicyDocument", &trust.to_string())])
+                .finish())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let arn = res
+        .split("<Arn>")
+        .nth(1)
+        .and_then(|r| r.split("</Arn>").next())
+        .unwrap_or_else(|| panic!("moto created no role: {res}"));
+    arn.to_string()
+}
+
+/// The image URI Lambda is given for `repo@digest`.
+pub fn uri(repo: &str, digest: &str) -> String {
+    format!("{}/{repo}@{digest}", local().ecr_host)
+}
+
+/// A container-image function running `repo@digest`, version 1 published and
+/// alias `live` on it.
+pub fn function(repo: &str, digest: &str, arch: &str) -> String {
+    let name = unique("fn");
+    let l = lambda();
+    let role = role();
+    block_on(async {
+        l.create_function()
+            .function_name(&name)
+            .role(role)
+            .package_type(aws_sdk_lambda::types::PackageType::Image)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .image_uri(uri(repo, digest))
+                    .build(),
+            )
+            .architectures(arch.into())
+            .send()
+            .await
+            .expect("moto creates the function");
+        let v = l
+            .publish_version()
+            .function_name(&name)
+            .send()
+            .await
+            .unwrap();
+        l.create_alias()
+            .function_name(&name)
+            .name("live")
+            .function_version(v.version().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+    name
+}
+
+/// (primary version, additional weights) of an alias.
+pub fn alias(function: &str, name: &str) -> (String, HashMap<String, f64>) {
+    let a = block_on(
+        lambda()
+            .get_alias()
+            .function_name(function)
+            .name(name)
+            .send(),
+    )
+    .expect("the alias exists");
+    (
+        a.function_version().unwrap().to_string(),
+        a.routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+pub fn versions(function: &str) -> Vec<(String, String)> {
+    let out = block_on(
+        lambda()
+            .list_versions_by_function()
+            .function_name(function)
+            .send(),
+    )
+    .unwrap();
+    out.versions()
+        .iter()
+        .filter(|v| v.version() != Some("$LATEST"))
+        .map(|v| {
+            (
+                v.version().unwrap().to_string(),
+                v.description().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
