@@ -6,6 +6,15 @@ use common::lambda::{alias, function, versions};
 use common::{fixtures, hoist, push, unique};
 
 fn ship(source: &std::path::Path, repo: &str, extra: &[&str]) -> common::Run {
+    ship_env(source, repo, extra, &[])
+}
+
+fn ship_env(
+    source: &std::path::Path,
+    repo: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> common::Run {
     let mut args = vec![
         "ship",
         source.to_str().unwrap(),
@@ -16,7 +25,7 @@ fn ship(source: &std::path::Path, repo: &str, extra: &[&str]) -> common::Run {
         "-q",
     ];
     args.extend_from_slice(extra);
-    hoist(&args, &[])
+    hoist(&args, env)
 }
 
 /// A dry run reads the image and the registry and writes nothing: no
@@ -200,18 +209,10 @@ fn the_whole_pipeline_push_gate_deploy() {
     extra.extend_from_slice(FAST_GATE);
     let github_output = work.path().join("github_output");
     std::fs::write(&github_output, "").unwrap();
-    let mut args = vec![
-        "ship",
-        source.to_str().unwrap(),
-        "--repository",
-        repo.as_str(),
-        "--output",
-        "json",
-        "-q",
-    ];
-    args.extend_from_slice(&extra);
-    let run = hoist(
-        &args,
+    let run = ship_env(
+        &source,
+        &repo,
+        &extra,
         &[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_OUTPUT", github_output.to_str().unwrap()),

@@ -1,4 +1,5 @@
-//! moto's Lambda, CloudWatch and IAM, driven directly: what deploy and ship
+//! moto's AWS APIs driven directly (the SDK configured for the local
+//! environment), and for Lambda, CloudWatch and IAM what deploy and ship
 //! tests set up (a role, an image function with alias `live`) and check
 //! (alias routing, published versions).
 

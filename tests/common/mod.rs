@@ -295,31 +295,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Drive moto's ECR API directly (for what hoist does not do itself, such as
 /// creating a MUTABLE repository).
 pub fn ecr<T>(f: impl AsyncFnOnce(aws_sdk_ecr::Client) -> T) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let l = local();
-        let conf = aws_sdk_ecr::Config::builder()
-            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecr::config::Region::new(
-                l.vars
-                    .get("AWS_REGION")
-                    .cloned()
-                    .unwrap_or_else(|| "us-east-1".into()),
-            ))
-            .endpoint_url(
-                l.vars
-                    .get("AWS_ENDPOINT_URL")
-                    .expect("env.sh sets AWS_ENDPOINT_URL"),
-            )
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build();
-        f(aws_sdk_ecr::Client::from_conf(conf)).await
-    })
+    let sdk = lambda::sdk();
+    lambda::block_on(async { f(aws_sdk_ecr::Client::new(&sdk)).await })
 }
 
 /// Whether moto's ECR knows the repository.
