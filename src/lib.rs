@@ -68,7 +68,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Command::Doctor(args) => {
             Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
         }
-        Command::Push(args) => Outcome::Push(push::run(&ctx, args, false).await?),
+        Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
         Command::Gate(args) => Outcome::Gate(scan::run_args(&ctx, args).await?),
         Command::Deploy(args) => {
             let image =

@@ -335,7 +335,8 @@ fn dry_run_prints_the_deploy_plan_and_publishes_nothing() {
     assert_eq!(versions(&f).len(), 1, "nothing published");
     assert_eq!(alias(&f, "live").0, "1");
 
-    // Not in ECR yet: the plan says what it cannot check before the push.
+    // Not in ECR yet: the plan is made from the image on disk, and its
+    // preflight still checks it (an arm64 function, an amd64 image).
     let (other, source) = repo_and_image(&work.path().join("other"));
     let run = ship(
         &source,
@@ -343,9 +344,18 @@ fn dry_run_prints_the_deploy_plan_and_publishes_nothing() {
         &["--dry-run", "--function", &f, "--alias", "live"],
     );
     let report = run.ok().json();
-    assert!(report["deploy"].is_null());
-    assert!(
-        report["skipped"].to_string().contains("not in ECR yet"),
-        "{report}"
+    assert_eq!(report["push"]["already_present"], false);
+    assert_eq!(report["deploy"]["result"], "dry-run", "{report}");
+    assert_eq!(report["deploy"]["digest"], report["push"]["digest"]);
+    assert!(common::registry_tags(&other).is_empty());
+    let arm = function_for(&other, "arm64");
+    let run = ship(
+        &source,
+        &other,
+        &["--dry-run", "--function", &arm, "--alias", "live"],
     );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("arm64"), "{}", run.stderr);
+    assert_eq!(versions(&f).len(), 1);
+    assert_eq!(versions(&arm).len(), 1);
 }

@@ -102,6 +102,29 @@ pub async fn run(
     dry_run: bool,
     opts: &DeployOptions,
 ) -> Result<Report, Error> {
+    deploy(ctx, image, timeout, dry_run, opts, None).await
+}
+
+/// `ship --dry-run`: the plan for an image read from disk (`contents`: its
+/// manifests and configs), which need not be in the registry yet.
+pub async fn plan(
+    ctx: &Context,
+    image: &ImageRef,
+    timeout: Duration,
+    opts: &DeployOptions,
+    contents: &crate::image::Contents,
+) -> Result<Report, Error> {
+    deploy(ctx, image, timeout, true, opts, Some(contents)).await
+}
+
+async fn deploy(
+    ctx: &Context,
+    image: &ImageRef,
+    timeout: Duration,
+    dry_run: bool,
+    opts: &DeployOptions,
+    local: Option<&crate::image::Contents>,
+) -> Result<Report, Error> {
     let started = Instant::now();
     let quiet = ctx.global.quiet;
     let (function_name, alias_name) = opts.target()?;
@@ -178,7 +201,7 @@ pub async fn run(
         registry: Some(host.clone()),
         ..image.clone()
     };
-    let (digest, index_digest, facts) = read_image(&registry, &located, target).await?;
+    let (digest, index_digest, facts) = read_image(&registry, &located, target, local).await?;
     let image_uri = format!("{host}/{}@{digest}", image.repository);
 
     // Cross-account pulls need the repository policy's blessing.
@@ -554,12 +577,14 @@ async fn read_image(
     registry: &Registry,
     image: &ImageRef,
     arch: Arch,
+    local: Option<&crate::image::Contents>,
 ) -> Result<(Digest, Option<Digest>, ImageFacts), DeployError> {
     let repo = &image.repository;
-    if registry
-        .manifest_digest(repo, &image.digest.to_string())
-        .await?
-        .is_none()
+    if local.is_none()
+        && registry
+            .manifest_digest(repo, &image.digest.to_string())
+            .await?
+            .is_none()
     {
         return Err(DeployError::refused(
             format!("{image} is not in the registry"),
@@ -567,7 +592,10 @@ async fn read_image(
         ));
     }
     let fetch = |d: Digest| async move {
-        let (bytes, _) = registry.get_manifest(repo, &d.to_string()).await?;
+        let bytes = match local.and_then(|c| c.get(&d)) {
+            Some(b) => b.to_vec(),
+            None => registry.get_manifest(repo, &d.to_string()).await?.0,
+        };
         if Digest::of(&bytes) != d {
             return Err(DeployError::Image(format!(
                 "the registry's manifest for {repo}@{d} does not match its digest"
@@ -606,7 +634,10 @@ async fn read_image(
         .digest
         .parse()
         .map_err(|e| DeployError::Image(format!("{repo}@{digest}: config digest: {e}")))?;
-    let bytes = registry.get_blob(repo, &config_digest, MAX_CONFIG).await?;
+    let bytes = match local.and_then(|c| c.get(&config_digest)) {
+        Some(b) => b.to_vec(),
+        None => registry.get_blob(repo, &config_digest, MAX_CONFIG).await?,
+    };
     let parsed =
         Config::parse(&bytes).map_err(|e| DeployError::Image(format!("{repo}@{digest}: {e}")))?;
     if let Some(i) = &index {

@@ -274,6 +274,38 @@ pub enum Root {
     Docker(DockerImage),
 }
 
+/// An image's small documents — its manifests (an index's children too) and
+/// configs — by digest: what a deploy's preflight reads, taken from disk for
+/// an image not yet in the registry (`ship --dry-run`).
+#[derive(Debug, Default)]
+pub struct Contents(pub std::collections::HashMap<Digest, Vec<u8>>);
+
+impl Contents {
+    /// Every manifest below `root` and every config, read from the source
+    /// (configs are size-limited like manifests).
+    pub fn of_stored(root: &Manifest) -> Result<Contents, ImageError> {
+        let mut out = std::collections::HashMap::new();
+        let mut configs = Vec::new();
+        root.visit(&mut |m| {
+            out.insert(m.digest.clone(), m.bytes.clone());
+            if let Content::Image { config, .. } = &m.content {
+                configs.push(config);
+            }
+        });
+        for c in configs {
+            let bytes = c
+                .region
+                .read_all(MAX_MANIFEST, &format!("config {}", c.digest))?;
+            out.insert(c.digest.clone(), bytes);
+        }
+        Ok(Contents(out))
+    }
+
+    pub fn get(&self, d: &Digest) -> Option<&[u8]> {
+        self.0.get(d).map(Vec::as_slice)
+    }
+}
+
 #[derive(Debug)]
 pub struct Image {
     pub format: Format,

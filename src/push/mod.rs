@@ -18,14 +18,42 @@ use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Uploa
 use plan::TagAction;
 
 /// `hoist push`: read and check the image before any call to AWS (bad input
-/// fails fast and touches nothing), then push it. With `dry_run` (ship's
-/// `--dry-run`), the same reads — the image, the repository, which blobs and
-/// tags the registry has — and no write: the report says what a push would do.
-pub async fn run(
+/// fails fast and touches nothing), then push it.
+pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Report, Error> {
+    let digest_file = args.digest_file.clone();
+    let p = prepare(ctx, args, false).await?;
+    let report = push(&p.settings, &p.image, &p.registry, p.repo).await?;
+    write_digest(digest_file.as_deref(), &report)?;
+    Ok(report)
+}
+
+/// `ship --dry-run`: the same reads as a push — the image, the repository,
+/// which blobs and tags the registry has — and no write. The report says what
+/// a push would do; the image's manifests and configs come back too, for the
+/// deploy's preflight.
+pub async fn plan(
+    ctx: &crate::Context,
+    args: crate::cli::PushArgs,
+) -> Result<(Report, crate::image::Contents), Error> {
+    let digest_file = args.digest_file.clone();
+    let p = prepare(ctx, args, true).await?;
+    let planned = plan_only(&p.settings, &p.image, &p.registry, p.repo).await?;
+    write_digest(digest_file.as_deref(), &planned.0)?;
+    Ok(planned)
+}
+
+struct Prepared {
+    settings: Settings,
+    image: Image,
+    registry: Registry,
+    repo: Option<RepoInfo>,
+}
+
+async fn prepare(
     ctx: &crate::Context,
     args: crate::cli::PushArgs,
     dry_run: bool,
-) -> Result<Report, Error> {
+) -> Result<Prepared, Error> {
     let settings = Settings {
         source: args.source,
         repository: args.repository,
@@ -61,17 +89,21 @@ pub async fn run(
         ),
         repository(&settings, &ecr)
     );
-    let report = if dry_run {
-        plan_only(&settings, &image, &registry?, repo?).await?
-    } else {
-        push(&settings, &image, &registry?, repo?).await?
-    };
-    if let Some(path) = &args.digest_file {
+    Ok(Prepared {
+        settings,
+        image,
+        registry: registry?,
+        repo: repo?,
+    })
+}
+
+fn write_digest(path: Option<&std::path::Path>, report: &Report) -> Result<(), ConfigError> {
+    if let Some(path) = path {
         std::fs::write(path, report.digest.to_string()).map_err(|e| {
             ConfigError::new(format!("could not write the digest to {}", path.display())).source(e)
         })?;
     }
-    Ok(report)
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -322,21 +354,25 @@ pub async fn plan_only(
     image: &Image,
     registry: &Registry,
     repo: Option<RepoInfo>,
-) -> Result<Report, Error> {
+) -> Result<(Report, crate::image::Contents), Error> {
     let started = Instant::now();
     let repo = require(settings, registry, repo)?;
     let name = settings.repository.as_str();
+    let mut contents = crate::image::Contents::default();
     let (digest, media_type, platforms, blobs): (Digest, String, Vec<String>, Vec<(Digest, u64)>) =
         match &image.root {
-            Root::Stored(root) => (
-                root.digest.clone(),
-                root.media_type.clone(),
-                root.platforms(),
-                root.blobs()
-                    .iter()
-                    .map(|b| (b.digest.clone(), b.size))
-                    .collect(),
-            ),
+            Root::Stored(root) => {
+                contents = crate::image::Contents::of_stored(root)?;
+                (
+                    root.digest.clone(),
+                    root.media_type.clone(),
+                    root.platforms(),
+                    root.blobs()
+                        .iter()
+                        .map(|b| (b.digest.clone(), b.size))
+                        .collect(),
+                )
+            }
             Root::Docker(d) => {
                 let mut sent = vec![Sent {
                     digest: d.config.digest.clone(),
@@ -346,6 +382,12 @@ pub async fn plan_only(
                     sent.push(hash_only(layer).await?);
                 }
                 let bytes = plan::docker_manifest(&sent[0], &sent[1..]);
+                let config = d.config.region.read_all(
+                    crate::image::MAX_MANIFEST,
+                    &format!("config {}", d.config.digest),
+                )?;
+                contents.0.insert(d.config.digest.clone(), config);
+                contents.0.insert(Digest::of(&bytes), bytes.clone());
                 (
                     Digest::of(&bytes),
                     DOCKER_MANIFEST.to_string(),
@@ -392,7 +434,7 @@ pub async fn plan_only(
             },
         })
         .collect();
-    Ok(Report {
+    let report = Report {
         image_uri: format!("{}@{}", registry.repository_uri(name), digest),
         digest,
         repository: name.to_string(),
@@ -407,7 +449,8 @@ pub async fn plan_only(
         seconds: started.elapsed().as_secs_f64(),
         dry_run: true,
         already_present: present,
-    })
+    };
+    Ok((report, contents))
 }
 
 /// A docker layer's digest and size as a push would send it, sending nothing.

@@ -35,7 +35,12 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
     if deploying {
         args.deploy.target()?;
     }
-    let pushed = push::run(ctx, args.push, dry_run).await?;
+    let (pushed, contents) = if dry_run {
+        let (report, contents) = push::plan(ctx, args.push).await?;
+        (report, Some(contents))
+    } else {
+        (push::run(ctx, args.push).await?, None)
+    };
     let mut report = Report {
         dry_run,
         push: pushed,
@@ -74,16 +79,14 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
             .push("deploy: no --function and --alias given".into());
         return Ok(report);
     }
-    if dry_run && !report.push.already_present {
-        report.skipped.push(
-            "deploy plan: the image is not in ECR yet, and the plan's preflight reads it from there; the real run checks it after the push"
-                .into(),
-        );
-        return Ok(report);
-    }
-    // A deploy that fails after a clean gate fails the run with its own
-    // error; what was pushed stays pushed (and is reported in the log).
-    match deploy::run(ctx, &image, args.deploy_timeout, dry_run, &args.deploy).await {
+    // A dry run plans the deploy from the image on disk: it need not be in
+    // ECR yet. A deploy that fails after a clean gate fails the run with its
+    // own error; what was pushed stays pushed (and is reported in the log).
+    let deployed = match &contents {
+        Some(c) => deploy::plan(ctx, &image, args.deploy_timeout, &args.deploy, c).await,
+        None => deploy::run(ctx, &image, args.deploy_timeout, false, &args.deploy).await,
+    };
+    match deployed {
         Ok(d) => report.deploy = Some(d),
         Err(e) => {
             eprintln!("{}", report.summary_line());
