@@ -586,6 +586,69 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
     assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
 }
 
+/// `--watch-errors`: errors of the new version behind the alias (the
+/// metric Lambda publishes, put into moto's CloudWatch here mid-bake) roll
+/// the alias back like an alarm.
+#[test]
+fn errors_of_the_new_version_during_the_bake_roll_back() {
+    let (repo, first) = push_image("amd64");
+    let f = function(&repo, &first, "x86_64");
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path());
+    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
+    l.write_index(&[(Some("latest"), &m)]);
+    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let child = spawn(
+        &[
+            "deploy",
+            &format!("{repo}@{next}"),
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:60s",
+            "--watch-errors",
+            "--max-errors",
+            "2",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    let weights = wait_for_split(&f);
+    let new = weights.keys().next().unwrap().clone();
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let dim = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
+    block_on(
+        cloudwatch()
+            .put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("Errors")
+                    .dimensions(dim("FunctionName", &f))
+                    .dimensions(dim("Resource", &format!("{f}:live")))
+                    .dimensions(dim("ExecutedVersion", &new))
+                    .value(3.0)
+                    .unit(StandardUnit::Count)
+                    .timestamp(std::time::SystemTime::now().into())
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("moto takes the data point");
+    let run = finish(child);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let r = run.json();
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("Errors"), "{r}");
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+}
+
 #[test]
 fn alarms_already_firing_block_unless_ignored_and_a_split_alias_needs_force() {
     let (repo, first) = push_image("amd64");
