@@ -376,6 +376,7 @@ fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
     // Without scan on push (moto scans only when asked): the gate starts the
     // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
     common::create_repository(&repo, true);
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
     std::fs::write(
         project.join(".gitlab-ci.yml"),
         format!(
@@ -388,6 +389,8 @@ include:
       repository: {repo}
       tags: one,two
       severity-threshold: critical
+      function: {function}
+      alias: live
       role-arn: {ROLE}
 read-digest:
   stage: verify
@@ -490,6 +493,8 @@ read-digest:
     // The gate ran on the pushed digest: its verdict in the dotenv report,
     // its findings in the container-scanning report artifact.
     assert!(dotenv.contains("HOIST_SCAN_VERDICT=passed"), "{dotenv}");
+    assert!(dotenv.contains("HOIST_VERSION=2"), "deployed: {dotenv}");
+    assert_eq!(common::lambda::alias(&function, "live").0, "2");
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(project.join("gl-container-scanning-report.json")).unwrap(),
     )
@@ -886,6 +891,9 @@ fn action_installs_the_verified_release_and_ships() {
     // Without scan on push (moto scans only when asked), so the gate starts
     // the scan at once instead of first waiting for the push's own.
     common::create_repository(&repo, true);
+    // A function with alias `live` on version 1 (moto does not check the
+    // image it was made with).
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
     let inputs = [
         ("image", image.to_str().unwrap()),
         ("repository", repo.as_str()),
@@ -893,6 +901,9 @@ fn action_installs_the_verified_release_and_ships() {
         ("tags", "first\n second \n"),
         // moto's one finding is HIGH.
         ("severity-threshold", "critical"),
+        ("function", function.as_str()),
+        ("alias", "live"),
+        ("strategy", "canary:50%:1s"),
         ("role-to-assume", ROLE),
         ("aws-region", "us-east-1"),
     ];
@@ -959,6 +970,11 @@ fn action_installs_the_verified_release_and_ships() {
     // The gate ran on the pushed digest, and said so in the outputs.
     assert_eq!(run.outputs["scan-verdict"], "passed", "{:?}", run.outputs);
     assert_eq!(run.outputs["scan-high"], "1");
+    // And deployed it: version 2 published, the alias moved from 1.
+    assert_eq!(run.outputs["version"], "2", "{:?}", run.outputs);
+    assert_eq!(run.outputs["previous-version"], "1");
+    assert_eq!(run.outputs["routing"], "2=100%");
+    assert_eq!(common::lambda::alias(&function, "live").0, "2");
     let mut tags = registry_tags(&repo);
     tags.sort();
     assert_eq!(tags, ["first", "second"]);
