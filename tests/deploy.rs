@@ -320,25 +320,28 @@ fn forward() -> Rule {
     Arc::new(|_, _, _| None)
 }
 
+/// A function serving a first image (alias `live` on version 1), and the
+/// next build pushed to the same repository: (repo, function, first, next).
+fn function_and_next_build() -> (String, String, String, String) {
+    let (repo, first) = push_image("amd64");
+    let f = function(&repo, &first, "x86_64");
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path());
+    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
+    l.write_index(&[(Some("latest"), &m)]);
+    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (repo, f, first, next)
+}
+
 // ================================================================ moto
 
 #[test]
 fn all_at_once_then_the_same_digest_again_then_rollback() {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let (repo2, second) = {
-        // The next build, pushed to the same repository.
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-        l.write_index(&[(Some("latest"), &m)]);
-        let run = common::push(&l.dir, &repo, &[]);
-        (
-            repo.clone(),
-            run.ok().json()["digest"].as_str().unwrap().to_string(),
-        )
-    };
-    let image = format!("{repo2}@{second}");
+    let (repo, f, _, second) = function_and_next_build();
+    let image = format!("{repo}@{second}");
     let github = [
         ("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567"),
         ("GITHUB_REPOSITORY", "acme/app"),
@@ -477,18 +480,7 @@ fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
 
 #[test]
 fn an_alarm_during_the_bake_rolls_the_alias_back() {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let (_, next) = push_image("amd64");
-    let _ = next;
-    let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path());
-    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-    l.write_index(&[(Some("latest"), &m)]);
-    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (repo, f, _, next) = function_and_next_build();
     let name = unique("alarm");
     alarm(&name);
     let image = format!("{repo}@{next}");
@@ -548,16 +540,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
 
 #[test]
 fn sigterm_during_the_bake_restores_the_previous_routing() {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path());
-    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-    l.write_index(&[(Some("latest"), &m)]);
-    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (repo, f, _, next) = function_and_next_build();
     let child = spawn(
         &[
             "deploy",
@@ -591,16 +574,7 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
 /// the alias back like an alarm.
 #[test]
 fn errors_of_the_new_version_during_the_bake_roll_back() {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path());
-    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-    l.write_index(&[(Some("latest"), &m)]);
-    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (repo, f, _, next) = function_and_next_build();
     let child = spawn(
         &[
             "deploy",
@@ -651,21 +625,7 @@ fn errors_of_the_new_version_during_the_bake_roll_back() {
 
 #[test]
 fn alarms_already_firing_block_unless_ignored_and_a_split_alias_needs_force() {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let (_, next) = {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Layout::new(dir.path());
-        let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-        l.write_index(&[(Some("latest"), &m)]);
-        (
-            (),
-            common::push(&l.dir, &repo, &[]).ok().json()["digest"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        )
-    };
+    let (repo, f, _, next) = function_and_next_build();
     let image = format!("{repo}@{next}");
     let name = unique("alarm");
     alarm(&name);
@@ -957,16 +917,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 
 /// A function, and a second image to deploy to it.
 fn scenario() -> (String, String) {
-    let (repo, first) = push_image("amd64");
-    let f = function(&repo, &first, "x86_64");
-    let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path());
-    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
-    l.write_index(&[(Some("latest"), &m)]);
-    let next = common::push(&l.dir, &repo, &[]).ok().json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (repo, f, _, next) = function_and_next_build();
     (f, format!("{repo}@{next}"))
 }
 
