@@ -74,24 +74,6 @@ fn push_layout(l: &Layout) -> (String, String) {
     (repo, report["digest"].as_str().unwrap().to_string())
 }
 
-/// An image manifest with a config of our own making (and its layers).
-fn custom_image(l: &Layout, config: Value, layers: &[Desc]) -> Desc {
-    let config = l.blob(
-        "application/vnd.oci.image.config.v1+json",
-        &serde_json::to_vec(&config).unwrap(),
-    );
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config.json(),
-        "layers": layers.iter().map(Desc::json).collect::<Vec<_>>(),
-    });
-    l.blob(
-        "application/vnd.oci.image.manifest.v1+json",
-        &serde_json::to_vec(&manifest).unwrap(),
-    )
-}
-
 // ---------------------------------------------------------------- hoist
 
 fn deploy(image: &str, function: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
@@ -700,7 +682,7 @@ fn an_index_deploys_the_child_for_the_functions_architecture() {
     let amd = l.image(&[l.layer(10_000, fresh_seed())], "amd64");
     let arm = l.image(&[l.layer(10_000, fresh_seed())], "arm64");
     // An attestation manifest, as buildx adds one.
-    let att = custom_image(&l, json!({"architecture": "unknown", "os": "unknown"}), &[]);
+    let att = l.image_with_config(json!({"architecture": "unknown", "os": "unknown"}), &[]);
     let index = json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [
@@ -742,13 +724,11 @@ fn preflight_refusals_name_the_fix_and_write_nothing() {
         "application/vnd.oci.image.layer.v1.tar+zstd",
         &common::fixtures::random_bytes(5000, fresh_seed()),
     );
-    let zstd = custom_image(
-        &l,
+    let zstd = l.image_with_config(
         json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/app"]}}),
         &[zstd_layer],
     );
-    let nothing = custom_image(
-        &l,
+    let nothing = l.image_with_config(
         json!({"architecture": "amd64", "os": "linux", "config": {}}),
         &[layer.clone()],
     );
@@ -756,8 +736,7 @@ fn preflight_refusals_name_the_fix_and_write_nothing() {
     // registry does not check descriptor sizes against blobs).
     let mut big = layer.clone();
     big.size = 11 * 1024 * 1024 * 1024;
-    let huge = custom_image(
-        &l,
+    let huge = l.image_with_config(
         json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/app"]}}),
         &[big],
     );

@@ -187,6 +187,21 @@ fn has_scan(repo: &str, digest: &str) -> bool {
     })
 }
 
+/// ship's flags for a gate that passes moto's one HIGH finding, then a
+/// deploy to `function`'s alias `live`.
+fn passing_gate_then_deploy_to(function: &str) -> Vec<&str> {
+    let mut extra = vec![
+        "--severity-threshold",
+        "critical",
+        "--function",
+        function,
+        "--alias",
+        "live",
+    ];
+    extra.extend_from_slice(FAST_GATE);
+    extra
+}
+
 /// A function for `repo`, version 1 and alias `live` on an image that is not
 /// this test's (moto does not check image URIs).
 fn function_for(repo: &str, arch: &str) -> String {
@@ -198,15 +213,7 @@ fn the_whole_pipeline_push_gate_deploy() {
     let work = tempfile::tempdir().unwrap();
     let (repo, source) = repo_and_image(work.path());
     let f = function_for(&repo, "x86_64");
-    let mut extra = vec![
-        "--severity-threshold",
-        "critical",
-        "--function",
-        &f,
-        "--alias",
-        "live",
-    ];
-    extra.extend_from_slice(FAST_GATE);
+    let extra = passing_gate_then_deploy_to(&f);
     let github_output = work.path().join("github_output");
     std::fs::write(&github_output, "").unwrap();
     let run = ship_env(
@@ -275,15 +282,7 @@ fn a_deploy_failure_after_a_clean_gate() {
     let work = tempfile::tempdir().unwrap();
     let (repo, source) = repo_and_image(work.path());
     let f = function_for(&repo, "arm64");
-    let mut extra = vec![
-        "--severity-threshold",
-        "critical",
-        "--function",
-        &f,
-        "--alias",
-        "live",
-    ];
-    extra.extend_from_slice(FAST_GATE);
+    let extra = passing_gate_then_deploy_to(&f);
     let run = ship(&source, &repo, &extra);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("gate passed"), "{}", run.stderr);

@@ -105,6 +105,11 @@ impl Layout {
             "config": { "Cmd": ["/hello"] },
             "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>() },
         });
+        self.image_with_config(config, layers)
+    }
+
+    /// An image manifest with a config of the test's own making.
+    pub fn image_with_config(&self, config: serde_json::Value, layers: &[Desc]) -> Desc {
         let config = self.blob(
             "application/vnd.oci.image.config.v1+json",
             &serde_json::to_vec(&config).unwrap(),
