@@ -67,6 +67,10 @@ pub struct Global {
     #[arg(long, global = true, env = "HOIST_SESSION_POLICY")]
     pub session_policy: Option<PathBuf>,
 
+    /// How long a connection may stay silent (no answer, no body bytes moving) before hoist gives the attempt up and retries (e.g. 30s, 2m)
+    #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::scan::parse_duration)]
+    pub http_timeout: std::time::Duration,
+
     /// No progress lines
     #[arg(long, short, global = true, env = "HOIST_QUIET")]
     pub quiet: bool,

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod scan;
 pub mod secret;
 pub mod ship;
+pub mod text;
 
 use ci::Ci;
 use cli::{Cli, Command};
@@ -36,7 +37,8 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Some(name) => Ci::named(name, &env)?,
         None => Ci::detect(&env),
     };
-    let net = net::Network::from_env(&env)?;
+    let mut net = net::Network::from_env(&env)?;
+    net.idle_timeout = cli.global.http_timeout;
     let ctx = Context {
         global: cli.global.clone(),
         ci: ci.clone(),
@@ -52,7 +54,10 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
                     .into());
             }
             let (sdk, assumed) = ctx.session().await?;
-            let assumed = assumed.as_ref().expect("a role was given");
+            let assumed = assumed.as_ref().ok_or_else(|| {
+                ConfigError::new("hoist auth assumed no role")
+                    .hint("pass --role-arn (or set HOIST_ROLE_ARN)")
+            })?;
             let exported = if args.export {
                 Some(export(
                     &ci,
@@ -224,9 +229,12 @@ fn export(
     let lines: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let write = |path: &std::path::Path, text: &str, what: &str| {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Credentials: a file hoist creates is readable by its owner only.
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| {
@@ -241,23 +249,33 @@ fn export(
     };
     match (ci, dotenv) {
         (Ci::GitHub(g), _) if g.github_env.is_some() => {
-            write(
-                g.github_env.as_deref().expect("checked"),
-                &lines,
-                "$GITHUB_ENV",
-            )?;
+            if let Some(path) = g.github_env.as_deref() {
+                write(path, &lines, "$GITHUB_ENV")?;
+            }
             Ok(report::Export::GitHubEnv)
         }
         (_, Some(path)) => {
             write(path, &lines, "the dotenv file")?;
             Ok(report::Export::Dotenv(path.display().to_string()))
         }
-        _ => Ok(report::Export::Shell(
-            vars.iter()
+        _ => Ok(report::Export::Shell {
+            lines: vars
+                .iter()
                 .map(|(k, v)| format!("export {k}={v}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
-        )),
+            // With --output json the credentials are in the document, in the
+            // shape of the AWS CLI's credential_process output.
+            credentials: serde_json::json!({
+                "Version": 1,
+                "AccessKeyId": c.access_key_id(),
+                "SecretAccessKey": c.secret_access_key(),
+                "SessionToken": c.session_token().unwrap_or_default(),
+                "Expiration": aws_smithy_types::DateTime::from(a.expires)
+                    .fmt(aws_smithy_types::date_time::Format::DateTime)
+                    .unwrap_or_default(),
+            }),
+        }),
     }
 }
 

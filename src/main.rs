@@ -8,7 +8,37 @@ use clap::Parser;
 use hoist::cli::{Cli, OutputFormat};
 use hoist::env::Env;
 
+/// The exit code of a bug in hoist (sysexits' EX_SOFTWARE): never a code a
+/// pipeline would mistake for a blocked gate or a bad flag.
+const INTERNAL_ERROR: i32 = 70;
+
+/// A panic is a bug, whatever caused it: say so in one `error:` block, with
+/// where to report it, and exit with a code of its own instead of Rust's 101
+/// and its raw message.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error in hoist {}: {}{at}\nhint: this is a bug in hoist, not in your set-up: please report it at {}/issues with the command you ran and these lines (RUST_BACKTRACE=1 adds a backtrace). Exit code {INTERNAL_ERROR}.",
+            env!("CARGO_PKG_VERSION"),
+            hoist::text::external(&what, 500),
+            env!("CARGO_PKG_REPOSITORY"),
+        );
+        std::process::exit(INTERNAL_ERROR);
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     let env = Env::from_process();
     let level = match cli.global.verbose {
@@ -32,10 +62,18 @@ fn main() -> ExitCode {
         .init();
 
     let format = cli.global.output;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("the async runtime starts");
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "error: could not start hoist's async runtime: {e}\nhint: the machine is out of threads or file descriptors (ulimit -u / -n)"
+            );
+            return ExitCode::from(3);
+        }
+    };
     match runtime.block_on(hoist::run(cli, env)) {
         Ok(outcome) => {
             eprintln!("{}", outcome.log());

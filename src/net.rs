@@ -1,5 +1,5 @@
-//! Network settings every connection shares — the registry's (reqwest and
-//! oci-client) and the AWS APIs' (the SDK's HTTP client): the extra CA from
+//! Network settings every connection shares — the registry's (reqwest) and
+//! the AWS APIs' (the SDK's HTTP client): the extra CA from
 //! AWS_CA_BUNDLE and the proxies from HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
 //!
 //! The AWS SDK for Rust does not read AWS_CA_BUNDLE or the proxy variables by
@@ -32,7 +32,15 @@ pub struct Network {
     pub no_proxy: Option<String>,
     /// AWS_ENDPOINT_URL points at plain http (an emulator, a local proxy).
     aws_over_http: bool,
+    /// How long a connection may stay silent — no answer, no bytes of a
+    /// body taken or given — before the attempt is given up (`--http-timeout`).
+    pub idle_timeout: Duration,
 }
+
+/// `--http-timeout`'s default: long enough for a registry or AWS API under
+/// load, short enough that a hung connection costs a minute per attempt,
+/// not the CI job's whole time limit.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Network {
     pub fn from_env(env: &Env) -> Result<Network, ConfigError> {
@@ -86,13 +94,36 @@ impl Network {
             aws_over_http: env
                 .get("AWS_ENDPOINT_URL")
                 .is_some_and(|u| u.starts_with("http://")),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
     }
 
-    /// The client for registry traffic. HTTP/1.1 on purpose: each concurrent
-    /// blob upload gets its own connection instead of sharing one HTTP/2
-    /// connection's flow-control window.
+    /// A client for small requests outside the registry (OIDC token
+    /// endpoints): the read timeout covers the wait for the answer and every
+    /// read of its body.
     pub fn reqwest(&self) -> Result<reqwest::Client, ConfigError> {
+        self.client(Some(self.idle_timeout), true)
+    }
+
+    /// A client for registry traffic: redirects are not followed (the
+    /// registry code follows them itself, deciding where credentials go);
+    /// `read_timeout` None for uploads, whose answer comes only after the
+    /// whole body (they watch their own progress instead).
+    pub fn registry_client(
+        &self,
+        read_timeout: Option<Duration>,
+    ) -> Result<reqwest::Client, ConfigError> {
+        self.client(read_timeout, false)
+    }
+
+    /// HTTP/1.1 on purpose: each concurrent blob upload gets its own
+    /// connection instead of sharing one HTTP/2 connection's flow-control
+    /// window.
+    fn client(
+        &self,
+        read_timeout: Option<Duration>,
+        follow_redirects: bool,
+    ) -> Result<reqwest::Client, ConfigError> {
         let mut b = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .http1_only()
@@ -100,6 +131,12 @@ impl Network {
             .tcp_keepalive(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy();
+        if let Some(t) = read_timeout {
+            b = b.read_timeout(t);
+        }
+        if !follow_redirects {
+            b = b.redirect(reqwest::redirect::Policy::none());
+        }
         if let Some((_, pem)) = &self.ca_bundle {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ConfigError::new("AWS_CA_BUNDLE could not be parsed").source(e))?;
@@ -129,34 +166,6 @@ impl Network {
         }
         b.build()
             .map_err(|e| ConfigError::new("could not set up the HTTP client").source(e))
-    }
-
-    /// oci-client's configuration with the same CA and proxies.
-    pub fn oci_config(&self, plain_http_hosts: Vec<String>) -> oci_client::client::ClientConfig {
-        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-        ClientConfig {
-            protocol: if plain_http_hosts.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(plain_http_hosts)
-            },
-            extra_root_certificates: self
-                .ca_bundle
-                .iter()
-                .map(|(_, pem)| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            https_proxy: self.https_proxy.clone(),
-            http_proxy: self.http_proxy.clone(),
-            no_proxy: self.no_proxy.clone(),
-            connect_timeout: Some(Duration::from_secs(10)),
-            user_agent: USER_AGENT,
-            // ECR passwords live 12 hours; hoist refreshes them itself.
-            default_token_expiration_secs: 12 * 3600,
-            ..Default::default()
-        }
     }
 
     /// The AWS SDK's HTTP client: rustls with the extra CA and the proxies.

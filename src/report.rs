@@ -51,14 +51,35 @@ pub struct DoctorReport {
 }
 
 /// Where `--export` put the credentials.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "to", content = "path")]
+#[derive(Debug)]
 pub enum Export {
     GitHubEnv,
     Dotenv(String),
-    /// `export` lines, printed on stdout (the only output that carries them).
-    #[serde(skip)]
-    Shell(String),
+    /// `export` lines, printed on stdout (the only output that carries them);
+    /// with `--output json`, the same credentials in the JSON document.
+    Shell {
+        lines: String,
+        credentials: serde_json::Value,
+    },
+}
+
+impl Serialize for Export {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Export::GitHubEnv => m.serialize_entry("to", "github-env")?,
+            Export::Dotenv(path) => {
+                m.serialize_entry("to", "dotenv")?;
+                m.serialize_entry("path", path)?;
+            }
+            Export::Shell { credentials, .. } => {
+                m.serialize_entry("to", "stdout")?;
+                m.serialize_entry("credentials", credentials)?;
+            }
+        }
+        m.end()
+    }
 }
 
 impl AuthReport {
@@ -92,17 +113,18 @@ impl Outcome {
     /// whole result as JSON.
     pub fn stdout(&self, format: OutputFormat) -> String {
         match format {
-            OutputFormat::Json => {
-                serde_json::to_string_pretty(self).expect("the report serializes")
-            }
+            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+                serde_json::json!({ "error": format!("the report could not be written as JSON: {e}") })
+                    .to_string()
+            }),
             OutputFormat::Text => match self {
                 Outcome::Auth(AuthReport {
-                    exported: Some(Export::Shell(lines)),
+                    exported: Some(Export::Shell { lines, .. }),
                     ..
                 }) => lines.clone(),
                 Outcome::Auth(r) => r.authenticated_arn.clone(),
                 Outcome::Doctor(d) => {
-                    serde_json::to_string_pretty(&d.trust_policy).expect("a policy serializes")
+                    serde_json::to_string_pretty(&d.trust_policy).unwrap_or_default()
                 }
                 Outcome::Push(r) => r.digest.to_string(),
                 Outcome::Gate(r) => r.verdict.name().to_string(),
@@ -151,7 +173,7 @@ impl Outcome {
                 let to = match &r.exported {
                     Some(Export::GitHubEnv) => "; credentials exported to $GITHUB_ENV",
                     Some(Export::Dotenv(_)) => "; credentials written to the dotenv file",
-                    Some(Export::Shell(_)) => "; credentials printed as export lines",
+                    Some(Export::Shell { .. }) => "; credentials printed as export lines",
                     None => "",
                 };
                 format!(

@@ -40,8 +40,7 @@ pub fn retryable_status(status: u16) -> bool {
 /// could not be made, was dropped, or timed out. A request hoist could not
 /// even build (bad URL, TLS setup) is not.
 ///
-/// Some clients (oci-client's blob HEAD) report an HTTP status as a reqwest
-/// error; the status decides then.
+/// A reqwest error that carries an HTTP status is decided by the status.
 pub fn retryable_transport(e: &reqwest::Error) -> bool {
     if let Some(status) = e.status() {
         return retryable_status(status.as_u16());

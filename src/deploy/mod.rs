@@ -202,7 +202,13 @@ async fn deploy(
         ..image.clone()
     };
     let (digest, index_digest, facts) = read_image(&registry, &located, target, local).await?;
-    let image_uri = format!("{host}/{}@{digest}", image.repository);
+    // Lambda takes the standard host only (it refuses ecr-fips URIs), whatever
+    // host the registry traffic used.
+    let image_uri = format!(
+        "{}/{}@{digest}",
+        crate::registry::host::canonical(&host),
+        image.repository
+    );
 
     // Cross-account pulls need the repository policy's blessing.
     let cross = match located.account() {

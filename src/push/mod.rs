@@ -181,7 +181,7 @@ pub async fn open(settings: &Settings) -> Result<Image, ImageError> {
     let (source, reference) = (settings.source.clone(), settings.reference.clone());
     tokio::task::spawn_blocking(move || Image::open(&source, reference.as_deref()))
         .await
-        .expect("the image reader does not panic")
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// The repository, created when asked to. Needs only the ECR API, so it

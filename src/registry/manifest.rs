@@ -1,61 +1,100 @@
-//! Manifests through oci-client: HEAD (what a tag points at), PUT (exact
-//! bytes, never re-serialized), GET (for later stages).
+//! Manifests: HEAD (what a tag or digest points at), PUT (the exact bytes,
+//! never re-serialized), GET (for later stages) — on hoist's own HTTP path
+//! (see the module comment in registry/mod.rs for why not oci-client).
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use reqwest::header::HeaderValue;
+use reqwest::Method;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
 use super::{Registry, RegistryError};
-use crate::image::{Digest, MANIFEST_TYPES};
+use crate::image::{Digest, MANIFEST_TYPES, MAX_MANIFEST};
 use crate::retry;
 
-fn is_not_found(e: &OciDistributionError) -> bool {
+/// `Docker-Content-Digest`, where registries name what they stored or found.
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+fn accept() -> HeaderValue {
+    HeaderValue::from_str(&MANIFEST_TYPES.join(", ")).unwrap_or(HeaderValue::from_static("*/*"))
+}
+
+fn digest_header(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get(DIGEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A 404 that means "no such manifest" (or no such repository: the caller
+/// has already checked that it exists, and ECR reports a repository it does
+/// not know as NAME_UNKNOWN).
+fn is_not_found(e: &RegistryError) -> bool {
     match e {
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
+        RegistryError::Status { status, code, .. } => {
+            *status == 404
+                || matches!(
+                    code.as_deref(),
+                    Some("MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "NOT_FOUND")
+                )
+        }
         _ => false,
     }
 }
 
 impl Registry {
+    fn manifest_url(&self, repository: &str, reference: &str) -> url::Url {
+        self.url(&format!("/v2/{repository}/manifests/{reference}"))
+    }
+
     /// The digest `reference` (a tag or digest) points at, or None.
+    ///
+    /// ECR may answer a HEAD without `Docker-Content-Digest`: for a digest
+    /// reference a 200 says enough; for a tag hoist then GETs the manifest
+    /// and hashes it.
     pub async fn manifest_digest(
         &self,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let op = format!("looking up {repository}:{reference}");
-        let r = self.reference(repository, reference);
+        let url = self.manifest_url(repository, reference);
+        let by_digest: Option<Digest> = reference.parse().ok();
         let found = retry::retry(self.policy, |_| async {
-            let client = self.oci_for(repository).await?;
-            match client
-                .fetch_manifest_digest(&r, &self.oci_auth().await?)
-                .await
-            {
-                Ok(d) => Ok(Some(d)),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(RegistryError::oci(op.clone(), e)),
+            let req = self.request(Method::HEAD, url.clone()).await?;
+            let res = self.send(&op, req.header(ACCEPT, accept())).await?;
+            if !res.status().is_success() {
+                let e = Self::refusal(&op, res).await;
+                return if is_not_found(&e) { Ok(None) } else { Err(e) };
             }
+            Ok(Some(digest_header(&res)))
         })
         .await
         .map_err(|e| RegistryError::after(&op, e))?;
-        found
-            .map(|d| {
-                d.parse::<Digest>().map_err(|e| {
-                    RegistryError::Protocol(format!(
-                        "{op}: the registry answered with a bad digest: {e}"
-                    ))
-                })
-            })
-            .transpose()
+        let Some(header) = found else {
+            return Ok(None);
+        };
+        match (header, by_digest) {
+            (Some(h), Some(d)) if h == d.to_string() => Ok(Some(d)),
+            (Some(h), Some(d)) => Err(RegistryError::DigestMismatch {
+                op,
+                expected: d,
+                registry_said: crate::text::external(&h, 80),
+            }),
+            (None, Some(d)) => Ok(Some(d)),
+            (Some(h), None) => h.parse::<Digest>().map(Some).map_err(|_| {
+                RegistryError::Protocol(format!(
+                    "{op}: the registry answered with a digest hoist cannot read: {}",
+                    crate::text::external(&h, 80)
+                ))
+            }),
+            (None, None) => Ok(Some(self.get_manifest(repository, reference).await?.1)),
+        }
     }
 
     /// PUT the manifest's exact bytes under `reference` (its digest or a tag).
+    ///
+    /// 200, 201 and 202 are success; `Location` is neither needed nor read
+    /// (ECR sends none). When the registry names the digest it stored, it
+    /// must be the sha256 of the bytes sent.
     pub async fn put_manifest(
         &self,
         repository: &str,
@@ -64,91 +103,70 @@ impl Registry {
         media_type: &str,
     ) -> Result<(), RegistryError> {
         let op = format!("pushing manifest {repository}:{reference}");
-        let r = self.reference(repository, reference);
         let content_type = HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::Protocol(format!(
-                "{op}: media type '{media_type}' is not a valid header"
+                "{op}: media type '{}' is not a valid header",
+                crate::text::external(media_type, 80)
             ))
         })?;
+        let digest = Digest::of(bytes);
         let body = bytes::Bytes::copy_from_slice(bytes);
-        retry::retry(self.policy, |_| async {
-            let client = self.oci_for(repository).await?;
-            client
-                .push_manifest_raw(&r, body.clone(), content_type.clone())
-                .await
-                .map(|_| ())
-                .map_err(|e| RegistryError::oci(op.clone(), e))
+        let url = self.manifest_url(repository, reference);
+        let stored = retry::retry(self.policy, |_| async {
+            let req = self.request(Method::PUT, url.clone()).await?;
+            let res = self
+                .send(
+                    &op,
+                    req.header(CONTENT_TYPE, content_type.clone())
+                        .body(body.clone()),
+                )
+                .await?;
+            match res.status().as_u16() {
+                200..=202 => Ok(digest_header(&res)),
+                _ => Err(Self::refusal(&op, res).await),
+            }
         })
         .await
-        .map_err(|e| RegistryError::after(&op, e))
+        .map_err(|e| RegistryError::after(&op, e))?;
+        match stored {
+            Some(said) if said != digest.to_string() => Err(RegistryError::DigestMismatch {
+                op,
+                expected: digest,
+                registry_said: crate::text::external(&said, 80),
+            }),
+            _ => Ok(()),
+        }
     }
 
-    /// GET a manifest: its bytes and digest.
+    /// GET a manifest: its bytes (at most the 4 MiB ECR allows) and digest.
+    /// By digest, the bytes must hash to it.
     pub async fn get_manifest(
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<(Vec<u8>, String), RegistryError> {
+    ) -> Result<(Vec<u8>, Digest), RegistryError> {
         let op = format!("fetching manifest {repository}:{reference}");
-        let r = self.reference(repository, reference);
-        retry::retry(self.policy, |_| async {
-            let client = self.oci_for(repository).await?;
-            client
-                .pull_manifest_raw(&r, &self.oci_auth().await?, MANIFEST_TYPES)
-                .await
-                .map(|(b, d)| (b.to_vec(), d))
-                .map_err(|e| RegistryError::oci(op.clone(), e))
-        })
-        .await
-        .map_err(|e| RegistryError::after(&op, e))
-    }
-}
-
-impl Registry {
-    /// GET a small blob (an image config) by digest, verified against it.
-    /// Later stages read configs to check an image before deploying it;
-    /// `limit` keeps a wrong descriptor from pulling a layer into memory.
-    /// Redirects (ECR hands blobs out from S3) are followed; reqwest drops
-    /// the Authorization header when a redirect leaves the registry's host.
-    pub async fn get_blob(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        limit: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let op = format!("fetching blob {repository}@{}", digest.short());
-        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let url = self.manifest_url(repository, reference);
         let bytes = retry::retry(self.policy, |_| async {
-            let password = self.password().await?;
-            let res = self
-                .http
-                .get(url.clone())
-                .header(reqwest::header::AUTHORIZATION, Self::basic(&password))
-                .send()
-                .await
-                .map_err(|e| self.transport(&op, e))?;
+            let req = self.request(Method::GET, url.clone()).await?;
+            let res = self.send(&op, req.header(ACCEPT, accept())).await?;
             if !res.status().is_success() {
                 return Err(Self::refusal(&op, res).await);
             }
-            if res.content_length().is_some_and(|n| n > limit) {
-                return Err(RegistryError::Protocol(format!(
-                    "{op}: the blob is larger than {limit} bytes"
-                )));
-            }
-            res.bytes().await.map_err(|e| self.transport(&op, e))
+            self.read_limited(&op, res, MAX_MANIFEST).await
         })
         .await
         .map_err(|e| RegistryError::after(&op, e))?;
-        if bytes.len() as u64 > limit {
-            return Err(RegistryError::Protocol(format!(
-                "{op}: the blob is larger than {limit} bytes"
-            )));
+        let digest = Digest::of(&bytes);
+        if let Ok(wanted) = reference.parse::<Digest>() {
+            if wanted != digest {
+                return Err(RegistryError::DigestMismatch {
+                    op,
+                    expected: wanted,
+                    registry_said: digest.to_string(),
+                });
+            }
         }
-        if Digest::of(&bytes) != *digest {
-            return Err(RegistryError::Protocol(format!(
-                "{op}: the registry's bytes do not match the digest"
-            )));
-        }
-        Ok(bytes.to_vec())
+        Ok((bytes.to_vec(), digest))
     }
 }

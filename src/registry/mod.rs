@@ -1,27 +1,34 @@
 //! Talking to ECR as a registry: the password from GetAuthorizationToken,
 //! blob uploads streamed in one request, manifests as exact bytes, retries.
 //!
-//! Two HTTP clients, deliberately: oci-client for the small requests it does
-//! well (blob HEAD, manifest HEAD/GET/PUT), and reqwest for blob uploads.
-//! oci-client cannot upload the way ECR needs: its chunked and streamed
-//! pushes send 4 MiB PATCHes, and ECR refuses chunks under 5 MiB and silently
-//! drops the data of every PATCH after the second (aws/containers-roadmap#2831).
-//! hoist sends each blob as POST, one PATCH with the whole body, PUT ?digest=.
+//! Every registry request is hoist's own (reqwest), not oci-client's, because
+//! ECR answers differently from the Distribution registry in ways that
+//! oci-client 0.18 mistakes for errors or, worse, panics on:
+//! - a manifest PUT is answered 201 *without* a `Location` header (ECR never
+//!   sends one for manifests: apple/swift-container-plugin#27,
+//!   google/containerregistry#10); oci-client's `push_manifest_raw` then
+//!   strips the *tag* from the URL and panics when the reference is a digest;
+//! - a manifest HEAD may come without `Docker-Content-Digest`;
+//! - blob GETs are answered 307 to S3, another host, where the registry's
+//!   credentials must not follow;
+//! - its chunked and streamed blob pushes send 4 MiB PATCHes, which ECR
+//!   refuses (parts under 5 MiB) and whose `Range` ECR stops advancing after
+//!   the first (aws/containers-roadmap#2831);
+//! - it reads error and manifest bodies whole, however large.
+//! Owning the requests also puts every one of them under the same timeouts,
+//! size limits and retry layer.
 
+mod blob;
 pub mod ecr;
+pub mod host;
 mod manifest;
 pub mod reference;
 
 mod upload;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::RegistryTokenType;
-use oci_client::{Reference, RegistryOperation};
 use tokio::sync::{Mutex, RwLock};
 use url::Url;
 
@@ -35,21 +42,24 @@ pub use upload::{BlobOutcome, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{op}: the registry answered {status}{}", snippet(body))]
+    #[error("{op}: the registry answered {status}{}", said(code.as_deref(), message))]
     Status {
         op: String,
         status: u16,
-        body: String,
+        /// The OCI error code of the body (`NAME_UNKNOWN`, `TAG_INVALID`…).
+        code: Option<String>,
+        /// What the body said, escaped and cut to one short line.
+        message: String,
         retry_after: Option<Duration>,
     },
     #[error(
         "{op}: the registry refused the credentials ({status}){}",
-        snippet(body)
+        said(None, message)
     )]
     Denied {
         op: String,
         status: u16,
-        body: String,
+        message: String,
     },
     #[error("{op}: could not reach the registry at {endpoint}")]
     Transport {
@@ -58,12 +68,14 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("{op}: {source}")]
-    Oci {
+    #[error("{op}: the registry sent nothing for {}s while hoist was {waiting}", after.as_secs())]
+    Stalled {
         op: String,
-        #[source]
-        source: OciDistributionError,
+        waiting: &'static str,
+        after: Duration,
     },
+    #[error("{op}: the registry's answer is larger than {limit} bytes")]
+    TooLarge { op: String, limit: u64 },
     #[error("{op} failed after {attempts} attempts")]
     GaveUp {
         op: String,
@@ -84,6 +96,12 @@ pub enum RegistryError {
         existing: Digest,
         pushing: Digest,
     },
+    #[error("{op}: the registry says the digest is {registry_said}, not {expected}")]
+    DigestMismatch {
+        op: String,
+        expected: Digest,
+        registry_said: String,
+    },
     #[error("{op} failed")]
     Aws {
         op: String,
@@ -96,23 +114,17 @@ pub enum RegistryError {
     Protocol(String),
 }
 
-fn snippet(body: &str) -> String {
-    let body = body.trim();
-    if body.is_empty() {
-        return String::new();
+/// `: CODE: message` from what an error body said, when it said anything.
+fn said(code: Option<&str>, message: &str) -> String {
+    match (code, message.is_empty()) {
+        (Some(c), false) => format!(": {c}: {message}"),
+        (Some(c), true) => format!(": {c}"),
+        (None, false) => format!(": {message}"),
+        (None, true) => String::new(),
     }
-    let cut: String = body.chars().take(300).collect();
-    format!(": {cut}")
 }
 
 impl RegistryError {
-    fn oci(op: impl Into<String>, source: OciDistributionError) -> Self {
-        RegistryError::Oci {
-            op: op.into(),
-            source,
-        }
-    }
-
     /// The error a retry loop gave up on, keeping the attempt count when
     /// there was more than one.
     fn after(op: &str, (e, attempts): (RegistryError, u32)) -> Self {
@@ -133,25 +145,24 @@ impl RegistryError {
             e => e,
         }
     }
+
+    /// The OCI error code the registry answered with, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self.innermost() {
+            RegistryError::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl retry::Transient for RegistryError {
     fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Status { status, .. } => retry::retryable_status(*status),
+            RegistryError::Status { status, code, .. } => {
+                retry::retryable_status(*status) || code.as_deref() == Some("TOOMANYREQUESTS")
+            }
             RegistryError::Transport { source, .. } => retry::retryable_transport(source),
-            RegistryError::Oci { source, .. } => match source {
-                OciDistributionError::ServerError { code, .. } => retry::retryable_status(*code),
-                OciDistributionError::RegistryError { envelope, .. } => envelope
-                    .errors
-                    .iter()
-                    .any(|e| e.code == OciErrorCode::Toomanyrequests),
-                OciDistributionError::RequestError(e) => retry::retryable_transport(e),
-                // A 2xx other than the expected one, or no Location: a proxy
-                // or load balancer hiccup more often than a real answer.
-                OciDistributionError::SpecViolationError(_) => true,
-                _ => false,
-            },
+            RegistryError::Stalled { .. } => true,
             _ => false,
         }
     }
@@ -167,37 +178,11 @@ impl retry::Transient for RegistryError {
 const DENIED_HINT: &str = "the AWS identity needs ecr:GetAuthorizationToken and the push actions on this repository (see the README's IAM policies); with --registry-endpoint, check that it is the registry of this account";
 
 impl RegistryError {
-    /// The registry could not be reached at all (whichever client tried).
+    /// The registry could not be reached, or stopped answering.
     fn is_unreachable(&self) -> bool {
-        let unreachable = |e: &reqwest::Error| e.is_connect() || e.is_timeout();
         match self.innermost() {
-            RegistryError::Transport { source, .. } => unreachable(source),
-            RegistryError::Oci {
-                source: OciDistributionError::RequestError(e),
-                ..
-            } => unreachable(e),
-            _ => false,
-        }
-    }
-
-    /// The registry said no to the credentials, whichever client heard it.
-    fn is_denied(&self) -> bool {
-        match self.innermost() {
-            RegistryError::Denied { .. } => true,
-            RegistryError::Oci { source, .. } => match source {
-                OciDistributionError::UnauthorizedError { .. }
-                | OciDistributionError::AuthenticationFailure(_) => true,
-                // oci-client's blob HEAD reports a status as a reqwest error.
-                OciDistributionError::RequestError(e) => {
-                    matches!(e.status().map(|s| s.as_u16()), Some(401 | 403))
-                }
-                OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
-                OciDistributionError::RegistryError { envelope, .. } => envelope
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
-                _ => false,
-            },
+            RegistryError::Transport { source, .. } => source.is_connect() || source.is_timeout(),
+            RegistryError::Stalled { .. } => true,
             _ => false,
         }
     }
@@ -205,31 +190,30 @@ impl RegistryError {
 
 impl Diagnose for RegistryError {
     fn class(&self) -> Class {
-        if self.is_denied() {
-            return Class::Usage;
-        }
         match self.innermost() {
             RegistryError::Source(e) => e.class(),
             RegistryError::RepositoryMissing { .. }
             | RegistryError::TagConflict { .. }
             | RegistryError::Denied { .. } => Class::Usage,
+            RegistryError::Status { code, .. } if code.as_deref() == Some("NAME_UNKNOWN") => {
+                Class::Usage
+            }
             RegistryError::Aws { class, .. } => *class,
             _ => Class::Infrastructure,
         }
     }
 
     fn hint(&self) -> Option<String> {
-        if self.is_denied() {
-            return Some(DENIED_HINT.into());
-        }
         match self.innermost() {
             RegistryError::Source(e) => e.hint(),
-            RegistryError::RepositoryMissing { name, .. } => Some(format!("create it (aws ecr create-repository --repository-name {name}), or pass --create-repository to let hoist create it with scan on push and immutable tags")),
-            RegistryError::TagConflict { .. } => Some("push under a new tag (e.g. the commit SHA), or push by digest only (no --tag)".into()),
+            RegistryError::RepositoryMissing { name, .. } => Some(format!("create it (aws ecr create-repository --repository-name {name}), pass --create-repository to let hoist create it with scan on push and immutable tags, or add a repository creation template with CREATE_ON_PUSH for its prefix")),
+            RegistryError::TagConflict { .. } => Some("push under a new tag (e.g. the commit SHA); re-pushing the same image under the same tag succeeds. Do not push by digest only for a deploy if a lifecycle rule expires untagged images".into()),
             RegistryError::Denied { .. } => Some(DENIED_HINT.into()),
             RegistryError::Aws { hint, .. } => hint.clone(),
+            RegistryError::DigestMismatch { .. } => Some("the registry (or a proxy in front of it) changed the bytes hoist sent; check --registry-endpoint and any proxy in the path".into()),
+            RegistryError::TooLarge { .. } => Some("the registry (or a proxy in front of it) is not answering as a registry does; check --registry-endpoint".into()),
             e if e.is_unreachable() => Some(
-                "check the network path to the registry (HTTPS_PROXY / NO_PROXY, --registry-endpoint) and, for a private CA, AWS_CA_BUNDLE".into(),
+                "check the network path to the registry (HTTPS_PROXY / NO_PROXY, --registry-endpoint) and, for a private CA, AWS_CA_BUNDLE; --http-timeout sets how long hoist waits on a silent connection".into(),
             ),
             e if retry::Transient::is_transient(e) => Some(
                 "the registry kept failing; it is safe to run hoist again: blobs already pushed are skipped".into(),
@@ -246,15 +230,9 @@ pub fn parse_endpoint(raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| {
         ConfigError::new(format!("--registry-endpoint '{raw}' is not a URL")).source(e)
     })?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         "http" => {
             return Err(ConfigError::new(format!("--registry-endpoint '{raw}' uses plain http to a host that is not loopback")).hint("registry traffic carries credentials: use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"));
         }
@@ -269,6 +247,16 @@ pub fn parse_endpoint(raw: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::new(format!("--registry-endpoint '{raw}' must be a scheme, a host and an optional port, nothing more")).hint("e.g. https://vpce-0123.dkr.ecr.us-east-1.vpce.amazonaws.com"));
     }
     Ok(url)
+}
+
+/// A loopback host: 127.0.0.0/8, ::1 or `localhost`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
 }
 
 /// `host[:port]` of a URL, as registries name themselves.
@@ -303,18 +291,23 @@ impl Auth {
 
 /// A connection to one registry, shared by every repository a run pushes to.
 pub struct Registry {
+    /// Small requests (HEAD, GET, manifest PUT, POST): a read timeout covers
+    /// the wait for the answer and every read of its body.
     http: reqwest::Client,
-    oci: RwLock<Arc<oci_client::Client>>,
-    oci_ready: Mutex<HashSet<String>>,
-    net: Network,
+    /// Blob uploads: no read timeout (the answer comes only after the whole
+    /// body, however long that takes); a watchdog on the body's progress
+    /// takes its place (upload.rs).
+    upload: reqwest::Client,
     base: Url,
-    host: String,
     /// ECR's own host name (`<account>.dkr.ecr.<region>.amazonaws.com`), used
     /// in image URIs whatever the endpoint.
     pub ecr_host: String,
     auth: RwLock<Auth>,
     ecr: Ecr,
     policy: retry::Policy,
+    /// How long a connection may stay silent (no answer, no body bytes
+    /// either way) before the attempt is given up.
+    idle: Duration,
     /// Blobs pushed during this run and the repository they went to: mount
     /// sources for later pushes to other repositories.
     pushed: Mutex<HashMap<Digest, String>>,
@@ -323,6 +316,10 @@ pub struct Registry {
 
 /// Refresh the password when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+/// How much of an error answer's body hoist reads: enough for the OCI error
+/// envelope, never a body that goes on and on.
+const ERROR_BODY_LIMIT: usize = 4096;
 
 impl Registry {
     /// Get the registry password from ECR and set up the clients. `on_secret`
@@ -335,37 +332,29 @@ impl Registry {
         on_secret: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Registry, RegistryError> {
         let auth = ecr.authorization().await?;
+        crate::secret::register_registry_password(auth.password.reveal());
         on_secret(auth.password.reveal());
-        let ecr_host = host_port(&auth.endpoint);
+        // Image URIs name the standard host, whichever endpoint (FIPS,
+        // dual-stack) GetAuthorizationToken pointed at.
+        let ecr_host = host::canonical(&host_port(&auth.endpoint));
         let base = endpoint.unwrap_or_else(|| auth.endpoint.clone());
-        let host = host_port(&base);
-        let http = net
-            .reqwest()
-            .map_err(|e| RegistryError::Protocol(e.to_string()))?;
-        let oci = Arc::new(Self::oci_client(&net, &base, &host));
+        let idle = net.idle_timeout;
+        let client = |read_timeout| {
+            net.registry_client(read_timeout)
+                .map_err(|e| RegistryError::Protocol(e.to_string()))
+        };
         Ok(Registry {
-            http,
-            oci: RwLock::new(oci),
-            oci_ready: Mutex::new(HashSet::new()),
-            net,
+            http: client(Some(idle))?,
+            upload: client(None)?,
             base,
-            host,
             ecr_host,
             auth: RwLock::new(Auth::new(auth.password, auth.expires_at)),
             ecr,
             policy,
+            idle,
             pushed: Mutex::new(HashMap::new()),
             on_secret,
         })
-    }
-
-    fn oci_client(net: &Network, base: &Url, host: &str) -> oci_client::Client {
-        let plain = if base.scheme() == "http" {
-            vec![host.to_string()]
-        } else {
-            vec![]
-        };
-        oci_client::Client::new(net.oci_config(plain))
     }
 
     /// `<ecr host>/<repository>`
@@ -387,71 +376,36 @@ impl Registry {
             return Ok(auth.password.clone()); // another task refreshed it meanwhile
         }
         let new = self.ecr.authorization().await?;
+        crate::secret::register_registry_password(new.password.reveal());
         (self.on_secret)(new.password.reveal());
         *auth = Auth::new(new.password, new.expires_at);
-        // oci-client keeps the credentials it was first given: start afresh.
-        *self.oci.write().await = Arc::new(Self::oci_client(&self.net, &self.base, &self.host));
-        self.oci_ready.lock().await.clear();
         tracing::info!("refreshed the ECR registry password");
         Ok(auth.password.clone())
     }
 
-    fn basic(password: &Secret) -> String {
+    /// `Basic base64(AWS:<password>)`: ECR has no token service; every
+    /// request carries the Basic credentials (no `/v2/` probe, no challenge).
+    fn basic(password: &Secret) -> reqwest::header::HeaderValue {
         use base64::Engine;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", password.reveal()))
-        )
+        let creds =
+            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", password.reveal()));
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Basic {creds}"))
+            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        v
     }
 
-    /// oci-client, with its credentials in place for `repository`.
-    ///
-    /// ECR only ever answers with Basic auth, so hoist hands oci-client the
-    /// credentials instead of letting it probe `/v2/` for a challenge: its
-    /// probe takes a failed answer (a 5xx, a 429) for "no auth needed", and
-    /// every later request would then go out without credentials and come
-    /// back 401. No probe also means two round trips fewer.
-    async fn oci_for(&self, repository: &str) -> Result<Arc<oci_client::Client>, RegistryError> {
+    /// A request on the small-request client, with the credentials.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+    ) -> Result<reqwest::RequestBuilder, RegistryError> {
         let password = self.password().await?;
-        let client = self.oci.read().await.clone();
-        if self.oci_ready.lock().await.contains(repository) {
-            return Ok(client);
-        }
-        let reference = self.reference(repository, "latest");
-        let auth = RegistryAuth::Basic("AWS".into(), password.reveal().to_string());
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &auth)
-            .await;
-        for op in [RegistryOperation::Pull, RegistryOperation::Push] {
-            let token = RegistryTokenType::Basic("AWS".into(), password.reveal().to_string());
-            client.tokens.insert(&reference, op, token).await;
-        }
-        self.oci_ready.lock().await.insert(repository.to_string());
-        Ok(client)
-    }
-
-    /// The Basic credentials oci-client's calls take.
-    async fn oci_auth(&self) -> Result<RegistryAuth, RegistryError> {
-        Ok(RegistryAuth::Basic(
-            "AWS".into(),
-            self.password().await?.reveal().to_string(),
-        ))
-    }
-
-    fn reference(&self, repository: &str, tag_or_digest: &str) -> Reference {
-        if tag_or_digest.starts_with("sha256:") {
-            Reference::with_digest(
-                self.host.clone(),
-                repository.to_string(),
-                tag_or_digest.to_string(),
-            )
-        } else {
-            Reference::with_tag(
-                self.host.clone(),
-                repository.to_string(),
-                tag_or_digest.to_string(),
-            )
-        }
+        Ok(self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, Self::basic(&password)))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -483,6 +437,13 @@ impl Registry {
     }
 
     fn transport(&self, op: &str, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() && !e.is_connect() {
+            return RegistryError::Stalled {
+                op: op.to_string(),
+                waiting: "waiting for its answer",
+                after: self.idle,
+            };
+        }
         RegistryError::Transport {
             op: op.to_string(),
             endpoint: self.base.to_string(),
@@ -490,8 +451,46 @@ impl Registry {
         }
     }
 
-    /// Turn a non-success answer into the error that says what it means.
-    async fn refusal(op: &str, res: reqwest::Response) -> RegistryError {
+    /// Send on the small-request client.
+    async fn send(
+        &self,
+        op: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        req.send().await.map_err(|e| self.transport(op, e))
+    }
+
+    /// A body of at most `limit` bytes, read as it comes: a registry that
+    /// sends more (or never stops) is cut off at the limit, not buffered.
+    async fn read_limited(
+        &self,
+        op: &str,
+        mut res: reqwest::Response,
+        limit: u64,
+    ) -> Result<bytes::Bytes, RegistryError> {
+        if res.content_length().is_some_and(|n| n > limit) {
+            return Err(RegistryError::TooLarge {
+                op: op.to_string(),
+                limit,
+            });
+        }
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| self.transport(op, e))? {
+            if buf.len() as u64 + chunk.len() as u64 > limit {
+                return Err(RegistryError::TooLarge {
+                    op: op.to_string(),
+                    limit,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Turn a non-success answer into the error that says what it means:
+    /// its status, and the OCI error code and message from the first few KiB
+    /// of its body (escaped: it is text from outside).
+    async fn refusal(op: &str, mut res: reqwest::Response) -> RegistryError {
         let status = res.status().as_u16();
         let retry_after = res
             .headers()
@@ -499,20 +498,56 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = res.text().await.unwrap_or_default();
+        let mut body = Vec::new();
+        // A read error or a slow body only shortens what is shown.
+        while body.len() < ERROR_BODY_LIMIT {
+            match tokio::time::timeout(Duration::from_secs(5), res.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(ERROR_BODY_LIMIT);
+        let (code, message) = envelope(&body);
         match status {
             401 | 403 => RegistryError::Denied {
                 op: op.to_string(),
                 status,
-                body,
+                message,
             },
             _ => RegistryError::Status {
                 op: op.to_string(),
                 status,
-                body,
+                code,
+                message,
                 retry_after,
             },
         }
+    }
+}
+
+/// The first error of an OCI error envelope (`{"errors":[{"code","message"}]}`)
+/// or, for any other body, its start — as one escaped line.
+fn envelope(body: &[u8]) -> (Option<String>, String) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let first = &e.errors[0];
+            (
+                Some(crate::text::external(&first.code, 64)),
+                crate::text::external(&first.message, crate::text::SNIPPET),
+            )
+        }
+        _ => (None, crate::text::external(&text, crate::text::SNIPPET)),
     }
 }
 
@@ -562,5 +597,32 @@ mod tests {
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn error_bodies() {
+        let table: [(&[u8], Option<&str>, &str); 5] = [
+            (
+                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'v1' already exists"}]}"#,
+                Some("TAG_INVALID"),
+                "The image tag 'v1' already exists",
+            ),
+            (
+                br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#,
+                Some("NAME_UNKNOWN"),
+                "",
+            ),
+            (b"<html>bad gateway</html>\n", None, "<html>bad gateway</html>"),
+            (b"line\n::error::forged", None, "line\\n::error::forged"),
+            // Cut mid-envelope (the first 4 KiB of a larger body): shown raw.
+            (br#"{"errors":[{"code":"DEN"#, None, r#"{"errors":[{"code":"DEN"#),
+        ];
+        for (body, code, message) in table {
+            let (c, m) = envelope(body);
+            assert_eq!(c.as_deref(), code, "{body:?}");
+            assert_eq!(m, message, "{body:?}");
+        }
+        let (_, long) = envelope(&vec![b'x'; 4096]);
+        assert!(long.chars().count() <= crate::text::SNIPPET + 1);
     }
 }

@@ -87,20 +87,29 @@ impl ImageRef {
         })
     }
 
-    /// The AWS account of an ECR host (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`).
+    /// The ECR host the user named, parsed (any of its forms: standard,
+    /// FIPS, dual-stack).
+    pub fn ecr_host(&self) -> Option<super::host::EcrHost> {
+        super::host::EcrHost::parse(self.registry.as_deref()?)
+    }
+
+    /// The AWS account of an ECR host.
     pub fn account(&self) -> Option<&str> {
-        self.ecr_host_part(0)
+        self.ecr_host()?;
+        self.registry.as_deref()?.split('.').next()
     }
 
-    /// The region of an ECR host.
+    /// The region of an ECR host (the label after the service label, in
+    /// every form of the host).
     pub fn region(&self) -> Option<&str> {
-        self.ecr_host_part(3)
-    }
-
-    fn ecr_host_part(&self, n: usize) -> Option<&str> {
-        let host = self.registry.as_deref()?;
-        let parts: Vec<&str> = host.split('.').collect();
-        (parts.len() >= 6 && parts[1] == "dkr" && parts[2].starts_with("ecr")).then(|| parts[n])
+        self.ecr_host()?;
+        let labels: Vec<&str> = self.registry.as_deref()?.split('.').collect();
+        let at = if labels.get(1).is_some_and(|l| l.eq_ignore_ascii_case("dkr")) {
+            3
+        } else {
+            2
+        };
+        labels.get(at).copied()
     }
 }
 
@@ -147,6 +156,14 @@ mod tests {
         let r = ImageRef::parse(&cases[2].0, None).unwrap();
         assert_eq!(r.account(), Some("123456789012"));
         assert_eq!(r.region(), Some("eu-west-1"));
+        for host in [
+            "123456789012.dkr-ecr.eu-west-1.on.aws",
+            "123456789012.dkr.ecr-fips.eu-west-1.amazonaws.com",
+        ] {
+            let r = ImageRef::parse(&format!("{host}/team/app@{D}"), None).unwrap();
+            assert_eq!(r.account(), Some("123456789012"), "{host}");
+            assert_eq!(r.region(), Some("eu-west-1"), "{host}");
+        }
         assert_eq!(r.to_string(), cases[2].0);
     }
 

@@ -2,15 +2,22 @@
 //! POST → one PATCH carrying the whole blob streamed from disk → PUT ?digest=.
 //!
 //! Why not chunks: ECR answers PATCH with 201 instead of 202, refuses chunks
-//! under 5 MiB (LayerPartTooSmallException) and silently drops the data of
-//! every PATCH after the second (aws/containers-roadmap#2831). One PATCH per
-//! blob avoids all three. Why not oci-client: its streamed push sends fixed
-//! 4 MiB PATCHes (see the module comment in registry/mod.rs).
+//! under 5 MiB (LayerPartTooSmallException), and stops advancing the `Range`
+//! it answers with after the first PATCH of a session — the data is kept,
+//! but a client that trusts `Range`, or retries a chunk inside the same
+//! session, gets `416 BLOB_UPLOAD_INVALID "First byte of the layer part is 0
+//! instead of N"` (aws/containers-roadmap#2831 as its reporter corrected it;
+//! apple/containerization#790). One PATCH per blob, in a new session for
+//! every attempt, avoids all of it. Why not oci-client: its streamed push
+//! sends fixed 4 MiB PATCHes (see the module comment in registry/mod.rs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 
 use super::{Registry, RegistryError};
 use crate::image::stream::{self, BlobStream, Sent};
@@ -67,26 +74,6 @@ pub enum BlobOutcome {
 }
 
 impl Registry {
-    /// HEAD /v2/<repo>/blobs/<digest> (oci-client): one attempt, as part of
-    /// the upload attempt that retries as a whole.
-    async fn head_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
-        let op = format!("checking for blob {} in {repository}", digest.short());
-        let client = self.oci_for(repository).await?;
-        let reference = self.reference(repository, "latest");
-        client
-            .blob_exists(&reference, &digest.to_string())
-            .await
-            .map_err(|e| RegistryError::oci(op, e))
-    }
-
-    /// Whether the registry has the blob (reads only; retried on its own).
-    pub async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
-        let op = format!("checking for blob {} in {repository}", digest.short());
-        retry::retry(self.policy, |_| self.head_blob(repository, digest))
-            .await
-            .map_err(|e| RegistryError::after(&op, e))
-    }
-
     /// Push one blob unless the registry has it; returns what the blob is
     /// (its digest and size as sent) and how it got there.
     pub async fn push_blob(
@@ -135,7 +122,10 @@ impl Registry {
             ))
         };
         if let Some(digest) = up.known_digest() {
-            if self.head_blob(repository, digest).await? {
+            if self
+                .head_blob(repository, digest, up.content_length())
+                .await?
+            {
                 return skipped(digest, BlobOutcome::Present);
             }
         }
@@ -208,7 +198,7 @@ impl Registry {
             let _ = self
                 .http
                 .delete(location)
-                .header("Authorization", &auth)
+                .header(AUTHORIZATION, &auth)
                 .send()
                 .await;
         }
@@ -219,36 +209,48 @@ impl Registry {
     async fn start_upload(
         &self,
         url: url::Url,
-        auth: &str,
+        auth: &HeaderValue,
         op: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let req = self
             .http
             .post(url)
-            .header("Authorization", auth)
+            .header(AUTHORIZATION, auth)
             .header(CONTENT_LENGTH, 0);
-        req.send().await.map_err(|e| self.transport(op, e))
+        self.send(op, req).await
     }
 
     async fn send_body(
         &self,
         location: &url::Url,
-        auth: &str,
+        auth: &HeaderValue,
         up: Upload<'_>,
         blob: BlobStream,
     ) -> Result<Sent, RegistryError> {
         let op = format!("uploading {}", up.label());
         let (body, verdict) = blob.into_parts();
+        let progress = Arc::new(Watch::new());
+        let body = watched(body, progress.clone());
         let mut req = self
-            .http
+            .upload
             .patch(location.clone())
-            .header("Authorization", auth)
+            .header(AUTHORIZATION, auth)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body));
         if let Some(len) = up.content_length() {
             req = req.header(CONTENT_LENGTH, len);
         }
-        let sent = req.send().await;
+        let sent = match progress.guard(req.send(), self.idle).await {
+            Some(sent) => sent,
+            None => {
+                let _ = verdict.await;
+                return Err(RegistryError::Stalled {
+                    op,
+                    waiting: progress.waiting(),
+                    after: self.idle,
+                });
+            }
+        };
         // The verdict settles whether the bytes were the right ones; a source
         // error beats whatever the transport made of the aborted body.
         let res = match sent {
@@ -283,17 +285,83 @@ impl Registry {
         let mut put = next;
         put.query_pairs_mut()
             .append_pair("digest", &sent.digest.to_string());
-        let res = self
+        let req = self
             .http
             .put(put)
-            .header("Authorization", auth)
-            .header(CONTENT_LENGTH, 0)
-            .send()
-            .await
-            .map_err(|e| self.transport(&op, e))?;
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_LENGTH, 0);
+        let res = self.send(&op, req).await?;
         if res.status().as_u16() != 201 {
             return Err(Self::refusal(&op, res).await);
         }
         Ok(sent)
     }
+}
+
+/// How far one upload has got: when the connection last took bytes of the
+/// body, and whether it has taken all of them. A registry that stops reading
+/// mid-body, or never answers once it has everything, is noticed after the
+/// idle time — a total timeout would cut off a large layer on a slow link.
+struct Watch {
+    last: std::sync::Mutex<Instant>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        Watch {
+            last: std::sync::Mutex::new(Instant::now()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn tick(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waiting(&self) -> &'static str {
+        if self.done.load(Ordering::Relaxed) {
+            "waiting for its answer to the upload"
+        } else {
+            "sending the blob (the registry stopped taking bytes)"
+        }
+    }
+
+    /// `fut`, or None once nothing has moved for `idle`.
+    async fn guard<F: std::future::Future>(&self, fut: F, idle: Duration) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            let deadline = self.last() + idle;
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if self.last().elapsed() >= idle {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `body`, telling `watch` each time the connection takes a chunk and when
+/// the last one was taken.
+fn watched<S>(body: S, watch: Arc<Watch>) -> impl Stream<Item = S::Item> + Send + 'static
+where
+    S: Stream + Send + 'static,
+{
+    let end = watch.clone();
+    body.map(move |item| {
+        watch.tick();
+        item
+    })
+    .chain(futures_util::stream::poll_fn(move |_| {
+        end.tick();
+        end.done.store(true, Ordering::Relaxed);
+        std::task::Poll::Ready(None)
+    }))
 }
