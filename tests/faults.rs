@@ -3,8 +3,8 @@
 //! bytes on disk that do not match their digest.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+
+use common::proxy;
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,6 @@ fn faults_of_every_kind_are_retried_and_the_push_is_intact() {
     let dir = tempfile::tempdir().unwrap();
     let (_, m) = Layout::simple(dir.path(), 4, 200_000);
     let proxy = Proxy::start(Options {
-        ecr: true,
         faults: Some(faults),
         ..Options::default()
     });
@@ -77,7 +76,7 @@ fn faults_of_every_kind_are_retried_and_the_push_is_intact() {
     );
     assert!(c.faults() <= MAX_FAULTS as usize, "{c:?}");
     assert_eq!(
-        c.patches_dropped, 0,
+        c.later_patches, 0,
         "a retried upload starts a new session, never a second PATCH: {c:?}"
     );
     let retries = run.stderr.matches("retrying").count();
@@ -162,7 +161,6 @@ fn a_blob_that_does_not_match_its_digest_fails_and_no_manifest_is_pushed() {
     corrupt(&l, &bad);
 
     let proxy = Proxy::start(Options {
-        ecr: true,
         ..Options::default()
     });
     let repo = unique("mismatch");

@@ -441,12 +441,31 @@ fn mount_from_another_repository() {
     let (_, m) = Layout::simple(dir.path(), 2, 50_000);
     let a = unique("mount-src");
     let b = unique("mount-dst");
+    let c = unique("mount-off");
     push(dir.path(), &a, &["--create-repository"]).ok();
-    let report = push_and_verify(dir.path(), &b, &["--create-repository", "--mount-from", &a]);
+    // A registry with blob mounting on (ECR's BLOB_MOUNTING=ENABLED).
+    let on = common::proxy::Proxy::start(common::proxy::Options {
+        blob_mounting: true,
+        ..Default::default()
+    });
+    let run = common::push_via(
+        &on.endpoint(),
+        dir.path(),
+        &b,
+        &["--create-repository", "--mount-from", &a],
+    );
+    let report = run.ok().json();
     assert_eq!(report["digest"], m.digest);
     assert_eq!(
         report["blobs"]["mounted"], 3,
         "config and both layers mounted, none uploaded: {report}"
     );
     assert_eq!(report["blobs"]["uploaded"], 0);
+    let dest = tempfile::tempdir().unwrap();
+    pull_back(&b, &m.digest, &dest.path().join("pulled"));
+    // ECR's default (mounting off): every mount is answered with an upload
+    // session, and hoist uploads into it.
+    let report = push_and_verify(dir.path(), &c, &["--create-repository", "--mount-from", &a]);
+    assert_eq!(report["blobs"]["mounted"], 0, "{report}");
+    assert_eq!(report["blobs"]["uploaded"], 3, "{report}");
 }

@@ -4,8 +4,8 @@
 //! faults.rs.)
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+
+use common::proxy;
 
 use common::fixtures::Layout;
 use common::{hoist, unique};
@@ -37,7 +37,10 @@ fn proxies_carry_every_connection_and_no_proxy_bypasses_them() {
     let src = dir.path().to_str().unwrap();
 
     // The registry is https: HTTPS_PROXY tunnels it. moto is plain http:
-    // HTTP_PROXY carries the AWS API calls.
+    // HTTP_PROXY carries the AWS API calls. (What is checked here is the
+    // CONNECT tunnel an https registry needs, so this one test talks to the
+    // registry itself; the suite's ECR front is plain http on loopback.)
+    let https = common::proxy::upstream();
     let proxy = ForwardProxy::start();
     let repo = unique("proxied");
     let run = hoist(
@@ -48,6 +51,8 @@ fn proxies_carry_every_connection_and_no_proxy_bypasses_them() {
             &repo,
             "--create-repository",
             "-q",
+            "--registry-endpoint",
+            &https,
         ],
         &[("HTTPS_PROXY", &proxy.url()), ("HTTP_PROXY", &proxy.url())],
     );

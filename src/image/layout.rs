@@ -177,6 +177,9 @@ fn load(
         .or_else(|| desc.media_type.clone())
         .unwrap_or_else(|| if is_index { OCI_INDEX } else { OCI_MANIFEST }.to_string());
     check_media_type(&media_type, &what)?;
+    if raw.subject.is_some() {
+        return Err(ImageError::Referrer { what });
+    }
 
     let content = if let Some(children) = &raw.manifests {
         let children = children

@@ -96,6 +96,10 @@ pub enum ImageError {
     TooLarge { what: String, size: u64, limit: u64 },
     #[error("media type '{media_type}' of {what} has parameters (';'), which ECR refuses")]
     MediaTypeParams { media_type: String, what: String },
+    #[error(
+        "{what} is an OCI 1.1 referrer manifest (it has a `subject`), which ECR refuses with 405 (aws/containers-roadmap#2783)"
+    )]
+    Referrer { what: String },
     #[error("{source_path} holds {} images; say which one to push with --ref", entries.len())]
     RefNeeded {
         source_path: String,
@@ -126,6 +130,7 @@ impl Diagnose for ImageError {
                 "the image on disk is incomplete or corrupt; build or export it again (no manifest was pushed; blobs already uploaded are harmless and will be reused)".into()
             }
             ImageError::MediaTypeParams { .. } => "rebuild without media type parameters (e.g. buildx `oci-mediatypes`), or convert with `skopeo copy --format oci`".into(),
+            ImageError::Referrer { .. } => "push the image without the artifacts attached to it (signatures, SBOMs: pick the image itself with --ref), and attach them after the push in a form ECR stores (e.g. cosign's tag-based signatures)".into(),
             ImageError::Escapes { .. } => "an image layout must be self-contained; copy the blob into it instead of linking".into(),
             _ => return None,
         })
@@ -514,6 +519,9 @@ pub(crate) struct RawManifest {
     pub layers: Option<Vec<RawDescriptor>>,
     #[serde(default)]
     pub manifests: Option<Vec<RawDescriptor>>,
+    /// OCI 1.1: the manifest this one refers to (a signature, an SBOM).
+    #[serde(default)]
+    pub subject: Option<serde_json::Value>,
 }
 
 /// ECR refuses media types with parameters (`…+json; charset=utf-8`); find

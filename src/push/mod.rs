@@ -14,6 +14,7 @@ use crate::error::{ConfigError, Error};
 use crate::image::stream::Sent;
 use crate::image::{DOCKER_MANIFEST, Digest, Format, Image, ImageError, Manifest, Root, plural};
 use crate::progress::{Progress, bytes};
+use crate::registry::ecr::Templates;
 use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Upload};
 use plan::TagAction;
 
@@ -46,7 +47,7 @@ struct Prepared {
     settings: Settings,
     image: Image,
     registry: Registry,
-    repo: Option<RepoInfo>,
+    repo: Found,
 }
 
 async fn prepare(
@@ -168,6 +169,9 @@ pub struct Report {
     pub blobs: BlobCounts,
     pub manifests_pushed: usize,
     pub repository_created: bool,
+    /// Created by ECR on the push, from the creation template for this prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_template: Option<String>,
     pub seconds: f64,
     /// A plan, not a push: the counts say what a push would do.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -184,28 +188,60 @@ pub async fn open(settings: &Settings) -> Result<Image, ImageError> {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
+/// The repository, or why there is none: `Err` carries what hoist could not
+/// check of the creation templates.
+pub type Found = Result<RepoInfo, Option<String>>;
+
 /// The repository, created when asked to. Needs only the ECR API, so it
 /// runs while the registry connection is being set up.
-pub async fn repository(settings: &Settings, ecr: &Ecr) -> Result<Option<RepoInfo>, RegistryError> {
-    match ecr.repository(&settings.repository).await? {
-        Some(r) => Ok(Some(r)),
+///
+/// A missing repository is created by ECR itself on the push when a
+/// creation template applied for CREATE_ON_PUSH covers its name; hoist then
+/// pushes and never creates it with its own settings over the template's.
+pub async fn repository(settings: &Settings, ecr: &Ecr) -> Result<Found, RegistryError> {
+    let name = settings.repository.as_str();
+    if let Some(mut r) = ecr.repository(name).await? {
+        if settings.tags.is_empty() {
+            r.lifecycle_policy = ecr.lifecycle_policy(name).await;
+        }
+        return Ok(Ok(r));
+    }
+    let templates = ecr.creation_templates().await?;
+    let unreadable = match &templates {
+        Templates::Listed(ts) => {
+            if let Some(t) = plan::template_for(ts, name) {
+                eprintln!(
+                    "repository {name} does not exist: ECR creates it on the push, with the settings of the creation template for prefix '{}'",
+                    t.prefix
+                );
+                return Ok(Ok(RepoInfo::from_template(name, t)));
+            }
+            None
+        }
+        Templates::Unreadable(why) => Some(why.clone()),
+    };
+    if !settings.create_repository {
+        return Ok(Err(unreadable));
+    }
+    if let Some(why) = &unreadable {
+        tracing::warn!(
+            "could not read the registry's repository creation templates ({why}); creating {name} with hoist's settings"
+        );
+    }
+    if settings.dry_run {
         // What --create-repository would make: immutable tags, scan on push.
-        None if settings.create_repository && settings.dry_run => Ok(Some(RepoInfo {
-            name: settings.repository.clone(),
+        return Ok(Ok(RepoInfo {
+            name: name.to_string(),
             mutability: crate::registry::ecr::Mutability::Immutable,
             scan_on_push: true,
             created: true,
-        })),
-        None if settings.create_repository => {
-            let r = ecr.create_repository(&settings.repository).await?;
-            eprintln!(
-                "created repository {} (scan on push, immutable tags)",
-                settings.repository
-            );
-            Ok(Some(r))
-        }
-        None => Ok(None),
+            template: None,
+            lifecycle_policy: None,
+        }));
     }
+    let r = ecr.create_repository(name).await?;
+    eprintln!("created repository {name} (scan on push, immutable tags, Lambda may pull)");
+    Ok(Ok(r))
 }
 
 /// What each tag needs, checked before anything is written: a tag that
@@ -239,7 +275,7 @@ pub async fn push(
     settings: &Settings,
     image: &Image,
     registry: &Registry,
-    repo: Option<RepoInfo>,
+    repo: Found,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let repo = require(settings, registry, repo)?;
@@ -339,6 +375,7 @@ pub async fn push(
         blobs: counts,
         manifests_pushed,
         repository_created: repo.created,
+        repository_template: repo.template.clone(),
         seconds: started.elapsed().as_secs_f64(),
         dry_run: false,
         already_present,
@@ -353,7 +390,7 @@ pub async fn plan_only(
     settings: &Settings,
     image: &Image,
     registry: &Registry,
-    repo: Option<RepoInfo>,
+    repo: Found,
 ) -> Result<(Report, crate::image::Contents), Error> {
     let started = Instant::now();
     let repo = require(settings, registry, repo)?;
@@ -446,6 +483,7 @@ pub async fn plan_only(
         blobs: counts,
         manifests_pushed: 0,
         repository_created: repo.created,
+        repository_template: repo.template.clone(),
         seconds: started.elapsed().as_secs_f64(),
         dry_run: true,
         already_present: present,
@@ -464,16 +502,38 @@ async fn hash_only(layer: &crate::image::DockerLayer) -> Result<Sent, ImageError
     })?
 }
 
-/// ECR does not create repositories on push: without one, fail naming it.
+/// ECR does not create repositories on push (but for a creation template):
+/// without one, fail naming it.
 fn require(
     settings: &Settings,
     registry: &Registry,
-    repo: Option<RepoInfo>,
+    repo: Found,
 ) -> Result<RepoInfo, RegistryError> {
-    repo.ok_or_else(|| RegistryError::RepositoryMissing {
+    let repo = repo.map_err(|templates| RegistryError::RepositoryMissing {
         name: settings.repository.clone(),
         registry: registry.ecr_host.clone(),
-    })
+        templates,
+    })?;
+    if settings.tags.is_empty() && !settings.dry_run {
+        warn_untagged_expiry(&repo);
+    }
+    Ok(repo)
+}
+
+/// A push by digest only into a repository whose lifecycle policy expires
+/// untagged images: Lambda re-fetches a function's image, and once the rule
+/// deleted it the function goes Failed ("The function is trying to use a
+/// deleted image").
+fn warn_untagged_expiry(repo: &RepoInfo) {
+    let Some(policy) = &repo.lifecycle_policy else {
+        return;
+    };
+    for rule in plan::untagged_expiry(policy) {
+        tracing::warn!(
+            "pushing by digest only into {}, whose lifecycle policy's {rule}: a Lambda function deployed from this image fails once it is deleted; push with --tag (e.g. the commit SHA) to keep it",
+            repo.name
+        );
+    }
 }
 
 /// PUT a manifest by digest unless the registry has it already; true if
@@ -566,10 +626,12 @@ impl Report {
                 plural(b.uploaded, "blob"),
                 bytes(b.bytes_uploaded),
                 b.present,
-                if self.repository_created {
-                    "; the repository would be created"
-                } else {
-                    ""
+                match (&self.repository_template, self.repository_created) {
+                    (Some(t), _) => format!(
+                        "; ECR would create the repository from the creation template for '{t}'"
+                    ),
+                    (None, true) => "; the repository would be created".into(),
+                    (None, false) => String::new(),
                 }
             );
         }

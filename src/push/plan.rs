@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::error::ConfigError;
 use crate::image::stream::Sent;
 use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest};
+use crate::registry::ecr::CreationTemplate;
 
 /// What to do with one `--tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,94 @@ pub fn docker_manifest(config: &Sent, layers: &[Sent]) -> Vec<u8> {
     serde_json::to_vec_pretty(&m).expect("a manifest always serializes")
 }
 
+/// The CREATE_ON_PUSH template ECR creates the missing repository `name`
+/// from: the longest prefix that covers it (a prefix `p` covers `p/…`: ECR
+/// assumes a `/` after it), else the `ROOT` template. Templates for other
+/// uses (pull-through cache) are not considered.
+pub fn template_for<'a>(
+    templates: &'a [CreationTemplate],
+    name: &str,
+) -> Option<&'a CreationTemplate> {
+    let candidates = templates.iter().filter(|t| t.create_on_push);
+    candidates
+        .clone()
+        .filter(|t| {
+            t.prefix != "ROOT" && name.starts_with(&format!("{}/", t.prefix.trim_end_matches('/')))
+        })
+        .max_by_key(|t| t.prefix.len())
+        .or_else(|| candidates.clone().find(|t| t.prefix == "ROOT"))
+}
+
+/// The rules of a lifecycle policy that expire untagged images (selection
+/// `tagStatus` `untagged` or `any`), described for a warning: an image
+/// pushed by digest only is untagged, and a Lambda function deployed from it
+/// goes Failed once the rule deletes it. Text that is not a policy gives
+/// nothing.
+pub fn untagged_expiry(policy: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Policy {
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rule {
+        #[serde(default)]
+        rule_priority: Option<i64>,
+        #[serde(default)]
+        description: Option<String>,
+        selection: Selection,
+        #[serde(default)]
+        action: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Selection {
+        tag_status: String,
+        #[serde(default)]
+        count_type: Option<String>,
+        #[serde(default)]
+        count_number: Option<i64>,
+        #[serde(default)]
+        count_unit: Option<String>,
+    }
+    let Ok(p) = serde_json::from_str::<Policy>(policy) else {
+        return vec![];
+    };
+    p.rules
+        .iter()
+        .filter(|r| matches!(r.selection.tag_status.as_str(), "untagged" | "any"))
+        .filter(|r| {
+            // "expire" is the only action a lifecycle rule has (transition
+            // to archive keeps the image, but Lambda cannot pull it either).
+            r.action.as_ref().and_then(|a| a["type"].as_str()) != Some("none")
+        })
+        .map(|r| {
+            let when = match (
+                r.selection.count_type.as_deref(),
+                r.selection.count_number,
+                r.selection.count_unit.as_deref(),
+            ) {
+                (Some("sinceImagePushed"), Some(n), unit) => {
+                    format!("{n} {} after the push", unit.unwrap_or("days"))
+                }
+                (Some("imageCountMoreThan"), Some(n), _) => {
+                    format!("once more than {n} such images exist")
+                }
+                _ => "by its own schedule".to_string(),
+            };
+            let name = match (r.rule_priority, r.description.as_deref()) {
+                (Some(p), Some(d)) if !d.is_empty() => {
+                    format!("rule {p} (\"{}\")", crate::text::external(d, 120))
+                }
+                (Some(p), _) => format!("rule {p}"),
+                (None, _) => "a rule".to_string(),
+            };
+            format!("{name} expires {} images {when}", r.selection.tag_status)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +259,69 @@ mod tests {
         assert_eq!(v["config"]["digest"], d('c').to_string());
         assert_eq!(v["layers"][0]["mediaType"], DOCKER_LAYER_GZIP);
         assert_eq!(v["layers"][0]["size"], 20);
+    }
+
+    use crate::registry::ecr::Mutability;
+
+    fn template(prefix: &str, create_on_push: bool) -> CreationTemplate {
+        CreationTemplate {
+            prefix: prefix.into(),
+            create_on_push,
+            mutability: Mutability::Immutable,
+            lifecycle_policy: None,
+        }
+    }
+
+    #[test]
+    fn which_creation_template_applies() {
+        let ts = [
+            template("team", true),
+            template("team/svc", true),
+            template("pull", false),
+            template("ROOT", true),
+        ];
+        let table = [
+            ("team/svc/app", Some("team/svc")),
+            ("team/svc", Some("team")),
+            ("team/app", Some("team")),
+            ("teamwork/app", Some("ROOT")),
+            ("team", Some("ROOT")),
+            ("pull/x", Some("ROOT")),
+        ];
+        for (name, want) in table {
+            assert_eq!(
+                template_for(&ts, name).map(|t| t.prefix.as_str()),
+                want,
+                "{name}"
+            );
+        }
+        let no_root = [template("team", true), template("pull", false)];
+        assert_eq!(template_for(&no_root, "pull/x"), None);
+        assert_eq!(template_for(&no_root, "other"), None);
+        assert_eq!(template_for(&[], "team/app"), None);
+    }
+
+    #[test]
+    fn lifecycle_rules_that_expire_untagged_images() {
+        let policy = serde_json::json!({ "rules": [
+            { "rulePriority": 1, "description": "drop untagged after 14 days",
+              "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14 },
+              "action": { "type": "expire" } },
+            { "rulePriority": 2,
+              "selection": { "tagStatus": "tagged", "tagPrefixList": ["pr-"], "countType": "imageCountMoreThan", "countNumber": 10 },
+              "action": { "type": "expire" } },
+            { "rulePriority": 3,
+              "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 500 },
+              "action": { "type": "expire" } }
+        ]});
+        assert_eq!(
+            untagged_expiry(&policy.to_string()),
+            [
+                "rule 1 (\"drop untagged after 14 days\") expires untagged images 14 days after the push",
+                "rule 3 expires any images once more than 500 such images exist",
+            ]
+        );
+        assert!(untagged_expiry("{}").is_empty());
+        assert!(untagged_expiry("not json").is_empty());
     }
 }

@@ -64,31 +64,77 @@ pub struct RepoInfo {
     pub name: String,
     pub mutability: Mutability,
     pub scan_on_push: bool,
+    /// Made in this run: by hoist (`--create-repository`), or by ECR on the
+    /// push from a creation template (`template`).
     pub created: bool,
+    /// The prefix of the CREATE_ON_PUSH creation template ECR creates the
+    /// repository from, when it does not exist yet.
+    pub template: Option<String>,
+    /// The lifecycle policy the repository has (or will get from its
+    /// template), when it could be read.
+    pub lifecycle_policy: Option<String>,
+}
+
+/// A repository creation template (DescribeRepositoryCreationTemplates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreationTemplate {
+    /// `team` covers `team/…`; `ROOT` every repository no other one covers.
+    pub prefix: String,
+    pub create_on_push: bool,
+    pub mutability: Mutability,
+    pub lifecycle_policy: Option<String>,
+}
+
+/// What is known of the registry's creation templates.
+#[derive(Debug, Clone)]
+pub enum Templates {
+    Listed(Vec<CreationTemplate>),
+    /// They could not be read (no permission, or an ECR API without the
+    /// operation): why, in a few words.
+    Unreadable(String),
+}
+
+fn mutability_of(
+    m: Option<&ImageTagMutability>,
+    filters: &[aws_sdk_ecr::types::ImageTagMutabilityExclusionFilter],
+) -> Mutability {
+    let filters: Vec<String> = filters.iter().map(|f| f.filter().to_string()).collect();
+    match m {
+        Some(ImageTagMutability::Immutable) => Mutability::Immutable,
+        Some(ImageTagMutability::ImmutableWithExclusion) => Mutability::ImmutableExcept(filters),
+        Some(ImageTagMutability::MutableWithExclusion) => Mutability::MutableExcept(filters),
+        _ => Mutability::Mutable,
+    }
 }
 
 impl RepoInfo {
     fn from_sdk(r: &Repository, created: bool) -> RepoInfo {
-        let filters: Vec<String> = r
-            .image_tag_mutability_exclusion_filters()
-            .iter()
-            .map(|f| f.filter().to_string())
-            .collect();
-        let mutability = match r.image_tag_mutability() {
-            Some(ImageTagMutability::Immutable) => Mutability::Immutable,
-            Some(ImageTagMutability::ImmutableWithExclusion) => {
-                Mutability::ImmutableExcept(filters)
-            }
-            Some(ImageTagMutability::MutableWithExclusion) => Mutability::MutableExcept(filters),
-            _ => Mutability::Mutable,
-        };
         RepoInfo {
             name: r.repository_name().unwrap_or_default().to_string(),
-            mutability,
+            mutability: mutability_of(
+                r.image_tag_mutability(),
+                r.image_tag_mutability_exclusion_filters(),
+            ),
             scan_on_push: r
                 .image_scanning_configuration()
                 .is_some_and(|c| c.scan_on_push()),
             created,
+            template: None,
+            lifecycle_policy: None,
+        }
+    }
+
+    /// The repository ECR will create on the push from `template`.
+    pub fn from_template(name: &str, template: &CreationTemplate) -> RepoInfo {
+        RepoInfo {
+            name: name.to_string(),
+            mutability: template.mutability.clone(),
+            // The registry's scanning configuration decides; hoist's gate
+            // reads it for itself.
+            scan_on_push: false,
+            created: true,
+            template: Some(template.prefix.clone()),
+            lifecycle_policy: template.lifecycle_policy.clone(),
         }
     }
 }
@@ -205,6 +251,101 @@ impl Ecr {
         }
     }
 
+    /// Every repository creation template (DescribeRepositoryCreationTemplates,
+    /// all pages). Not being allowed to read them, or an ECR API that does
+    /// not know the operation, is not an error: the caller says what it
+    /// could not check.
+    pub async fn creation_templates(&self) -> Result<Templates, RegistryError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .describe_repository_creation_templates()
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let code = e.code().unwrap_or_default().to_string();
+                    let why = match (&e, code.as_str()) {
+                        (_, "AccessDeniedException" | "AccessDenied") => {
+                            "not allowed: ecr:DescribeRepositoryCreationTemplates".to_string()
+                        }
+                        (SdkError::ServiceError(_), c) if !c.is_empty() => {
+                            format!("ECR answered {c}")
+                        }
+                        _ => return Err(aws_error("ecr:DescribeRepositoryCreationTemplates", e)),
+                    };
+                    tracing::debug!(
+                        "could not read the repository creation templates: {}",
+                        DisplayErrorContext(&e)
+                    );
+                    return Ok(Templates::Unreadable(why));
+                }
+            };
+            for t in page.repository_creation_templates() {
+                out.push(CreationTemplate {
+                    prefix: t.prefix().unwrap_or_default().to_string(),
+                    create_on_push: t
+                        .applied_for()
+                        .iter()
+                        .any(|a| *a == aws_sdk_ecr::types::RctAppliedFor::CreateOnPush),
+                    mutability: mutability_of(
+                        t.image_tag_mutability(),
+                        t.image_tag_mutability_exclusion_filters(),
+                    ),
+                    lifecycle_policy: t.lifecycle_policy().map(str::to_string),
+                });
+            }
+        }
+        Ok(Templates::Listed(out))
+    }
+
+    /// The repository's lifecycle policy text, if it has one and it can be
+    /// read (it only feeds a warning: anything else is None).
+    pub async fn lifecycle_policy(&self, name: &str) -> Option<String> {
+        match self
+            .client
+            .get_lifecycle_policy()
+            .repository_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => out.lifecycle_policy_text().map(str::to_string),
+            Err(e) => {
+                tracing::debug!(
+                    "no lifecycle policy read for {name}: {}",
+                    DisplayErrorContext(&e)
+                );
+                None
+            }
+        }
+    }
+
+    /// A repository policy that lets Lambda pull for every function of the
+    /// repository's own account (`aws:sourceArn` scoped to them) — the
+    /// statement Lambda would otherwise try to add itself on the first
+    /// deploy, which needs ecr:SetRepositoryPolicy the deployer may not have.
+    /// A failure only warns: the repository is there either way.
+    pub async fn allow_lambda_pulls(&self, name: &str, repository_arn: &str) {
+        let Some(policy) = lambda_pull_policy(repository_arn) else {
+            return;
+        };
+        if let Err(e) = self
+            .client
+            .set_repository_policy()
+            .repository_name(name)
+            .policy_text(policy)
+            .send()
+            .await
+        {
+            tracing::warn!(
+                "created repository {name}, but could not let Lambda pull from it (ecr:SetRepositoryPolicy: {}); the first deploy needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy instead (see the README's IAM policies)",
+                crate::text::external(&DisplayErrorContext(&e).to_string(), crate::text::SNIPPET)
+            );
+        }
+    }
+
     /// CreateRepository with the settings a deploy pipeline wants: scan on
     /// push, immutable tags.
     pub async fn create_repository(&self, name: &str) -> Result<RepoInfo, RegistryError> {
@@ -221,12 +362,15 @@ impl Ecr {
             .send()
             .await;
         match out {
-            Ok(out) => out
-                .repository()
-                .map(|r| RepoInfo::from_sdk(r, true))
-                .ok_or_else(|| {
+            Ok(out) => {
+                let r = out.repository().ok_or_else(|| {
                     RegistryError::Protocol("ecr:CreateRepository returned no repository".into())
-                }),
+                })?;
+                if let Some(arn) = r.repository_arn() {
+                    self.allow_lambda_pulls(name, arn).await;
+                }
+                Ok(RepoInfo::from_sdk(r, true))
+            }
             // Created by a parallel job in the meantime: use it.
             Err(e)
                 if e.as_service_error()
@@ -239,6 +383,32 @@ impl Ecr {
             Err(e) => Err(aws_error("ecr:CreateRepository", e)),
         }
     }
+}
+
+/// The same-account Lambda pull statement for the repository `arn`
+/// (`arn:PARTITION:ecr:REGION:ACCOUNT:repository/NAME`), as a policy.
+pub fn lambda_pull_policy(repository_arn: &str) -> Option<String> {
+    let parts: Vec<&str> = repository_arn.splitn(6, ':').collect();
+    let [_, partition, "ecr", region, account, _] = parts[..] else {
+        return None;
+    };
+    Some(
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "LambdaECRImageRetrievalPolicy",
+                "Effect": "Allow",
+                "Principal": { "Service": "lambda.amazonaws.com" },
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Condition": {
+                    "StringLike": {
+                        "aws:sourceArn": format!("arn:{partition}:lambda:{region}:{account}:function:*")
+                    }
+                }
+            }]
+        })
+        .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -282,5 +452,22 @@ mod tests {
         assert!(wildcard("*-rc*", "v1-rc2"));
         assert!(!wildcard("a*c", "abd"));
         assert!(wildcard("*", ""));
+    }
+
+    #[test]
+    fn lambda_pull_policy_is_scoped_to_the_account_functions() {
+        let p =
+            lambda_pull_policy("arn:aws:ecr:eu-west-1:123456789012:repository/team/app").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        let st = &v["Statement"][0];
+        assert_eq!(st["Principal"]["Service"], "lambda.amazonaws.com");
+        assert_eq!(
+            st["Condition"]["StringLike"]["aws:sourceArn"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:*"
+        );
+        let cn =
+            lambda_pull_policy("arn:aws-cn:ecr:cn-north-1:123456789012:repository/app").unwrap();
+        assert!(cn.contains("arn:aws-cn:lambda:cn-north-1:123456789012:function:*"));
+        assert_eq!(lambda_pull_policy("not an arn"), None);
     }
 }

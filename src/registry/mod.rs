@@ -86,7 +86,12 @@ pub enum RegistryError {
     #[error(transparent)]
     Source(#[from] ImageError),
     #[error("repository '{name}' does not exist in {registry}")]
-    RepositoryMissing { name: String, registry: String },
+    RepositoryMissing {
+        name: String,
+        registry: String,
+        /// Why the creation templates could not be checked, if they could not.
+        templates: Option<String>,
+    },
     #[error(
         "tag '{tag}' of {repository} already points at {existing}, and the repository's tags are immutable; this image is {pushing}"
     )]
@@ -206,7 +211,13 @@ impl Diagnose for RegistryError {
     fn hint(&self) -> Option<String> {
         match self.innermost() {
             RegistryError::Source(e) => e.hint(),
-            RegistryError::RepositoryMissing { name, .. } => Some(format!("create it (aws ecr create-repository --repository-name {name}), pass --create-repository to let hoist create it with scan on push and immutable tags, or add a repository creation template with CREATE_ON_PUSH for its prefix")),
+            RegistryError::RepositoryMissing { name, templates, .. } => Some(format!(
+                "create it (aws ecr create-repository --repository-name {name}), pass --create-repository to let hoist create it (scan on push, immutable tags, Lambda may pull), or add a repository creation template with CREATE_ON_PUSH for its prefix{}",
+                match templates {
+                    Some(why) => format!(" (hoist could not check the templates: {why})"),
+                    None => String::new(),
+                }
+            )),
             RegistryError::TagConflict { .. } => Some("push under a new tag (e.g. the commit SHA); re-pushing the same image under the same tag succeeds. Do not push by digest only for a deploy if a lifecycle rule expires untagged images".into()),
             RegistryError::Denied { .. } => Some(DENIED_HINT.into()),
             RegistryError::Aws { hint, .. } => hint.clone(),

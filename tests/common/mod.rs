@@ -3,9 +3,11 @@
 //! and checking what reached the registry.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod fixtures;
 pub mod forward_proxy;
 pub mod lambda;
+pub mod proxy;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -14,7 +16,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub struct Local {
+    /// env.sh's variables — with `HOIST_REGISTRY_ENDPOINT` pointing at the
+    /// suite's ECR front, so every hoist run meets ECR's behaviour.
     pub vars: BTreeMap<String, String>,
+    /// The real registry and moto behind the front.
+    pub upstream: proxy::Upstream,
+    /// The suite's ECR (see proxy.rs), for this test process.
+    pub front: proxy::Proxy,
+    /// The suite's AWS API endpoint (moto and what it lacks; see aws.rs),
+    /// which `AWS_ENDPOINT_URL` points at.
+    pub aws: aws::AwsFront,
     pub dir: PathBuf,
     /// `127.0.0.1:PORT` of the registry.
     pub registry: String,
@@ -41,7 +52,18 @@ pub fn local() -> &'static Local {
         let registry = vars.get("HOIST_LOCALENV_REGISTRY").cloned().expect("env.sh sets HOIST_LOCALENV_REGISTRY");
         let password = vars.get("HOIST_LOCALENV_REGISTRY_PASSWORD").cloned().expect("env.sh sets HOIST_LOCALENV_REGISTRY_PASSWORD");
         let region = vars.get("AWS_REGION").cloned().unwrap_or_else(|| "us-east-1".into());
-        Local { vars, dir, registry, password, ecr_host: format!("123456789012.dkr.ecr.{region}.amazonaws.com") }
+        let upstream = proxy::Upstream {
+            endpoint: vars["HOIST_REGISTRY_ENDPOINT"].trim_end_matches('/').to_string(),
+            ca: std::fs::read(&vars["AWS_CA_BUNDLE"]).expect("the local CA is readable"),
+            password: password.clone(),
+            moto: vars["AWS_ENDPOINT_URL"].clone(),
+            region: region.clone(),
+        };
+        let front = proxy::Proxy::start_with(proxy::Options::default(), upstream.clone());
+        vars.insert("HOIST_REGISTRY_ENDPOINT".into(), front.endpoint());
+        let aws = aws::AwsFront::start(&upstream.moto);
+        vars.insert("AWS_ENDPOINT_URL".into(), aws.endpoint());
+        Local { vars, upstream, front, aws, dir, registry, password, ecr_host: format!("123456789012.dkr.ecr.{region}.amazonaws.com") }
     })
 }
 

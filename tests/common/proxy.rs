@@ -1,35 +1,52 @@
-//! An HTTP proxy in front of the local registry, for tests that need to see
-//! or bend what travels between hoist and the registry.
+//! The suite's ECR: an HTTP front on 127.0.0.1 that makes the local
+//! Distribution registry answer as Amazon ECR does, so that no push, gate,
+//! deploy or ship test can pass against the Distribution registry alone.
+//! Every hoist run in the suite goes through one (`common::local()` points
+//! `HOIST_REGISTRY_ENDPOINT` at a front started for the test process); tests
+//! that need to bend the registry further start their own with `Options`.
 //!
-//! hoist talks plain http to it on 127.0.0.1 (hoist allows plain http to
-//! loopback only); it talks https to the registry, trusting the local CA.
-//! Bodies are streamed both ways, never buffered: a push through it uses as
-//! little memory as one straight to the registry.
+//! hoist talks plain http to it (hoist allows plain http to loopback only);
+//! it talks https to the registry, trusting the local CA, and asks moto's ECR
+//! API what ECR itself would know (does the repository exist, are its tags
+//! immutable). Bodies are streamed both ways, never buffered (manifests
+//! excepted: ECR reads them whole too, up to its 4 MiB limit).
 //!
-//! Modes, combinable:
-//! - `ecr`: behave as ECR does where it differs from the Distribution
-//!   registry (../shared/docs/aws-facts.md, part A), so a push that works
-//!   through it would work against ECR:
-//!   - a blob PATCH is answered 201, not 202;
-//!   - the data of the second and later PATCH of an upload session is read
-//!     and silently dropped, and the Range does not advance
-//!     (aws/containers-roadmap#2831; whether ECR loses the second or only
-//!     the third is left open there, dropping from the second is the
-//!     stricter reading);
-//!   - a manifest PUT whose Content-Type has parameters (`;`) is refused;
-//!   - a cross-repository mount is answered 202 with a fresh upload session,
-//!     as ECR does when blob mounting is off.
-//! - `faults`: answer a share of requests with 500, 429 or a dropped
-//!   connection instead of forwarding them — deterministic for a seed.
-//! - `probe_503`: answer `GET /v2/` 503 (see a_failing_auth_probe_does_not_matter
-//!   in faults.rs).
-//! - `deny`: refuse every request 401, as a registry of another account does,
-//!   or one the identity may not push to.
+//! What ECR does and the Distribution registry does not, as the front plays
+//! it (the sources are the ones cited in the README's "How hoist was
+//! verified"):
+//! - a manifest PUT is answered 201 **without a `Location` header**
+//!   (apple/swift-container-plugin#27, google/containerregistry#10);
+//! - manifest GETs come without `Docker-Content-Digest`, and so do HEADs by
+//!   digest (HEADs by tag keep it; `head_without_digest` strips it from
+//!   every HEAD, as ECR did in 2017);
+//! - a blob PATCH is answered 201, not 202; after the first PATCH of an
+//!   upload session the `Range` stops advancing while the data is kept, and
+//!   a PATCH whose first byte is not where the session stands is refused
+//!   `416 BLOB_UPLOAD_INVALID "First byte of the layer part is 0 instead of
+//!   N"` (aws/containers-roadmap#2831 as corrected, apple/containerization#790);
+//!   a non-final part under 5 MiB is refused (LayerPartTooSmallException);
+//! - IMMUTABLE repositories refuse any manifest PUT to a tag that exists —
+//!   even for the same digest — with `400 TAG_INVALID`;
+//! - a blob GET is answered `307` to a second server on another loopback
+//!   address (127.0.0.2, playing S3) that refuses any request carrying an
+//!   `Authorization` header, as S3 refuses a presigned URL sent with one;
+//! - a cross-repository mount is answered 202 with a fresh upload session
+//!   (blob mounting is off by default);
+//! - a repository that does not exist is `404 NAME_UNKNOWN` (the Distribution
+//!   registry creates repositories on push); with a repository creation
+//!   template for CREATE_ON_PUSH matching its name, the first write creates
+//!   it with the template's settings;
+//! - manifest media types with parameters (`;`) are refused, referrer
+//!   manifests (with `subject`) are refused 405 (aws/containers-roadmap#2783),
+//!   manifests over 4 MiB and tags over 300 characters are refused;
+//! - an unauthenticated `GET /v2/` is 401 with ECR's Basic challenge.
 //!
-//! Declare it next to `mod common;` with `#[path = "common/proxy.rs"] mod
-//! proxy;`. It runs on a thread with its own runtime (the tests are
-//! synchronous: they run the hoist binary) until its handle is dropped.
-//! At the end, a few raw registry calls for the checks tests make around it.
+//! More options, for the tests that need them: `faults` (500, 429 or a
+//! dropped connection instead of an answer, deterministic for a seed),
+//! `probe_503`, `deny` (every request 401), `lie` (the registry claims
+//! another digest for a manifest PUT and another size for blob HEADs),
+//! `plain` (Distribution's own answers: a control for tests of the front
+//! itself, never for hoist's runs).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -47,7 +64,9 @@ type Body = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    pub ecr: bool,
+    /// Forward as the Distribution registry answers: a control for tests of
+    /// the front itself, never for hoist's own runs.
+    pub plain: bool,
     pub faults: Option<Faults>,
     /// Answer every `GET /v2/` (the probe clients make to learn how to
     /// authenticate) 503 without a challenge, as a throttled or failing
@@ -55,6 +74,38 @@ pub struct Options {
     pub probe_503: bool,
     /// Refuse every request as unauthorized.
     pub deny: bool,
+    /// Answer every manifest HEAD without `Docker-Content-Digest`.
+    pub head_without_digest: bool,
+    /// Repository creation templates applied for CREATE_ON_PUSH.
+    pub templates: &'static [Template],
+    /// A registry that lies about what it stored: another digest in a
+    /// manifest PUT's `Docker-Content-Digest`, another size in blob HEADs.
+    pub lie: bool,
+    /// The registry setting BLOB_MOUNTING=ENABLED (off by default, as on
+    /// ECR): mounts are passed on, and the Distribution registry mounts a
+    /// blob the source repository holds. (ECR also requires a manifest in
+    /// the source that references it, and the same encryption.)
+    pub blob_mounting: bool,
+}
+
+/// A repository creation template with CREATE_ON_PUSH in its `appliedFor`.
+#[derive(Clone, Copy, Debug)]
+pub struct Template {
+    /// `team` applies to `team/…`; `ROOT` to every repository no other
+    /// template covers (there is always an assumed `/` after a prefix).
+    pub prefix: &'static str,
+    pub immutable: bool,
+}
+
+/// The template ECR applies to a push into the missing repository `name`:
+/// the longest prefix that covers it, else ROOT.
+pub fn template_for(templates: &[Template], name: &str) -> Option<Template> {
+    templates
+        .iter()
+        .filter(|t| t.prefix != "ROOT" && name.starts_with(&format!("{}/", t.prefix)))
+        .max_by_key(|t| t.prefix.len())
+        .or_else(|| templates.iter().find(|t| t.prefix == "ROOT"))
+        .copied()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +136,11 @@ pub const MAX_IN_A_ROW: u32 = 3;
 /// whole attempt (HEAD, POST, PATCH, PUT) three times in four, and a push
 /// would succeed or not by luck.
 pub const MAX_FAULTS: u32 = 5;
+
+/// ECR's smallest non-final layer part.
+pub const MIN_PART: u64 = 5 << 20;
+/// ECR's largest manifest.
+pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
 impl Faults {
     /// What the proxy does with the first `n` requests, in arrival order.
@@ -144,33 +200,55 @@ impl Plan {
     }
 }
 
-/// Live counters, readable while hoist runs; `snapshot` for assertions.
-#[derive(Debug, Default)]
-pub struct Stats {
-    requests: AtomicUsize,
-    patches: AtomicUsize,
-    patches_dropped: AtomicUsize,
-    mounts_answered_202: AtomicUsize,
-    media_types_refused: AtomicUsize,
-    faults_500: AtomicUsize,
-    faults_429: AtomicUsize,
-    faults_dropped: AtomicUsize,
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Live counters, readable while hoist runs; `snapshot` for assertions.
+        #[derive(Debug, Default)]
+        pub struct Stats { $($name: AtomicUsize,)* }
+
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Counts { $($(#[$doc])* pub $name: usize,)* }
+
+        impl Stats {
+            pub fn snapshot(&self) -> Counts {
+                Counts { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+counters! {
     /// Every request that reached the proxy, faulted or not.
-    pub requests: usize,
-    /// Blob PATCHes handled (forwarded, or dropped as ECR would); PATCHes
-    /// answered with a fault are not counted here.
-    pub patches: usize,
-    /// PATCHes whose data was discarded: the 2nd and later of a session.
-    pub patches_dropped: usize,
-    pub mounts_answered_202: usize,
-    pub media_types_refused: usize,
-    pub faults_500: usize,
-    pub faults_429: usize,
-    pub faults_dropped: usize,
+    requests,
+    /// Blob PATCHes handled; PATCHes answered with a fault are not counted.
+    patches,
+    /// PATCHes after the first of their session (answered with the frozen Range).
+    later_patches,
+    /// PATCHes refused 416: their first byte was not where the session stood.
+    patches_416,
+    /// PATCHes refused because an earlier part was under 5 MiB.
+    parts_too_small,
+    mounts_answered_202,
+    media_types_refused,
+    referrers_refused,
+    /// Manifest PUTs refused TAG_INVALID (an immutable tag that exists).
+    tags_refused,
+    /// Requests for a repository that does not exist (NAME_UNKNOWN).
+    names_unknown,
+    /// Repositories created from a CREATE_ON_PUSH template.
+    created_from_template,
+    manifests_put,
+    /// Manifest answers sent without their Docker-Content-Digest.
+    digests_withheld,
+    /// Blob GETs answered 307 to the S3 stand-in.
+    blob_redirects,
+    /// Requests the S3 stand-in served.
+    s3_gets,
+    /// Requests the S3 stand-in refused for carrying an Authorization header.
+    s3_authorization_refused,
+    faults_500,
+    faults_429,
+    faults_dropped,
 }
 
 impl Counts {
@@ -179,28 +257,67 @@ impl Counts {
     }
 }
 
-impl Stats {
-    pub fn snapshot(&self) -> Counts {
-        Counts {
-            requests: self.requests.load(Relaxed),
-            patches: self.patches.load(Relaxed),
-            patches_dropped: self.patches_dropped.load(Relaxed),
-            mounts_answered_202: self.mounts_answered_202.load(Relaxed),
-            media_types_refused: self.media_types_refused.load(Relaxed),
-            faults_500: self.faults_500.load(Relaxed),
-            faults_429: self.faults_429.load(Relaxed),
-            faults_dropped: self.faults_dropped.load(Relaxed),
-        }
-    }
-}
-
 fn bump(counter: &AtomicUsize) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// What the front needs to know about the real pieces behind it.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `https://127.0.0.1:PORT` of the registry, no trailing slash.
+    pub endpoint: String,
+    /// The local CA (PEM) the registry's certificate chains to.
+    pub ca: Vec<u8>,
+    /// The registry password (user AWS).
+    pub password: String,
+    /// moto's endpoint, for ECR's API.
+    pub moto: String,
+    pub region: String,
+}
+
+impl Upstream {
+    /// The local environment's, from `common::local()`.
+    pub fn local() -> Upstream {
+        crate::common::local().upstream.clone()
+    }
+
+    pub fn basic_auth(&self) -> String {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", self.password))
+        )
+    }
+
+    /// A client for the registry: trusts the local CA, follows no redirects,
+    /// and ignores the test runner's own proxy settings.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&self.ca).expect("a PEM CA"))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    fn ecr(&self) -> aws_sdk_ecr::Client {
+        let config = aws_sdk_ecr::Config::builder()
+            .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecr::config::Region::new(self.region.clone()))
+            .endpoint_url(&self.moto)
+            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        aws_sdk_ecr::Client::from_conf(config)
+    }
 }
 
 /// A running proxy; dropping it stops it.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// `http://127.0.0.2:PORT` of the S3 stand-in.
+    pub s3: String,
     pub stats: Arc<Stats>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -218,14 +335,20 @@ impl Drop for Proxy {
 }
 
 /// An endpoint where nothing listens (connections are refused): a registry
-/// that stays down. The port was free a moment ago; nothing else in a test
-/// process binds ports at random, so it stays free.
+/// that stays down. The listener is kept open with a backlog that is never
+/// accepted from would answer; instead the socket is bound and never
+/// listened on, so the port stays reserved for the test process and
+/// connections to it are refused.
 pub fn refused_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    use std::sync::OnceLock;
+    static RESERVED: OnceLock<socket2::Socket> = OnceLock::new();
+    let socket = RESERVED.get_or_init(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        s
+    });
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -240,21 +363,31 @@ impl Proxy {
     }
 
     pub fn start(options: Options) -> Proxy {
-        let upstream = upstream();
-        let client = upstream_client();
+        Self::start_with(options, Upstream::local())
+    }
 
+    pub fn start_with(options: Options, upstream: Upstream) -> Proxy {
+        let client = upstream.client();
+        let ecr = upstream.ecr();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
+        // S3's role: another host, as far as any client can tell.
+        let s3_listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        s3_listener.set_nonblocking(true).unwrap();
+        let s3 = format!("http://{}", s3_listener.local_addr().unwrap());
         let stats = Arc::new(Stats::default());
         let state = Arc::new(State {
             options,
-            upstream,
             me: format!("http://{addr}"),
+            s3: s3.clone(),
             client,
+            upstream,
+            ecr,
             stats: stats.clone(),
             plan: Mutex::new(options.faults.map(Plan::new)),
             sessions: Mutex::new(HashMap::new()),
+            repos: tokio::sync::Mutex::new(HashMap::new()),
         });
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -265,28 +398,39 @@ impl Proxy {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let s3_listener = tokio::net::TcpListener::from_std(s3_listener).unwrap();
                 loop {
-                    tokio::select! {
+                    let (accepted, s3_side) = tokio::select! {
                         _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
+                        a = listener.accept() => (a, false),
+                        a = s3_listener.accept() => (a, true),
+                    };
+                    let Ok((stream, _)) = accepted else { continue };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
                             let state = state.clone();
-                            tokio::spawn(async move {
-                                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                                // An error here is a dropped connection: a
-                                // fault we injected, or the client going away.
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
+                            async move {
+                                if s3_side {
+                                    s3_get(state, req).await
+                                } else {
+                                    handle(state, req).await
+                                }
+                            }
+                        });
+                        // An error here is a dropped connection: a fault we
+                        // injected, or the client going away.
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
                 }
             });
             // Dropping the runtime cancels the connections still open.
         });
         Proxy {
             addr,
+            s3,
             stats,
             stop: Some(stop),
             thread: Some(thread),
@@ -296,22 +440,62 @@ impl Proxy {
 
 struct State {
     options: Options,
-    /// `https://127.0.0.1:PORT` of the registry, no trailing slash.
-    upstream: String,
     /// `http://127.0.0.1:PORT` of this proxy.
     me: String,
+    s3: String,
     client: reqwest::Client,
+    upstream: Upstream,
+    ecr: aws_sdk_ecr::Client,
     stats: Arc<Stats>,
     plan: Mutex<Option<Plan>>,
-    /// Upload session (its UUID) → what ECR would remember of it.
+    /// Upload session (its UUID) → what ECR remembers of it.
     sessions: Mutex<HashMap<String, Session>>,
+    /// Repositories known to exist, with what ECR knows of their tags.
+    repos: tokio::sync::Mutex<HashMap<String, Repo>>,
 }
 
 #[derive(Default)]
 struct Session {
     patches: usize,
-    /// The Range the upstream gave after the first PATCH: where ECR stops.
-    range: Option<String>,
+    /// The Range answered after the first PATCH: where ECR's answer stays.
+    first_range: Option<String>,
+    /// How many bytes the session really holds.
+    stored: u64,
+    /// The size of the first part (a non-final part must be ≥ 5 MiB).
+    first_part: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Repo {
+    mutability: String,
+    filters: Vec<String>,
+}
+
+impl Repo {
+    fn immutable(&self, tag: &str) -> bool {
+        let listed = self.filters.iter().any(|f| wildcard(f, tag));
+        match self.mutability.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => !listed,
+            "MUTABLE_WITH_EXCLUSION" => listed,
+            _ => false,
+        }
+    }
+}
+
+/// ECR's exclusion filters: `*` matches any run of characters.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| wildcard(rest, &tail[i..]))
+        }
+    }
 }
 
 /// Hop-by-hop headers, which a proxy does not pass on (RFC 9110 §7.6.1).
@@ -331,16 +515,20 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
-fn json(status: u16, body: &'static str) -> Response<Body> {
+fn json(status: u16, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json; charset=utf-8")
-        .body(
-            Full::new(Bytes::from_static(body.as_bytes()))
-                .map_err(|e| match e {})
-                .boxed(),
-        )
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
         .unwrap()
+}
+
+/// An OCI error envelope, as ECR writes them.
+fn oci_error(status: u16, code: &str, message: &str) -> Response<Body> {
+    json(
+        status,
+        serde_json::json!({ "errors": [{ "code": code, "message": message }] }).to_string(),
+    )
 }
 
 fn empty() -> Body {
@@ -360,12 +548,64 @@ async fn discard(mut body: Incoming, limit: Option<usize>) -> usize {
     n
 }
 
+/// A request body of at most `limit` bytes, or None when it is longer.
+async fn read_body(mut body: Incoming, limit: usize) -> Option<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.ok()?;
+        if let Some(d) = frame.data_ref() {
+            if buf.len() + d.len() > limit {
+                return None;
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    Some(buf.freeze())
+}
+
 /// `/v2/<name>/blobs/uploads/<uuid>` → the uuid; None for the POST that
 /// starts a session (`…/uploads/`).
 fn session_of(path: &str) -> Option<String> {
     let (_, rest) = path.split_once("/blobs/uploads/")?;
     let id = rest.trim_end_matches('/');
     (!id.is_empty()).then(|| id.to_string())
+}
+
+/// `/v2/<name>/<kind>/<rest>` with kind manifests, blobs or tags.
+fn split_v2(path: &str) -> Option<(&str, &'static str, &str)> {
+    let inner = path.strip_prefix("/v2/")?;
+    ["/manifests/", "/blobs/", "/tags/"]
+        .iter()
+        .filter_map(|marker| {
+            inner.find(marker).map(|i| {
+                (
+                    i,
+                    &inner[..i],
+                    marker.trim_matches('/'),
+                    &inner[i + marker.len()..],
+                )
+            })
+        })
+        .min_by_key(|(i, ..)| *i)
+        .map(|(_, name, kind, rest)| {
+            let kind: &'static str = match kind {
+                "manifests" => "manifests",
+                "blobs" => "blobs",
+                _ => "tags",
+            };
+            (name, kind, rest)
+        })
+}
+
+/// `a-b` of a Range or Content-Range (a `bytes ` prefix allowed).
+fn range(v: &str) -> Option<(u64, u64)> {
+    let v = v
+        .trim()
+        .trim_start_matches("bytes")
+        .trim()
+        .trim_start_matches('=');
+    let (a, b) = v.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
 async fn handle(
@@ -382,127 +622,264 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     if state.options.deny {
-        let mut r = json(
+        return Ok(challenge(oci_error(
             401,
-            r#"{"errors":[{"code":"DENIED","message":"Your authorization token is invalid."}]}"#,
-        );
-        r.headers_mut().insert(
-            "Www-Authenticate",
-            r#"Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#.parse().unwrap(),
-        );
-        return Ok(r);
+            "DENIED",
+            "Your authorization token is invalid.",
+        )));
     }
     if state.options.probe_503 && method == Method::GET && path == "/v2/" {
-        return Ok(json(
-            503,
-            r#"{"errors":[{"code":"UNAVAILABLE","message":"Service Unavailable"}]}"#,
-        ));
+        return Ok(oci_error(503, "UNAVAILABLE", "Service Unavailable"));
     }
-    let mut query = req.uri().query().map(str::to_string);
-    let session = session_of(&path);
-    let is_patch = method == Method::PATCH && session.is_some();
-    let mut is_mount = false;
-
-    if is_patch {
-        bump(&stats.patches);
+    if state.options.plain {
+        return forward(&state, req, None, Tweak::default()).await;
     }
-    if state.options.ecr {
-        let content_type = req
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if method == Method::PUT && path.contains("/manifests/") && content_type.contains(';') {
-            bump(&stats.media_types_refused);
-            // What ECR answers: the media type fails its pattern.
-            return Ok(json(
-                400,
-                r#"{"errors":[{"code":"MANIFEST_INVALID","message":"Invalid parameter at 'ImageManifestMediaType' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [\\w.+-]+/[\\w.+-]+'"}]}"#,
-            ));
-        }
-        if is_patch {
-            let id = session.clone().unwrap();
-            let (nth, range) = {
-                let mut sessions = state.sessions.lock().unwrap();
-                let s = sessions.entry(id.clone()).or_default();
-                s.patches += 1;
-                (s.patches, s.range.clone())
-            };
-            if nth >= 2 {
-                // ECR's silent drop: the data is read and thrown away, the
-                // answer looks like success and the Range stays put.
-                bump(&stats.patches_dropped);
-                discard(req.into_body(), None).await;
-                let location = match &query {
-                    Some(q) => format!("{}{path}?{q}", state.me),
-                    None => format!("{}{path}", state.me),
-                };
-                return Ok(Response::builder()
-                    .status(201)
-                    .header("Location", location)
-                    .header("Range", range.unwrap_or_else(|| "0-0".into()))
-                    .header("Docker-Upload-UUID", id)
-                    .header("Content-Length", "0")
-                    .body(empty())
-                    .unwrap());
-            }
-        }
-        if method == Method::POST
-            && path.ends_with("/blobs/uploads/")
-            && query
-                .as_deref()
-                .is_some_and(|q| q.split('&').any(|p| p.starts_with("mount=")))
-        {
-            // Mounting is off: what comes back is a plain upload session.
-            is_mount = true;
-            query = None;
-        }
+    if !req.headers().contains_key(hyper::header::AUTHORIZATION) {
+        return Ok(challenge(oci_error(401, "DENIED", "Not Authorized")));
     }
-
-    let url = match &query {
-        Some(q) => format!("{}{path}?{q}", state.upstream),
-        None => format!("{}{path}", state.upstream),
+    let Some((name, kind, rest)) = split_v2(&path) else {
+        return forward(&state, req, None, Tweak::default()).await;
     };
-    let mut out = state.client.request(method.clone(), url);
-    for (name, value) in req.headers() {
+    let (name, rest) = (name.to_string(), rest.to_string());
+    let write = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    let Some(repo) = state.repository(&name, write).await else {
+        bump(&stats.names_unknown);
+        return Ok(oci_error(
+            404,
+            "NAME_UNKNOWN",
+            &format!(
+                "The repository with name '{name}' does not exist in the registry with id '123456789012'"
+            ),
+        ));
+    };
+
+    match (method.clone(), kind) {
+        (Method::PUT, "manifests") => put_manifest(&state, req, &name, &rest, &repo).await,
+        (Method::GET | Method::HEAD, "manifests") => {
+            let by_digest = rest.starts_with("sha256:");
+            let withhold = method == Method::GET || by_digest || state.options.head_without_digest;
+            forward(
+                &state,
+                req,
+                None,
+                Tweak {
+                    withhold_digest: withhold,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        (Method::HEAD, "blobs") if state.options.lie && !rest.starts_with("uploads") => {
+            forward(
+                &state,
+                req,
+                None,
+                Tweak {
+                    wrong_length: true,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        (Method::GET, "blobs") if !rest.starts_with("uploads") => {
+            blob_redirect(&state, req, &name, &rest).await
+        }
+        (Method::POST, "blobs") if rest.trim_end_matches('/') == "uploads" => {
+            // Blob mounting off (ECR's default): a mount request gets a
+            // plain upload session.
+            let mount = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("mount=")));
+            let query = if state.options.blob_mounting {
+                None
+            } else {
+                Some(None)
+            };
+            let res = forward(&state, req, query, Tweak::default()).await?;
+            if mount && res.status() == StatusCode::ACCEPTED {
+                bump(&stats.mounts_answered_202);
+            }
+            Ok(res)
+        }
+        (Method::PATCH, "blobs") => patch(&state, req).await,
+        _ => forward(&state, req, None, Tweak::default()).await,
+    }
+}
+
+/// ECR's Basic challenge on a 401.
+fn challenge(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(
+        "Www-Authenticate",
+        r#"Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#
+            .parse()
+            .unwrap(),
+    );
+    r
+}
+
+impl State {
+    /// The repository as ECR knows it (moto's ECR API), created first from
+    /// a CREATE_ON_PUSH template when this is a write and one applies.
+    async fn repository(&self, name: &str, write: bool) -> Option<Repo> {
+        let mut repos = self.repos.lock().await;
+        if let Some(r) = repos.get(name) {
+            return Some(r.clone());
+        }
+        let found = match self
+            .ecr
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+        {
+            Ok(out) => out.repositories().first().map(|r| Repo {
+                mutability: r
+                    .image_tag_mutability()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_else(|| "MUTABLE".into()),
+                filters: r
+                    .image_tag_mutability_exclusion_filters()
+                    .iter()
+                    .map(|f| f.filter().to_string())
+                    .collect(),
+            }),
+            Err(_) => None,
+        };
+        let found = match (found, write) {
+            (Some(r), _) => Some(r),
+            (None, true) => match template_for(self.options.templates, name) {
+                Some(t) => {
+                    let mutability = if t.immutable {
+                        aws_sdk_ecr::types::ImageTagMutability::Immutable
+                    } else {
+                        aws_sdk_ecr::types::ImageTagMutability::Mutable
+                    };
+                    self.ecr
+                        .create_repository()
+                        .repository_name(name)
+                        .image_tag_mutability(mutability.clone())
+                        .send()
+                        .await
+                        .ok()?;
+                    bump(&self.stats.created_from_template);
+                    Some(Repo {
+                        mutability: mutability.as_str().to_string(),
+                        filters: vec![],
+                    })
+                }
+                None => None,
+            },
+            (None, false) => None,
+        };
+        if let Some(r) = &found {
+            repos.insert(name.to_string(), r.clone());
+        }
+        found
+    }
+}
+
+/// What `forward` changes in the upstream's answer.
+#[derive(Default, Clone, Copy)]
+struct Tweak {
+    /// Leave out Docker-Content-Digest.
+    withhold_digest: bool,
+    /// Leave out Location (ECR's manifest PUT).
+    no_location: bool,
+    /// Claim another digest in Docker-Content-Digest.
+    wrong_digest: bool,
+    /// Claim another Content-Length.
+    wrong_length: bool,
+    /// Answer 201 instead of 202 (ECR's PATCH).
+    created: bool,
+    /// Send this Range instead of the upstream's.
+    range: Option<&'static str>,
+}
+
+/// Send the request on to the registry and its answer back, Location
+/// rewritten to point here. `query`: Some(q) replaces the query string.
+async fn forward(
+    state: &State,
+    req: Request<Incoming>,
+    query: Option<Option<String>>,
+    tweak: Tweak,
+) -> Result<Response<Body>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let body = reqwest::Body::wrap_stream(BodyDataStream::new(body));
+    let res = send(state, &parts, query, body).await?;
+    let stats = &state.stats;
+    if tweak.withhold_digest && res.headers().contains_key("docker-content-digest") {
+        bump(&stats.digests_withheld);
+    }
+    Ok(answer(state, res, tweak, None))
+}
+
+async fn send(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    query: Option<Option<String>>,
+    body: reqwest::Body,
+) -> Result<reqwest::Response, std::io::Error> {
+    let path = parts.uri.path();
+    let query = match query {
+        Some(q) => q,
+        None => parts.uri.query().map(str::to_string),
+    };
+    let url = match &query {
+        Some(q) => format!("{}{path}?{q}", state.upstream.endpoint),
+        None => format!("{}{path}", state.upstream.endpoint),
+    };
+    let mut out = state.client.request(parts.method.clone(), url);
+    for (name, value) in &parts.headers {
         if !hop_by_hop(name.as_str()) {
             out = out.header(name, value);
         }
     }
-    // Streamed: a 12 MiB layer passes through in chunks.
-    let body = reqwest::Body::wrap_stream(BodyDataStream::new(req.into_body()));
-    let res = out.body(body).send().await.map_err(std::io::Error::other)?;
+    out.body(body).send().await.map_err(std::io::Error::other)
+}
 
+fn answer(
+    state: &State,
+    res: reqwest::Response,
+    tweak: Tweak,
+    range: Option<String>,
+) -> Response<Body> {
     let mut status = res.status();
-    if state.options.ecr && is_patch && status == StatusCode::ACCEPTED {
+    if tweak.created && status == StatusCode::ACCEPTED {
         status = StatusCode::CREATED;
-        let range = res.headers().get("range").and_then(|v| v.to_str().ok());
-        if let (Some(id), Some(range)) = (&session, range) {
-            state
-                .sessions
-                .lock()
-                .unwrap()
-                .entry(id.clone())
-                .or_default()
-                .range = Some(range.to_string());
-        }
-    }
-    if is_mount && status == StatusCode::ACCEPTED {
-        bump(&stats.mounts_answered_202);
     }
     let mut answer = Response::builder().status(status);
     for (name, value) in res.headers() {
-        if hop_by_hop(name.as_str()) {
+        let n = name.as_str();
+        if hop_by_hop(n)
+            || (tweak.withhold_digest && n == "docker-content-digest")
+            || (tweak.no_location && n == "location")
+        {
             continue;
         }
-        if name == hyper::header::LOCATION {
+        if n == "location" {
             // The registry names itself; send the client back here.
             let loc = value.to_str().unwrap_or_default();
-            let loc = match loc.strip_prefix(&state.upstream) {
+            let loc = match loc.strip_prefix(&state.upstream.endpoint) {
                 Some(rest) => format!("{}{rest}", state.me),
                 None => loc.to_string(),
             };
             answer = answer.header(name, loc);
+        } else if n == "docker-content-digest" && tweak.wrong_digest {
+            answer = answer.header(
+                name,
+                "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            );
+        } else if n == "content-length" && tweak.wrong_length {
+            let n: u64 = value
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            answer = answer.header(name, (n + 1).to_string());
+        } else if n == "range" && (range.is_some() || tweak.range.is_some()) {
+            let r = range.clone().or(tweak.range.map(str::to_string)).unwrap();
+            answer = answer.header(name, r);
         } else {
             answer = answer.header(name, value);
         }
@@ -511,9 +888,274 @@ async fn handle(
         .bytes_stream()
         .map_ok(Frame::data)
         .map_err(std::io::Error::other);
+    answer
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
+}
+
+/// A manifest PUT, checked as ECR checks it, answered 201 without Location.
+async fn put_manifest(
+    state: &State,
+    req: Request<Incoming>,
+    name: &str,
+    reference: &str,
+    repo: &Repo,
+) -> Result<Response<Body>, std::io::Error> {
+    let stats = &state.stats;
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if content_type.contains(';') {
+        bump(&stats.media_types_refused);
+        // What ECR answers: the media type fails its pattern.
+        return Ok(oci_error(
+            400,
+            "MANIFEST_INVALID",
+            "Invalid parameter at 'ImageManifestMediaType' failed to satisfy constraint: 'Member must satisfy regular expression pattern: [\\w.+-]+/[\\w.+-]+'",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let Some(bytes) = read_body(body, MAX_MANIFEST).await else {
+        return Ok(oci_error(
+            400,
+            "MANIFEST_INVALID",
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to 4194304'",
+        ));
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(oci_error(400, "MANIFEST_INVALID", "manifest invalid"));
+    };
+    if manifest.get("subject").is_some() {
+        bump(&stats.referrers_refused);
+        return Ok(oci_error(
+            405,
+            "UNSUPPORTED",
+            "The operation is unsupported.",
+        ));
+    }
+    if !reference.starts_with("sha256:") {
+        let tag = reference;
+        if tag.is_empty() || tag.len() > 300 {
+            bump(&stats.tags_refused);
+            return Ok(oci_error(
+                400,
+                "TAG_INVALID",
+                "Invalid parameter at 'imageTag' failed to satisfy constraint: 'Member must have length less than or equal to 300'",
+            ));
+        }
+        if repo.immutable(tag) && tag_exists(state, name, tag).await? {
+            bump(&stats.tags_refused);
+            return Ok(oci_error(
+                400,
+                "TAG_INVALID",
+                &format!(
+                    "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the tag is immutable."
+                ),
+            ));
+        }
+    }
+    let res = send(state, &parts, None, reqwest::Body::from(bytes)).await?;
+    if res.status().is_success() {
+        bump(&stats.manifests_put);
+    }
+    Ok(answer(
+        state,
+        res,
+        Tweak {
+            no_location: true,
+            wrong_digest: state.options.lie,
+            ..Default::default()
+        },
+        None,
+    ))
+}
+
+async fn tag_exists(state: &State, name: &str, tag: &str) -> std::io::Result<bool> {
+    let res = state
+        .client
+        .head(format!("{}/v2/{name}/manifests/{tag}", state.upstream.endpoint))
+        .header("Authorization", state.upstream.basic_auth())
+        .header(
+            "Accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(res.status().is_success())
+}
+
+/// A blob GET: the blob is there → 307 to the S3 stand-in with a presigned
+/// URL; otherwise the registry's own answer (404 BLOB_UNKNOWN).
+async fn blob_redirect(
+    state: &State,
+    req: Request<Incoming>,
+    name: &str,
+    digest: &str,
+) -> Result<Response<Body>, std::io::Error> {
+    let head = state
+        .client
+        .head(format!(
+            "{}/v2/{name}/blobs/{digest}",
+            state.upstream.endpoint
+        ))
+        .header("Authorization", state.upstream.basic_auth())
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    if !head.status().is_success() {
+        return forward(state, req, None, Tweak::default()).await;
+    }
+    bump(&state.stats.blob_redirects);
+    let location = format!(
+        "{}/{name}/blobs/{digest}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLE%2F20261201%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=5e5e5e",
+        state.s3
+    );
+    Ok(Response::builder()
+        .status(307)
+        .header("Location", location)
+        .header("Content-Length", "0")
+        .body(empty())
+        .unwrap())
+}
+
+/// The S3 stand-in: serves a blob for a presigned URL, and refuses a request
+/// that also carries an Authorization header, as S3 does.
+async fn s3_get(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
+    let xml = |status: u16, code: &str, message: &str| {
+        Response::builder()
+            .status(status)
+            .header("Content-Type", "application/xml")
+            .body(
+                Full::new(Bytes::from(format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+                )))
+                .map_err(|e| match e {})
+                .boxed(),
+            )
+            .unwrap()
+    };
+    if req.headers().contains_key(hyper::header::AUTHORIZATION) {
+        bump(&state.stats.s3_authorization_refused);
+        return Ok(xml(
+            400,
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+        ));
+    }
+    let signed = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("X-Amz-Signature="));
+    if req.method() != Method::GET || !signed {
+        return Ok(xml(403, "AccessDenied", "Access Denied"));
+    }
+    bump(&state.stats.s3_gets);
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    let res = state
+        .client
+        .get(format!("{}/v2/{path}", state.upstream.endpoint))
+        .header("Authorization", state.upstream.basic_auth())
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = res.status().as_u16();
+    let mut answer = Response::builder().status(status);
+    if let Some(len) = res.headers().get("content-length") {
+        answer = answer.header("Content-Length", len);
+    }
+    let stream = res
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(std::io::Error::other);
     Ok(answer
+        .header("Content-Type", "application/octet-stream")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap())
+}
+
+/// A blob PATCH, as ECR takes it: 201; after the first PATCH of a session
+/// the Range stays where the first left it (the data is kept); a part that
+/// does not start where the session stands is refused 416; a part after one
+/// under 5 MiB is refused.
+async fn patch(state: &State, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let stats = &state.stats;
+    bump(&stats.patches);
+    let Some(id) = session_of(req.uri().path()) else {
+        return forward(state, req, None, Tweak::default()).await;
+    };
+    let start = req
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(range)
+        .map(|(a, _)| a)
+        .unwrap_or(0);
+    let (nth, first_range, stored, first_part) = {
+        let mut sessions = state.sessions.lock().unwrap();
+        let s = sessions.entry(id.clone()).or_default();
+        s.patches += 1;
+        (s.patches, s.first_range.clone(), s.stored, s.first_part)
+    };
+    if nth >= 2 {
+        bump(&stats.later_patches);
+        if start != stored {
+            bump(&stats.patches_416);
+            discard(req.into_body(), None).await;
+            return Ok(oci_error(
+                416,
+                "BLOB_UPLOAD_INVALID",
+                &format!("First byte of the layer part is {start} instead of {stored}"),
+            ));
+        }
+        if first_part < MIN_PART {
+            bump(&stats.parts_too_small);
+            discard(req.into_body(), None).await;
+            return Ok(oci_error(
+                400,
+                "BLOB_UPLOAD_INVALID",
+                &format!(
+                    "LayerPartTooSmallException: the layer part of {first_part} bytes is smaller than the minimum of {MIN_PART} bytes"
+                ),
+            ));
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = reqwest::Body::wrap_stream(BodyDataStream::new(body));
+    let res = send(state, &parts, None, body).await?;
+    let upstream_range = res
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if res.status().is_success() {
+        let mut sessions = state.sessions.lock().unwrap();
+        let s = sessions.entry(id).or_default();
+        if let Some((_, end)) = upstream_range.as_deref().and_then(range) {
+            let now = end + 1;
+            if nth == 1 {
+                s.first_part = now;
+                s.first_range = upstream_range.clone();
+            }
+            s.stored = now;
+        }
+    }
+    let frozen = if nth >= 2 { first_range } else { None };
+    Ok(answer(
+        state,
+        res,
+        Tweak {
+            created: true,
+            ..Default::default()
+        },
+        frozen,
+    ))
 }
 
 async fn inject(
@@ -524,17 +1166,11 @@ async fn inject(
     match fault {
         Fault::Status500 => {
             bump(&stats.faults_500);
-            Ok(json(
-                500,
-                r#"{"errors":[{"code":"UNKNOWN","message":"injected fault: internal error"}]}"#,
-            ))
+            Ok(oci_error(500, "UNKNOWN", "injected fault: internal error"))
         }
         Fault::Status429 { retry_after } => {
             bump(&stats.faults_429);
-            let mut r = json(
-                429,
-                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"Rate exceeded"}]}"#,
-            );
+            let mut r = oci_error(429, "TOOMANYREQUESTS", "Rate exceeded");
             if retry_after {
                 r.headers_mut().insert("Retry-After", "0".parse().unwrap());
             }
@@ -553,35 +1189,19 @@ async fn inject(
     }
 }
 
-/// `https://127.0.0.1:PORT` of the real registry (env.sh's endpoint).
+/// `https://127.0.0.1:PORT` of the real registry.
 pub fn upstream() -> String {
-    crate::common::local().vars["HOIST_REGISTRY_ENDPOINT"]
-        .trim_end_matches('/')
-        .to_string()
+    Upstream::local().endpoint
 }
 
-/// A client for the real registry: trusts the local CA, follows no
-/// redirects (blob GETs go back to the caller, as ECR's do), and ignores
-/// the test runner's own proxy settings.
+/// A client for the real registry (see `Upstream::client`).
 pub fn upstream_client() -> reqwest::Client {
-    let ca = std::fs::read(&crate::common::local().vars["AWS_CA_BUNDLE"])
-        .expect("the local CA is readable");
-    reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&ca).expect("a PEM CA"))
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    Upstream::local().client()
 }
 
 /// `Basic …` for the registry, as hoist sends it (user AWS, ECR's password).
 pub fn basic_auth() -> String {
-    use base64::Engine;
-    let creds = format!("AWS:{}", crate::common::local().password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(creds)
-    )
+    Upstream::local().basic_auth()
 }
 
 /// Run async client code from a synchronous test.

@@ -39,7 +39,16 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Body>, std::io::Error>> + Send + 'static,
 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_on("127.0.0.1:0", handler)
+}
+
+/// `serve` on another loopback address (`127.0.0.2:0` plays another host).
+pub fn serve_on<H, F>(bind: &str, handler: H) -> Running
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Body>, std::io::Error>> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind(bind).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
