@@ -6,12 +6,15 @@
 //! ecr/2015-09-21 service model).
 
 mod common;
+mod fake_ecr;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::fixtures::{Layout, fresh_seed};
 use common::{Run, hoist, local, unique};
+use fake_ecr::{Answer, CALLER, DIGEST, ELSEWHERE, Fake};
 use serde_json::{Value, json};
 
 const FAST: &[&str] = &["--poll-interval", "50ms", "--timeout", "60s"];
@@ -422,173 +425,62 @@ fn bad_input_is_refused_before_any_call() {
 
 // --- recorded responses from a local fake ECR endpoint ------------------------
 
-const DIGEST: &str = "sha256:5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
-
-/// What the fake ECR answers. `describe` is a script: each poll without a
-/// nextToken moves to the next entry (the last repeats); an entry is the
-/// list of pages of one DescribeImageScanFindings answer, or an error.
-struct Fake {
-    scan_type: &'static str,
-    frequency: &'static str,
-    describe: Vec<Answer>,
-    start: Answer,
-    // What happened.
-    polls: usize,
-    starts: usize,
-    calls: Vec<String>,
-}
-
-#[derive(Clone)]
-enum Answer {
-    Pages(Vec<Value>),
-    Error(&'static str),
-}
-
-fn error(kind: &str) -> (u16, String) {
-    (
-        400,
-        json!({ "__type": kind, "message": format!("recorded {kind}") }).to_string(),
-    )
-}
-
-impl Fake {
-    fn new(scan_type: &'static str, frequency: &'static str, describe: Vec<Answer>) -> Fake {
-        Fake {
-            scan_type,
-            frequency,
-            describe,
-            start: Answer::Pages(vec![
-                json!({ "imageScanStatus": { "status": "IN_PROGRESS" } }),
-            ]),
-            polls: 0,
-            starts: 0,
-            calls: vec![],
-        }
-    }
-
-    fn answer(&mut self, target: &str, body: &Value) -> (u16, String) {
-        self.calls.push(target.to_string());
-        match target {
-            "GetRegistryScanningConfiguration" if self.scan_type == "DENIED" => {
-                (400, json!({ "__type": "AccessDeniedException", "message": "recorded denial" }).to_string())
-            }
-            "GetRegistryScanningConfiguration" => (200, json!({
-                "registryId": "123456789012",
-                "scanningConfiguration": { "scanType": self.scan_type, "rules": [] }
-            }).to_string()),
-            "BatchGetRepositoryScanningConfiguration" => (200, json!({
-                "scanningConfigurations": [{
-                    "repositoryName": "team/app",
-                    "scanOnPush": self.frequency == "SCAN_ON_PUSH",
-                    "scanFrequency": self.frequency,
-                    "appliedScanFilters": []
-                }],
-                "failures": []
-            }).to_string()),
-            "BatchGetImage" => (200, json!({
-                "images": [{
-                    "registryId": "123456789012",
-                    "repositoryName": "team/app",
-                    "imageId": { "imageDigest": DIGEST },
-                    "imageManifest": json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json" }).to_string(),
-                    "imageManifestMediaType": "application/vnd.oci.image.manifest.v1+json"
-                }],
-                "failures": []
-            }).to_string()),
-            "StartImageScan" => {
-                self.starts += 1;
-                match &self.start {
-                    Answer::Error(e) => error(e),
-                    Answer::Pages(p) => (200, p[0].to_string()),
-                }
-            }
-            "DescribeImageScanFindings" => {
-                assert_eq!(body["imageId"]["imageDigest"], DIGEST);
-                let page = body["nextToken"]
-                    .as_str()
-                    .map(|t| t.trim_start_matches("page-").parse::<usize>().unwrap())
-                    .unwrap_or(0);
-                if page == 0 {
-                    self.polls += 1;
-                }
-                let i = (self.polls - 1).min(self.describe.len() - 1);
-                match &self.describe[i] {
-                    Answer::Error(e) => error(e),
-                    Answer::Pages(pages) => {
-                        let mut v = pages[page].clone();
-                        v["registryId"] = json!("123456789012");
-                        v["repositoryName"] = json!("team/app");
-                        v["imageId"] = json!({ "imageDigest": DIGEST });
-                        if page + 1 < pages.len() {
-                            v["nextToken"] = json!(format!("page-{}", page + 1));
-                        }
-                        (200, v.to_string())
-                    }
-                }
-            }
-            other => (400, json!({ "__type": "UnknownOperationException", "message": other }).to_string()),
-        }
-    }
-}
-
-/// Serve `fake` as ECR's JSON API and run `hoist gate team/app@DIGEST`
-/// against it.
-fn gate_fake(fake: Fake, extra: &[&str]) -> (Run, Arc<Mutex<Fake>>) {
-    use http_body_util::BodyExt;
+/// Run `hoist gate IMAGE` against `fake` (ECR's JSON API and STS), with
+/// quick defaults for the flags `extra` does not give.
+fn gate_fake_image(image: &str, fake: Fake, extra: &[&str]) -> (Run, Arc<Mutex<Fake>>) {
     let fake = Arc::new(Mutex::new(fake));
-    let state = fake.clone();
-    let server = common::server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-        let state = state.clone();
-        async move {
-            let target = req
-                .headers()
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map_err(std::io::Error::other)?
-                .to_bytes();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (status, text) = state.lock().unwrap().answer(&target, &body);
-            let mut res = common::server::full(status, &text);
-            res.headers_mut().insert(
-                "content-type",
-                "application/x-amz-json-1.1".parse().unwrap(),
-            );
-            Ok(res)
+    let (server, endpoint) = fake_ecr::serve(fake.clone());
+    let mut args = vec!["gate", image, "--output", "json"];
+    for (flag, value) in [
+        ("--poll-interval", "20ms"),
+        ("--findings-settle", "200ms"),
+        ("--timeout", "30s"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend_from_slice(&[flag, value]);
         }
-    });
-    let endpoint = format!("http://{}", server.addr);
-    let mut args = vec![
-        "gate",
-        "team/app@sha256:5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a",
-        "--output",
-        "json",
-        "--poll-interval",
-        "20ms",
-        "--findings-settle",
-        "200ms",
-    ];
-    if !extra.contains(&"--timeout") {
-        args.extend_from_slice(&["--timeout", "30s"]);
     }
     args.extend_from_slice(extra);
-    let r = hoist(&args, &[("AWS_ENDPOINT_URL_ECR", &endpoint)]);
+    let r = hoist(
+        &args,
+        &[
+            ("AWS_ENDPOINT_URL_ECR", &endpoint),
+            ("AWS_ENDPOINT_URL_STS", &endpoint),
+        ],
+    );
     drop(server);
+    let invalid = fake.lock().unwrap().invalid.clone();
+    assert!(
+        invalid.is_empty(),
+        "hoist sent requests ECR refuses: {invalid:#?}\n{}",
+        r.stderr
+    );
     (r, fake)
 }
 
+/// `hoist gate team/app@DIGEST` against `fake`.
+fn gate_fake(fake: Fake, extra: &[&str]) -> (Run, Arc<Mutex<Fake>>) {
+    gate_fake_image(&format!("team/app@{DIGEST}"), fake, extra)
+}
+
+/// The image by URI, in `account`'s registry.
+fn uri(account: &str) -> String {
+    format!("{account}.dkr.ecr.us-east-1.amazonaws.com/team/app@{DIGEST}")
+}
+
 fn status(s: &str) -> Answer {
-    Answer::Pages(vec![
+    Answer::Result(
         json!({ "imageScanStatus": { "status": s, "description": format!("recorded {s}") } }),
-    ])
+    )
+}
+
+/// COMPLETE as aws/aws-sdk#289 saw it before Inspector filled it in: no
+/// findingSeverityCounts, no enhancedFindings, `findings: []`.
+fn complete_unfilled() -> Answer {
+    Answer::Result(json!({
+        "imageScanStatus": { "status": "COMPLETE", "description": "The scan was completed successfully." },
+        "imageScanFindings": { "findings": [] }
+    }))
 }
 
 fn basic(name: &str, sev: &str) -> Value {
@@ -638,18 +530,7 @@ fn complete(findings_key: &str, findings: Vec<Value>, counts: Value) -> Value {
 }
 
 #[test]
-fn basic_scan_not_found_starts_once_then_reads_every_page() {
-    let page1 = complete(
-        "findings",
-        vec![basic("CVE-1", "HIGH"), basic("CVE-2", "LOW")],
-        json!({ "HIGH": 1, "LOW": 1, "CRITICAL": 1 }),
-    );
-    let mut page2 = complete(
-        "findings",
-        vec![basic("CVE-3", "CRITICAL")],
-        json!({ "HIGH": 1, "LOW": 1, "CRITICAL": 1 }),
-    );
-    page2.as_object_mut().unwrap().remove("imageScanStatus");
+fn basic_scan_not_found_starts_once_then_reads_the_findings() {
     let fake = Fake::new(
         "BASIC",
         "MANUAL",
@@ -657,14 +538,23 @@ fn basic_scan_not_found_starts_once_then_reads_every_page() {
             Answer::Error("ScanNotFoundException"),
             Answer::Error("ScanNotFoundException"),
             status("IN_PROGRESS"),
-            Answer::Pages(vec![page1, page2]),
+            Answer::Result(complete(
+                "findings",
+                vec![
+                    basic("CVE-1", "HIGH"),
+                    basic("CVE-2", "LOW"),
+                    basic("CVE-3", "CRITICAL"),
+                ],
+                json!({ "HIGH": 1, "LOW": 1, "CRITICAL": 1 }),
+            )),
         ],
     );
     let (r, fake) = gate_fake(fake, &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let f = fake.lock().unwrap();
-    assert_eq!(f.starts, 1, "StartImageScan exactly once: {:?}", f.calls);
+    assert_eq!(f.starts, 1, "StartImageScan exactly once: {:?}", f.ops());
     let j = r.json();
+    assert_eq!(j["scan_type"], "basic");
     assert_eq!(
         j["platforms"][0]["findings"].as_array().unwrap().len(),
         3,
@@ -691,11 +581,11 @@ fn start_image_scan_limit_exceeded_is_not_retried() {
         "MANUAL",
         vec![
             Answer::Error("ScanNotFoundException"),
-            Answer::Pages(vec![complete(
+            Answer::Result(complete(
                 "findings",
                 vec![basic("CVE-1", "MEDIUM")],
                 json!({ "MEDIUM": 1 }),
-            )]),
+            )),
         ],
     );
     fake.start = Answer::Error("LimitExceededException");
@@ -719,13 +609,13 @@ fn enhanced_complete_before_findings_are_filled_waits_for_them() {
             Answer::Error("ScanNotFoundException"),
             status("PENDING"),
             // aws/aws-sdk#289: COMPLETE, counts filled, findings not yet.
-            Answer::Pages(vec![complete("enhancedFindings", vec![], counts.clone())]),
-            Answer::Pages(vec![complete("enhancedFindings", vec![], counts.clone())]),
-            Answer::Pages(vec![complete(
+            Answer::Result(complete("enhancedFindings", vec![], counts.clone())),
+            Answer::Result(complete("enhancedFindings", vec![], counts.clone())),
+            Answer::Result(complete(
                 "enhancedFindings",
                 vec![enhanced("CVE-2024-7", "HIGH", "3.0.2-0ubuntu1.18")],
                 counts.clone(),
-            )]),
+            )),
         ],
     );
     let gl = tempfile::tempdir().unwrap();
@@ -773,17 +663,15 @@ fn enhanced_active_with_no_findings_settles_and_passes() {
         "imageScanStatus": { "status": "ACTIVE", "description": "Continuous scan is selected for image." },
         "imageScanFindings": { "findingSeverityCounts": {}, "enhancedFindings": [] }
     });
-    let fake = Fake::new(
-        "ENHANCED",
-        "CONTINUOUS_SCAN",
-        vec![Answer::Pages(vec![active])],
-    );
+    let fake = Fake::new("ENHANCED", "CONTINUOUS_SCAN", vec![Answer::Result(active)]);
     let (r, fake) = gate_fake(fake, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["verdict"], "passed");
     assert_eq!(r.json()["platforms"][0]["status"], "ACTIVE");
-    // Empty results had to hold still for --findings-settle (200 ms).
-    assert!(fake.lock().unwrap().polls >= 3);
+    // The empty result had to hold still for --findings-settle (200 ms).
+    let looks = fake.lock().unwrap().times("DescribeImageScanFindings");
+    assert!(looks.len() >= 3, "{}", looks.len());
+    assert!(looks[looks.len() - 1] - looks[0] >= Duration::from_millis(200));
 }
 
 #[test]
@@ -876,12 +764,12 @@ fn without_permission_to_read_the_configuration_enhanced_is_told_by_the_findings
         vec![enhanced("CVE-2024-8", "MEDIUM", "NotAvailable")],
         counts,
     );
-    let fake = Fake::new("DENIED", "CONTINUOUS_SCAN", vec![Answer::Pages(vec![done])]);
+    let fake = Fake::new("ENHANCED", "CONTINUOUS_SCAN", vec![Answer::Result(done)]).denied();
     let (r, fake) = gate_fake(fake, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains(
-            "could not read the registry's scanning configuration (AccessDeniedException)"
+            "the scan type is unknown: no permission to read the registry's scanning configuration (ecr:GetRegistryScanningConfiguration)"
         ),
         "{}",
         r.stderr
@@ -895,5 +783,366 @@ fn without_permission_to_read_the_configuration_enhanced_is_told_by_the_findings
             .is_none()
     );
     // Enhanced findings are settled before they count: two agreeing polls.
-    assert!(fake.lock().unwrap().polls >= 2);
+    let f = fake.lock().unwrap();
+    assert!(f.polls >= 2);
+    // The image named without an account is in the caller's registry: no
+    // need to ask STS who the caller is.
+    assert!(!f.ops().contains(&"sts:GetCallerIdentity"), "{:?}", f.ops());
+}
+
+/// aws/aws-sdk#289: COMPLETE with no findingSeverityCounts and no
+/// enhancedFindings. When hoist cannot tell basic from enhanced scanning
+/// (the configuration may not be read), that is not a clean scan until it
+/// held still for --findings-settle.
+#[test]
+fn an_unfilled_complete_of_unknown_scan_type_passes_only_once_it_held_still() {
+    let fake = Fake::new("ENHANCED", "CONTINUOUS_SCAN", vec![complete_unfilled()]).denied();
+    let (r, fake) = gate_fake(fake, &["--findings-settle", "1s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["verdict"], "passed");
+    assert_eq!(j["scan_type"], "unknown");
+    assert!(
+        r.stderr
+            .contains("waiting for an empty result (the scan type is unknown"),
+        "{}",
+        r.stderr
+    );
+    // Not before the same empty answer had held for the whole second.
+    let looks = fake.lock().unwrap().times("DescribeImageScanFindings");
+    assert!(looks.len() >= 3, "{}", looks.len());
+    assert!(
+        looks[looks.len() - 1] - looks[0] >= Duration::from_secs(1),
+        "passed {:?} after the first look",
+        looks[looks.len() - 1] - looks[0]
+    );
+}
+
+/// The same unfilled answers for an image in another account's registry,
+/// until Inspector's findings arrive: they block. The caller's own registry
+/// is BASIC — what a gate that trusted GetRegistryScanningConfiguration
+/// would have taken as the image's scan type, passing the empty COMPLETE
+/// at once (and starting a basic scan on the way).
+#[test]
+fn another_accounts_image_gets_no_scan_start_and_its_findings_are_waited_for() {
+    let counts = json!({ "HIGH": 1 });
+    let fake = Fake::new(
+        "ENHANCED",
+        "CONTINUOUS_SCAN",
+        vec![
+            Answer::Error("ScanNotFoundException"),
+            complete_unfilled(),
+            complete_unfilled(),
+            Answer::Result(complete(
+                "enhancedFindings",
+                vec![enhanced("CVE-2024-9", "HIGH", "3.0.2-0ubuntu1.19")],
+                counts,
+            )),
+        ],
+    )
+    .elsewhere("BASIC");
+    let (r, fake) = gate_fake_image(&uri(ELSEWHERE), fake, &["--findings-settle", "5s"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["verdict"], "blocked");
+    assert_eq!(
+        j["platforms"][0]["blocking"][0]["finding"]["id"],
+        "CVE-2024-9"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "the scan type is unknown: the image is in account {ELSEWHERE}'s registry, and the scanning configuration hoist can read is its own account's ({CALLER})"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "hoist starts none in a registry whose scanning configuration it cannot read"
+        ),
+        "{}",
+        r.stderr
+    );
+    let f = fake.lock().unwrap();
+    assert_eq!(f.starts, 0, "{:?}", f.ops());
+    assert!(!f.ops().contains(&"StartImageScan"));
+    // Every image call named the image's registry (the fake answers
+    // RepositoryNotFoundException otherwise).
+    for c in f
+        .calls
+        .iter()
+        .filter(|c| ["BatchGetImage", "DescribeImageScanFindings"].contains(&c.op.as_str()))
+    {
+        assert_eq!(c.body["registryId"], ELSEWHERE, "{}", c.op);
+    }
+}
+
+#[test]
+fn another_accounts_image_that_is_never_scanned_times_out_saying_who_can_scan_it() {
+    let fake = Fake::new(
+        "BASIC",
+        "MANUAL",
+        vec![Answer::Error("ScanNotFoundException")],
+    )
+    .elsewhere("BASIC");
+    let (r, fake) = gate_fake_image(&uri(ELSEWHERE), fake, &["--timeout", "1s"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no final scan result within --timeout 1s"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("hoist starts none in another account's registry")
+            && r.stderr
+                .contains("aws ecr start-image-scan --registry-id ACCOUNT"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fake.lock().unwrap().starts, 0);
+}
+
+/// Without permission to read the configuration, an image URI naming an
+/// account is compared with the caller's own account (STS
+/// GetCallerIdentity, which needs no permission): in the caller's registry
+/// a basic scan may be started, in another's it may not.
+#[test]
+fn without_the_configuration_sts_tells_whose_registry_the_image_is_in() {
+    let script = || {
+        vec![
+            Answer::Error("ScanNotFoundException"),
+            Answer::Result(complete(
+                "findings",
+                vec![basic("CVE-5", "LOW")],
+                json!({ "LOW": 1 }),
+            )),
+        ]
+    };
+    let own = Fake::new("BASIC", "MANUAL", script()).denied();
+    let (r, fake) = gate_fake_image(&uri(CALLER), own, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = fake.lock().unwrap();
+    assert!(f.ops().contains(&"sts:GetCallerIdentity"), "{:?}", f.ops());
+    assert_eq!(f.starts, 1, "{:?}", f.ops());
+    drop(f);
+
+    let other = Fake::new("BASIC", "MANUAL", script())
+        .denied()
+        .elsewhere("BASIC");
+    let (r, fake) = gate_fake_image(&uri(ELSEWHERE), other, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = fake.lock().unwrap();
+    assert!(f.ops().contains(&"sts:GetCallerIdentity"), "{:?}", f.ops());
+    assert_eq!(f.starts, 0, "{:?}", f.ops());
+    assert!(
+        r.stderr
+            .contains(&format!("the image is in account {ELSEWHERE}'s registry")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// ECR refuses StartImageScan on a registry with enhanced scanning
+/// (ValidationException "This feature is disabled"). hoist never asks when
+/// it knows the registry is enhanced; when it could not know, the refusal
+/// tells it, and it waits for Inspector's scan — within --timeout.
+#[test]
+fn start_image_scan_refused_on_an_enhanced_registry() {
+    // Known enhanced: no StartImageScan at all.
+    let fake = Fake::new(
+        "ENHANCED",
+        "SCAN_ON_PUSH",
+        vec![
+            Answer::Error("ScanNotFoundException"),
+            Answer::Result(complete(
+                "enhancedFindings",
+                vec![enhanced("CVE-2024-10", "LOW", "1.1")],
+                json!({ "LOW": 1 }),
+            )),
+        ],
+    );
+    let (r, fake) = gate_fake(fake, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(fake.lock().unwrap().starts, 0);
+
+    // Neither configuration readable: hoist asks, ECR refuses, hoist waits
+    // for Inspector and gates on its findings.
+    let script = vec![
+        Answer::Error("ScanNotFoundException"),
+        Answer::Error("ScanNotFoundException"),
+        Answer::Result(complete(
+            "enhancedFindings",
+            vec![enhanced("CVE-2024-11", "CRITICAL", "2.0")],
+            json!({ "CRITICAL": 1 }),
+        )),
+    ];
+    let fake = Fake::new("ENHANCED", "DENIED", script).denied();
+    let (r, fake) = gate_fake(fake, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "ECR refused StartImageScan (ValidationException: This feature is disabled) as it does on registries with enhanced scanning"
+        ),
+        "{}",
+        r.stderr
+    );
+    let j = r.json();
+    assert_eq!(j["scan_type"], "enhanced");
+    assert_eq!(
+        j["platforms"][0]["blocking"][0]["finding"]["id"],
+        "CVE-2024-11"
+    );
+    let f = fake.lock().unwrap();
+    assert_eq!(f.starts, 1, "asked once, never again: {:?}", f.ops());
+    drop(f);
+
+    // And when Inspector never comes: a bounded, clear failure.
+    let fake = Fake::new(
+        "ENHANCED",
+        "DENIED",
+        vec![Answer::Error("ScanNotFoundException")],
+    )
+    .denied();
+    let (r, fake) = gate_fake(fake, &["--timeout", "1s"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no final scan result within --timeout 1s: Amazon Inspector has not registered the image yet"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fake.lock().unwrap().starts, 1);
+    assert_eq!(r.json()["verdict"], "scan-failed");
+}
+
+/// boto3#3449: enhanced findings come 100 to a page whatever maxResults
+/// says; basic findings honour it (hoist asks for 1000).
+#[test]
+fn every_page_is_read_enhanced_by_100_basic_by_max_results() {
+    let mut findings: Vec<Value> = (0..3)
+        .map(|i| enhanced(&format!("CVE-2025-{i}"), "CRITICAL", "9"))
+        .collect();
+    findings.extend((3..250).map(|i| enhanced(&format!("CVE-2025-{i}"), "LOW", "9")));
+    let active = json!({
+        "imageScanStatus": { "status": "ACTIVE", "description": "Continuous scan is selected for image." },
+        "imageScanFindings": {
+            "findingSeverityCounts": { "CRITICAL": 3, "LOW": 247 },
+            "enhancedFindings": findings
+        }
+    });
+    let fake = Fake::new("ENHANCED", "CONTINUOUS_SCAN", vec![Answer::Result(active)]);
+    let (r, fake) = gate_fake(fake, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["platforms"][0]["findings"].as_array().unwrap().len(), 250);
+    assert_eq!(j["counts"]["CRITICAL"], 3);
+    assert_eq!(j["counts"]["LOW"], 247);
+    assert_eq!(j["blocking"], 3);
+    let f = fake.lock().unwrap();
+    let describes: Vec<&fake_ecr::Call> = f
+        .calls
+        .iter()
+        .filter(|c| c.op == "DescribeImageScanFindings")
+        .collect();
+    // Each poll read three pages (two agreeing polls settle it).
+    assert_eq!(describes.len(), 3 * f.polls, "{} polls", f.polls);
+    assert!(describes.iter().all(|c| c.body["maxResults"] == 1000));
+    drop(f);
+
+    let many: Vec<Value> = (0..1050)
+        .map(|i| basic(&format!("CVE-2026-{i}"), "LOW"))
+        .collect();
+    let fake = Fake::new(
+        "BASIC",
+        "SCAN_ON_PUSH",
+        vec![Answer::Result(complete(
+            "findings",
+            many,
+            json!({ "LOW": 1050 }),
+        ))],
+    );
+    let (r, fake) = gate_fake(fake, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["counts"]["LOW"], 1050);
+    assert_eq!(
+        fake.lock()
+            .unwrap()
+            .times("DescribeImageScanFindings")
+            .len(),
+        2
+    );
+}
+
+/// issue 13: no idle waits. The first look is at once, and so is the first
+/// look after StartImageScan (a whole --poll-interval of 5 s before it would
+/// show as a gap of 5 s between the two requests); later looks back off.
+#[test]
+fn the_gate_looks_at_once_and_again_right_after_start_image_scan() {
+    let fake = Fake::new(
+        "BASIC",
+        "MANUAL",
+        vec![
+            Answer::Error("ScanNotFoundException"),
+            Answer::Result(complete(
+                "findings",
+                vec![basic("CVE-6", "LOW")],
+                json!({ "LOW": 1 }),
+            )),
+        ],
+    );
+    let (r, fake) = gate_fake(fake, &["--poll-interval", "5s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = fake.lock().unwrap();
+    let scan_calls: Vec<&str> = f
+        .ops()
+        .into_iter()
+        .filter(|o| ["DescribeImageScanFindings", "StartImageScan"].contains(o))
+        .collect();
+    assert_eq!(
+        scan_calls,
+        [
+            "DescribeImageScanFindings",
+            "StartImageScan",
+            "DescribeImageScanFindings"
+        ]
+    );
+    let half = Duration::from_millis(2500);
+    let first = f.calls[0].at;
+    let looks = f.times("DescribeImageScanFindings");
+    let start = f.times("StartImageScan")[0];
+    assert!(
+        looks[0] - first < half,
+        "first look {:?} after the first call",
+        looks[0] - first
+    );
+    assert!(
+        looks[1] - start < half,
+        "the look after StartImageScan came {:?} after it",
+        looks[1] - start
+    );
+    drop(f);
+
+    // Scan on push: the push's own scan is looked at first, then waited
+    // for with growing pauses (each at least the one before it).
+    let fake = Fake::new(
+        "BASIC",
+        "SCAN_ON_PUSH",
+        vec![
+            status("IN_PROGRESS"),
+            status("IN_PROGRESS"),
+            status("IN_PROGRESS"),
+            Answer::Result(complete("findings", vec![], json!({}))),
+        ],
+    );
+    let (r, fake) = gate_fake(fake, &["--poll-interval", "200ms"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let f = fake.lock().unwrap();
+    assert_eq!(f.starts, 0);
+    let looks = f.times("DescribeImageScanFindings");
+    assert_eq!(looks.len(), 4);
+    for (n, want_ms) in [(1, 200), (2, 300), (3, 450)] {
+        let gap = looks[n] - looks[n - 1];
+        assert!(gap >= Duration::from_millis(want_ms), "pause {n}: {gap:?}");
+    }
 }

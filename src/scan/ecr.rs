@@ -9,7 +9,7 @@ use aws_sdk_ecr::types::{
     EnhancedImageScanFinding, ImageIdentifier, ImageScanFinding, ScanFrequency,
 };
 
-use super::status::{Frequency, ScanType};
+use super::status::{ConfigRead, Frequency, ScanType};
 use super::verdict::{Finding, Severity};
 use crate::error::{ConfigError, Error};
 use crate::image::MANIFEST_TYPES;
@@ -26,9 +26,9 @@ pub struct Scan {
     pub status: String,
     pub description: Option<String>,
     pub findings: Vec<Finding>,
-    /// The sum of findingSeverityCounts.
-    pub counted: u32,
-    /// The answer carried enhanced (Inspector) findings.
+    /// The sum of findingSeverityCounts; None when the answer had none.
+    pub counted: Option<u32>,
+    /// The answer carried `enhancedFindings` (Inspector), even empty.
     pub enhanced: bool,
 }
 
@@ -38,8 +38,8 @@ pub enum Started {
     /// LimitExceededException: the image was scanned in the last 24 h (a
     /// scan on push counts), so a scan exists or is on its way.
     AlreadyScanned,
-    /// ECR will not scan it; the message says why.
-    Refused(String),
+    /// ECR refused: its error code and message.
+    Refused { code: String, message: String },
 }
 
 impl ScanApi {
@@ -60,26 +60,47 @@ impl ScanApi {
         ImageIdentifier::builder().image_digest(digest).build()
     }
 
-    /// BASIC or ENHANCED. Reading it needs ecr:GetRegistryScanningConfiguration;
-    /// without that, gate still works and judges by the findings it gets.
-    pub async fn scan_type(&self) -> ScanType {
+    /// BASIC or ENHANCED, and the registry the answer is about: this call
+    /// takes no registry id and always reads the caller's own registry.
+    /// Reading it needs ecr:GetRegistryScanningConfiguration; without that,
+    /// gate still works and judges by the findings it gets.
+    pub async fn scan_config(&self) -> ConfigRead {
         match self
             .client
             .get_registry_scanning_configuration()
             .send()
             .await
         {
-            Ok(out) => match out.scanning_configuration().and_then(|c| c.scan_type()) {
-                Some(aws_sdk_ecr::types::ScanType::Enhanced) => ScanType::Enhanced,
-                Some(aws_sdk_ecr::types::ScanType::Basic) | None => ScanType::Basic,
-                Some(_) => ScanType::Unknown,
+            Ok(out) => ConfigRead::Read {
+                scan_type: match out.scanning_configuration().and_then(|c| c.scan_type()) {
+                    Some(aws_sdk_ecr::types::ScanType::Enhanced) => ScanType::Enhanced,
+                    Some(aws_sdk_ecr::types::ScanType::Basic) | None => ScanType::Basic,
+                    Some(_) => ScanType::Unknown,
+                },
+                registry_id: out.registry_id().map(str::to_string),
             },
+            Err(e) => match e.code() {
+                Some("AccessDeniedException" | "AccessDenied") => ConfigRead::Denied,
+                code => ConfigRead::Failed(code.unwrap_or("no answer").to_string()),
+            },
+        }
+    }
+
+    /// The caller's own account (STS GetCallerIdentity, which every identity
+    /// may call: it needs no permission). None when it cannot be had.
+    pub async fn caller_account(sdk: &SdkConfig) -> Option<String> {
+        match aws_sdk_sts::Client::new(sdk)
+            .get_caller_identity()
+            .send()
+            .await
+        {
+            Ok(out) => out.account().map(str::to_string),
             Err(e) => {
-                tracing::warn!(
-                    "could not read the registry's scanning configuration ({}); judging basic or enhanced scanning by the findings",
+                tracing::debug!(
+                    "could not learn the caller's account: {}",
                     e.code().unwrap_or("no answer")
                 );
-                ScanType::Unknown
+                None
             }
         }
     }
@@ -183,6 +204,8 @@ impl ScanApi {
                 .describe_image_scan_findings()
                 .repository_name(repository)
                 .image_id(Self::image_id(digest))
+                // Basic findings honour it; enhanced findings come in pages
+                // of 100 whatever it says (boto3#3449): every page is read.
                 .max_results(1000)
                 .set_next_token(token.clone());
             if let Some(id) = &self.registry_id {
@@ -219,20 +242,19 @@ impl ScanApi {
                     .and_then(|s| s.description())
                     .map(str::to_string),
                 findings: vec![],
-                counted: 0,
+                counted: None,
                 enhanced: false,
             });
             if let Some(f) = out.image_scan_findings() {
                 if token.is_none() {
                     s.counted = f
                         .finding_severity_counts()
-                        .map(|c| c.values().map(|&n| n.max(0) as u32).sum())
-                        .unwrap_or(0);
+                        .map(|c| c.values().map(|&n| n.max(0) as u32).sum());
                 }
                 s.findings.extend(f.findings().iter().map(basic_finding));
-                if !f.enhanced_findings().is_empty() {
-                    s.enhanced = true;
-                }
+                // Present, even empty, only in an enhanced answer; absent
+                // says nothing (aws/aws-sdk#289).
+                s.enhanced |= f.enhanced_findings.is_some();
                 s.findings
                     .extend(f.enhanced_findings().iter().map(enhanced_finding));
             }
@@ -277,12 +299,14 @@ impl ScanApi {
                 } else if s.is_unsupported_image_type_exception()
                     || s.is_validation_exception()
                     || s.is_image_archived_exception()
+                    || s.is_invalid_parameter_exception()
                 {
-                    Ok(Started::Refused(format!(
-                        "ECR refused to scan the image ({}): {}",
-                        s.code().unwrap_or("refused"),
-                        s.message().unwrap_or("no reason given")
-                    )))
+                    // ValidationException is also how an enhanced registry
+                    // refuses a manual scan (status::refused decides).
+                    Ok(Started::Refused {
+                        code: s.code().unwrap_or("refused").to_string(),
+                        message: s.message().unwrap_or("no reason given").to_string(),
+                    })
                 } else if s.is_repository_not_found_exception() {
                     Err(missing_repository(repository).into())
                 } else {

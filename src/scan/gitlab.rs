@@ -121,7 +121,8 @@ pub fn render(r: &Report, started: SystemTime, finished: SystemTime) -> Value {
     }
     let scanner_name = match r.scan_type {
         super::status::ScanType::Enhanced => "Amazon Inspector (ECR enhanced scanning)",
-        _ => "Amazon ECR basic scanning",
+        super::status::ScanType::Basic => "Amazon ECR basic scanning",
+        super::status::ScanType::Unknown => "Amazon ECR image scanning",
     };
     let mut scan = json!({
         "analyzer": {

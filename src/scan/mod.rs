@@ -28,7 +28,7 @@ use crate::image::{DOCKER_LIST, Digest, OCI_INDEX};
 use crate::registry::reference::ImageRef;
 use allowlist::{AllowList, Date, Entry};
 use ecr::{ScanApi, Started};
-use status::{Frequency, Next, Observation, ScanType, Situation};
+use status::{Frequency, Next, Observation, Refusal, Registry, ScanType, Situation};
 use verdict::{Allowed, Blocking, Finding, Policy, Severity};
 
 /// `hoist gate IMAGE`: parse the image reference, then gate.
@@ -88,11 +88,35 @@ async fn gate(
     let api = ScanApi::new(sdk, image.region(), image.account().map(str::to_string));
     // Independent calls, made at once.
     let digest = image.digest.to_string();
-    let (scan_type, frequency, manifest) = tokio::join!(
-        api.scan_type(),
+    let (config, frequency, manifest) = tokio::join!(
+        api.scan_config(),
         api.frequency(&image.repository),
         api.manifest(&image.repository, &digest)
     );
+    let caller = if status::needs_caller(&config, image.account()) {
+        ScanApi::caller_account(sdk).await
+    } else {
+        None
+    };
+    let known = status::known(&config, image.account(), caller.as_deref());
+    // BatchGetRepositoryScanningConfiguration, too, reads only the caller's
+    // registry: about another one's repository it says nothing.
+    let frequency = if known.registry == Registry::Own {
+        frequency
+    } else {
+        Frequency::Unknown
+    };
+    if let Some(why) = &known.why {
+        tracing::warn!(
+            "the scan type is unknown: {why}; an empty scan result must hold still for --findings-settle before it passes{}",
+            if known.registry == Registry::Own {
+                ""
+            } else {
+                ", and hoist starts no scan in a registry whose scanning it cannot see"
+            }
+        );
+    }
+    let scan_type = known.scan_type;
     let (media_type, body) = match manifest? {
         Ok(m) => m,
         Err(missing) => visible_soon(&api, image, missing).await?,
@@ -104,8 +128,8 @@ async fn gate(
         }
     };
     say(format!(
-        "gate: {image}: {} scanning{}, waiting up to {}",
-        scan_type.name(),
+        "gate: {image}: {}{}, waiting up to {}",
+        scan_type.described(),
         if targets.len() > 1 || targets[0].platform.is_some() {
             format!(
                 ", {} platforms ({})",
@@ -129,7 +153,8 @@ async fn gate(
             t,
             scan_type,
             frequency,
-            deadline,
+            known.registry,
+            (deadline, timeout),
             opts,
             mode,
             &say,
@@ -328,14 +353,18 @@ enum Obtained {
 }
 
 /// Poll one image's scan until it is final, unavailable, or the deadline.
+/// The first look is at once (after the push, the scan may be done
+/// already), and so is the first look after StartImageScan; the pauses
+/// between later looks grow (status::pause).
 #[allow(clippy::too_many_arguments)]
 async fn wait_for_scan(
     api: &ScanApi,
     repository: &str,
     t: &Target,
-    scan_type: ScanType,
+    mut scan_type: ScanType,
     frequency: Frequency,
-    deadline: Instant,
+    registry: Registry,
+    (deadline, timeout): (Instant, Duration),
     opts: &GateOptions,
     mode: Mode,
     say: &(dyn Fn(String) + Sync),
@@ -344,29 +373,51 @@ async fn wait_for_scan(
     let who = t.platform.clone().unwrap_or_else(|| "image".into());
     let began = Instant::now();
     let mut started = false;
-    let mut complete_since: Option<Instant> = None;
-    let mut previous: Option<Vec<(String, Option<String>, Severity)>> = None;
+    // The result as last seen (status, findings, counts) and since when,
+    // while it is COMPLETE/ACTIVE: "held still" is measured from its last
+    // change, not from the first COMPLETE.
+    type Seen = (
+        String,
+        Vec<(String, Option<String>, Severity)>,
+        Option<u32>,
+        bool,
+    );
+    let mut previous: Option<Seen> = None;
+    let mut held_since: Option<Instant> = None;
+    let mut seen = false;
     let mut last_message = String::new();
     let mut last_status: Option<String> = None;
-    let mut poll = 0u32;
+    let mut looks = 0u32;
     loop {
+        let now = Instant::now();
+        let pause = status::pause(looks, opts.poll_interval);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
+        }
+        looks += 1;
         let scan = api.findings(repository, &digest).await?;
         let observation = match &scan {
-            None => Observation::NotFound,
+            None => {
+                previous = None;
+                held_since = None;
+                Observation::NotFound
+            }
             Some(s) => {
+                seen = true;
                 let mut ids: Vec<_> = s
                     .findings
                     .iter()
                     .map(|f| (f.id.clone(), f.package.clone(), f.severity))
                     .collect();
                 ids.sort();
-                let unchanged = previous.as_ref() == Some(&ids);
-                previous = Some(ids);
-                if matches!(s.status.as_str(), "COMPLETE" | "ACTIVE") {
-                    complete_since.get_or_insert_with(Instant::now);
-                } else {
-                    complete_since = None;
+                let this: Seen = (s.status.clone(), ids, s.counted, s.enhanced);
+                let unchanged = previous.as_ref() == Some(&this);
+                if !matches!(s.status.as_str(), "COMPLETE" | "ACTIVE") {
+                    held_since = None;
+                } else if !unchanged || held_since.is_none() {
+                    held_since = Some(Instant::now());
                 }
+                previous = Some(this);
                 last_status = Some(s.status.clone());
                 Observation::Status {
                     status: s.status.clone(),
@@ -381,38 +432,38 @@ async fn wait_for_scan(
         let situation = Situation {
             scan_type,
             frequency,
+            registry,
             started,
             waited: began.elapsed(),
-            complete_for: complete_since.map(|c| c.elapsed()),
+            held: held_since.map(|c| c.elapsed()),
             settle: opts.findings_settle,
         };
-        let message = match status::next(&observation, &situation, repository) {
-            Next::Done => {
-                let s = scan.expect("Done follows a status");
+        let message = match (status::next(&observation, &situation, repository), scan) {
+            (Next::Done, Some(s)) => {
                 return Ok(Obtained::Findings {
                     status: s.status,
-                    description: s.description,
+                    description: s.description.map(|d| status::outside(&d)),
                     findings: s.findings,
                     enhanced: s.enhanced || scan_type == ScanType::Enhanced,
                 });
             }
-            Next::Unavailable { message, hint } => {
+            (Next::Unavailable { message, hint }, _) => {
                 return Ok(Obtained::Unavailable {
                     status: last_status,
                     message,
                     hint,
                 });
             }
-            Next::StartScan if mode == Mode::Look => {
+            (Next::StartScan, _) if mode == Mode::Look => {
                 return Ok(Obtained::Unavailable {
                     status: None,
                     message: "no scan of this image yet (a dry run starts none)".into(),
                     hint: "the real run starts the scan and waits for it".into(),
                 });
             }
-            Next::StartScan => {
+            (Next::StartScan, _) => {
                 started = true;
-                match api.start_scan(repository, &digest).await? {
+                let said = match api.start_scan(repository, &digest).await? {
                     Started::Started => {
                         "no scan yet: asked ECR to scan the image (StartImageScan)".to_string()
                     }
@@ -420,40 +471,46 @@ async fn wait_for_scan(
                         "ECR says the image was scanned in the last 24 hours; waiting for that scan"
                             .to_string()
                     }
-                    Started::Refused(why) => {
-                        return Ok(Obtained::Unavailable {
-                            status: None,
-                            message: why,
-                            hint: "basic scanning needs an image whose operating system ECR knows; enhanced scanning scans on push by itself".into(),
-                        });
+                    Started::Refused { code, message } => {
+                        match status::refused(scan_type, &code, &message) {
+                            Refusal::Enhanced(m) => {
+                                scan_type = ScanType::Enhanced;
+                                m
+                            }
+                            Refusal::Unavailable { message, hint } => {
+                                return Ok(Obtained::Unavailable {
+                                    status: None,
+                                    message,
+                                    hint,
+                                });
+                            }
+                        }
                     }
-                }
+                };
+                // Look again at once: the scan may be quick, and a
+                // refusal says the registry scans by itself.
+                looks = 0;
+                said
             }
-            Next::Wait(m) => m,
+            (Next::Wait(m), _) => m,
+            // Done always follows a status; should it not, look again.
+            (Next::Done, None) => "waiting for ECR to report the scan".to_string(),
         };
         if message != last_message {
             say(format!("gate: {who}: {message}"));
             last_message = message.clone();
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Ok(Obtained::Unavailable {
                 status: last_status,
                 message: format!(
                     "no final scan result within --timeout {}: {message}",
-                    show_duration(opts_timeout(deadline, began))
+                    show_duration(timeout)
                 ),
-                hint: "re-run hoist gate (it picks up the same scan), or raise --timeout".into(),
+                hint: status::timeout_hint(&situation, seen),
             });
         }
-        tokio::time::sleep(status::backoff(poll, opts.poll_interval).min(deadline - now)).await;
-        poll += 1;
     }
-}
-
-/// The whole wait this image had (for the timeout message).
-fn opts_timeout(deadline: Instant, began: Instant) -> Duration {
-    deadline.saturating_duration_since(began)
 }
 
 fn check_writable(path: Option<&Path>, flag: &str) -> Result<(), ConfigError> {

@@ -59,10 +59,10 @@ impl Report {
     /// every blocking finding with its reason.
     pub fn log(&self) -> String {
         let mut out = format!(
-            "gate {}: {} ({} scanning, {})",
+            "gate {}: {} ({}, {})",
             self.verdict.name(),
             self.image,
-            self.scan_type.name(),
+            self.scan_type.described(),
             self.policy_text()
         );
         for p in &self.platforms {
@@ -146,7 +146,7 @@ impl Report {
     /// The step summary (GitHub's $GITHUB_STEP_SUMMARY).
     pub fn markdown(&self) -> String {
         let mut md = format!(
-            "### hoist gate: {}\n\n`{}` — {} scanning, {}\n\n",
+            "### hoist gate: {}\n\n`{}` — {}, {}\n\n",
             match self.verdict {
                 GateVerdict::Passed => "passed ✅",
                 GateVerdict::Blocked => "blocked ❌",
