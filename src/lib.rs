@@ -11,6 +11,7 @@ pub mod cli;
 pub mod deploy;
 pub mod env;
 pub mod error;
+pub mod files;
 pub mod image;
 pub mod net;
 pub mod progress;
@@ -85,8 +86,18 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Command::Rollback(args) => Outcome::Rollback(deploy::rollback(&ctx, &args).await?),
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
-    for warning in ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref()) {
-        tracing::warn!("{warning}");
+    // Outputs a later step cannot read are a failed step, not a warning:
+    // the pipeline would go on without the digest it needs.
+    let problems = ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref());
+    if !problems.is_empty() {
+        eprintln!("{}", outcome.log());
+        return Err(ConfigError::new(format!(
+            "the outputs could not be handed to {}: {}",
+            ci.name(),
+            problems.join("; ")
+        ))
+        .hint("the work above is done (re-running is safe); check that the CI system's output files (e.g. $GITHUB_OUTPUT) and --dotenv are writable")
+        .into());
     }
     Ok(outcome)
 }
@@ -167,10 +178,7 @@ async fn doctor(
     let (policy_accepts, policy_findings) = match &args.trust_policy {
         None => (None, vec![]),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(format!("--trust-policy {} cannot be read", path.display()))
-                    .source(e)
-            })?;
+            let text = files::read_to_string(path, "--trust-policy", files::POLICY)?;
             let input: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                 ConfigError::new(format!("--trust-policy {} is not JSON", path.display())).source(e)
             })?;

@@ -37,29 +37,85 @@ fn install_panic_hook() {
     }));
 }
 
+/// The HTTP and SDK plumbing: at debug and trace their dumps carry
+/// signed headers, tokens, and response bodies with credentials in them
+/// (GetAuthorizationToken's password, STS's keys). Whatever filter the user
+/// gives (`HOIST_LOG=trace`), they never log above info.
+const PLUMBING: &[&str] = &[
+    "aws_smithy",
+    "aws_sigv4",
+    "aws_config",
+    "aws_credential_types",
+    "aws_sdk_",
+    "aws_runtime",
+    "hyper",
+    "reqwest",
+    "h2",
+    "rustls",
+    "tower",
+];
+
+fn is_plumbing(target: &str) -> bool {
+    PLUMBING.iter().any(|p| target.starts_with(p))
+}
+
+/// stderr, with every secret hoist knows scrubbed from each line: the last
+/// guard, should a secret ever reach a log line by some other path.
+struct Scrubbed;
+
+impl std::io::Write for Scrubbed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(hoist::secret::scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn init_logging(verbose: u8, user_filter: Option<&str>) {
+    use tracing_subscriber::prelude::*;
+    let level = match verbose {
+        0 => "warn,hoist=info",
+        1 => "info,hoist=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(user_filter.unwrap_or(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let cap = tracing_subscriber::filter::filter_fn(|m| {
+        !(is_plumbing(m.target()) && *m.level() > tracing::Level::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(|| Scrubbed)
+                .with_ansi(std::io::stderr().is_terminal())
+                .without_time()
+                .with_target(false)
+                .with_filter(filter)
+                .with_filter(cap),
+        )
+        .init();
+}
+
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     let env = Env::from_process();
-    let level = match cli.global.verbose {
-        0 => "warn,hoist=info",
-        1 => "info,hoist=debug",
-        // Never the HTTP and SDK plumbing at debug: their request dumps
-        // carry signed headers and session tokens.
-        _ => {
-            "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_sigv4=info,hyper=info,hyper_util=info,reqwest=info,h2=info,rustls=info"
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(env.get("HOIST_LOG").unwrap_or(level))
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .with_target(false)
-        .init();
+    init_logging(cli.global.verbose, env.get("HOIST_LOG"));
+    if env.get("LOG_SENSITIVE_BODIES").is_some() {
+        // The AWS SDK logs whole request and response bodies — STS's
+        // credentials among them — when this is set. hoist's log filter
+        // never lets the SDK's body dumps through, and the variable is
+        // dropped so no other path can honour it.
+        // SAFETY: no other thread exists yet (the runtime starts below).
+        unsafe { std::env::remove_var("LOG_SENSITIVE_BODIES") };
+        tracing::warn!(
+            "ignoring LOG_SENSITIVE_BODIES: hoist never logs request or response bodies, which carry credentials"
+        );
+    }
 
     let format = cli.global.output;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -87,7 +143,7 @@ fn main() -> ExitCode {
                     serde_json::json!({ "error": e.to_string(), "hint": e.hint(), "exit_code": e.class().exit_code() })
                 );
             }
-            eprintln!("{}", e.report());
+            eprintln!("{}", hoist::secret::scrub(&e.report()));
             ExitCode::from(e.class().exit_code())
         }
     }

@@ -47,10 +47,13 @@ impl Network {
         let ca_bundle = match env.get("AWS_CA_BUNDLE") {
             None => None,
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    ConfigError::new(format!("AWS_CA_BUNDLE names {path}, which cannot be read"))
-                        .source(e)
-                        .hint("point AWS_CA_BUNDLE at a PEM file of CA certificates, or unset it")
+                let pem = crate::files::read(
+                    std::path::Path::new(path),
+                    "AWS_CA_BUNDLE",
+                    crate::files::CA_BUNDLE,
+                )
+                .map_err(|e| {
+                    e.hint("point AWS_CA_BUNDLE at a PEM file of CA certificates, or unset it")
                 })?;
                 match reqwest::Certificate::from_pem_bundle(&pem) {
                     Ok(certs) if !certs.is_empty() => {}
@@ -134,9 +137,31 @@ impl Network {
         if let Some(t) = read_timeout {
             b = b.read_timeout(t);
         }
-        if !follow_redirects {
-            b = b.redirect(reqwest::redirect::Policy::none());
-        }
+        b = b.redirect(if follow_redirects {
+            // Up to five, never to plain http off loopback (reqwest drops
+            // credentials on a change of host; this keeps a token request
+            // from being sent in the clear at all).
+            reqwest::redirect::Policy::custom(|attempt| {
+                let url = attempt.url();
+                let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                    || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                    || url.host_str() == Some("localhost");
+                if url.scheme() != "https" && !loopback {
+                    let why = format!(
+                        "refusing a redirect to {}://{}",
+                        url.scheme(),
+                        url.host_str().unwrap_or_default()
+                    );
+                    attempt.error(why)
+                } else if attempt.previous().len() >= 5 {
+                    attempt.error("more than 5 redirects")
+                } else {
+                    attempt.follow()
+                }
+            })
+        } else {
+            reqwest::redirect::Policy::none()
+        });
         if let Some((_, pem)) = &self.ca_bundle {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ConfigError::new("AWS_CA_BUNDLE could not be parsed").source(e))?;
@@ -178,23 +203,22 @@ impl Network {
             .build()
             .map_err(|e| ConfigError::new("could not set up TLS for the AWS APIs").source(e))?;
         let proxy = self.sdk_proxy()?;
-        Ok(
-            aws_smithy_http_client::Builder::new().build_with_connector_fn(
-                move |settings, components| {
-                    let mut b = Connector::builder()
-                        .tls_provider(tls::Provider::Rustls(
-                            tls::rustls_provider::CryptoMode::AwsLc,
-                        ))
-                        .tls_context(ctx.clone())
-                        .proxy_config(proxy.clone());
-                    b.set_connector_settings(settings.cloned());
-                    if let Some(c) = components {
-                        b.set_sleep_impl(c.sleep_impl());
-                    }
-                    b.build()
-                },
-            ),
-        )
+        let client = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+            move |settings, components| {
+                let mut b = Connector::builder()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .tls_context(ctx.clone())
+                    .proxy_config(proxy.clone());
+                b.set_connector_settings(settings.cloned());
+                if let Some(c) = components {
+                    b.set_sleep_impl(c.sleep_impl());
+                }
+                b.build()
+            },
+        );
+        Ok(SharedHttpClient::new(Bounded(client)))
     }
 
     /// Every trusted root: the system's, then AWS_CA_BUNDLE's. Waits for the
@@ -253,4 +277,48 @@ fn load_native_roots() -> Vec<Vec<u8>> {
         .into_iter()
         .map(|c| c.to_vec())
         .collect()
+}
+
+/// The most of one AWS answer hoist reads: far above any real one (a page
+/// of scan findings, a 4 MiB manifest in BatchGetImage, a 6 MB invocation
+/// result), far below what hurts. An endpoint that sends more — or never
+/// stops — fails that call instead of filling memory (the SDK would read an
+/// error body whole).
+pub const MAX_AWS_BODY: usize = 16 * 1024 * 1024;
+
+/// The SDK's HTTP client, with every response body cut off at
+/// [`MAX_AWS_BODY`].
+#[derive(Debug)]
+struct Bounded(SharedHttpClient);
+
+impl aws_smithy_runtime_api::client::http::HttpClient for Bounded {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(BoundedConnector(
+            self.0.http_connector(settings, components),
+        ))
+    }
+}
+
+#[derive(Debug)]
+struct BoundedConnector(aws_smithy_runtime_api::client::http::SharedHttpConnector);
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for BoundedConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let answer = self.0.call(request);
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            let mut res = answer.await?;
+            let body = res.take_body();
+            *res.body_mut() = aws_smithy_types::body::SdkBody::from_body_1_x(
+                http_body_util::Limited::new(body, MAX_AWS_BODY),
+            );
+            Ok(res)
+        })
+    }
 }

@@ -47,22 +47,29 @@ pub async fn aws_config(
     let session_policy = match &g.session_policy {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(format!(
-                    "--session-policy {} cannot be read",
-                    path.display()
-                ))
-                .source(e)
-            })?;
-            if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+            let text =
+                crate::files::read_to_string(path, "--session-policy", crate::files::POLICY)?;
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
                 return Err(ConfigError::new(format!(
                     "--session-policy {} is not JSON",
                     path.display()
                 ))
                 .hint("give an IAM policy document")
                 .into());
+            };
+            // STS counts the characters it is sent: send it without the
+            // file's indentation, and check its limit here, before any call.
+            let packed = doc.to_string();
+            if packed.len() > 2048 {
+                return Err(ConfigError::new(format!(
+                    "--session-policy {} is {} characters without whitespace; STS takes at most 2048",
+                    path.display(),
+                    packed.len()
+                ))
+                .hint("narrow it with fewer statements, or wildcards in resource ARNs")
+                .into());
             }
-            Some(text)
+            Some(packed)
         }
     };
     let region = base.region().map(|r| r.to_string());

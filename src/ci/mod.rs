@@ -106,6 +106,8 @@ impl Ci {
     /// The command goes to stderr: the runner reads workflow commands from
     /// both streams, and stdout carries the digest for `$(hoist push …)`.
     pub fn mask(&self, secret: &str) {
+        // hoist scrubs it from any outside text it prints, whatever the CI.
+        crate::secret::register(secret);
         if let Ci::GitHub(_) = self {
             for line in secret.lines().filter(|l| !l.trim().is_empty()) {
                 eprintln!("::add-mask::{line}");
@@ -177,10 +179,11 @@ pub fn write_dotenv(path: &Path, outputs: &Outputs) -> std::io::Result<()> {
         .iter()
         .map(|(k, v)| (Outputs::env_name(k), v.as_str()))
         .collect();
-    let existing = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
+    let existing = if path.exists() {
+        crate::files::read_to_string(path, "the dotenv file", crate::files::DOTENV)
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    } else {
+        String::new()
     };
     let mut text = String::new();
     for line in existing.lines() {

@@ -130,13 +130,33 @@ impl TokenSource {
         };
         match self {
             TokenSource::File(path) => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|e| AuthError::NoToken {
-                    why: format!("the token file {} cannot be read: {e}", path.display()),
+                let path = path.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    crate::files::read_to_string(&path, "the token file", crate::files::TOKEN)
+                })
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                let text = read.map_err(|e| AuthError::NoToken {
+                    why: e.to_string(),
                     hint: "check --id-token-file / AWS_WEB_IDENTITY_TOKEN_FILE (Jenkins: the credential must be bound as a file)".into(),
                 })?;
-                Ok(Secret::new(text.trim()))
+                let token = Secret::new(text.trim());
+                crate::secret::register(token.reveal());
+                Ok(token)
             }
-            TokenSource::Var { value, .. } => Ok(value.clone()),
+            TokenSource::Var { name, value } => {
+                if value.reveal().len() as u64 > crate::files::TOKEN {
+                    return Err(AuthError::NoToken {
+                        why: format!(
+                            "${name} holds {} characters, more than an OIDC token for STS can have (20,000)",
+                            value.reveal().len()
+                        ),
+                        hint: "check that --id-token-env names the variable holding the job's OIDC token".into(),
+                    });
+                }
+                crate::secret::register(value.reveal());
+                Ok(value.clone())
+            }
             TokenSource::GitHub { url, bearer } => {
                 // The URL already carries a query string.
                 let mut u = url::Url::parse(url).map_err(|e| {
@@ -172,6 +192,7 @@ impl TokenSource {
                         false,
                     )
                 })?;
+                crate::secret::register(&a.value);
                 Ok(Secret::new(a.value))
             }
             TokenSource::Buildkite { lifetime_secs } => {
@@ -185,8 +206,13 @@ impl TokenSource {
                         &lifetime_secs.to_string(),
                     ])
                     .stdin(Stdio::null())
-                    .output()
+                    .kill_on_drop(true)
+                    .output();
+                // The agent asks its server for the token; a hung agent
+                // must not hang the job.
+                let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
                     .await
+                    .map_err(|_| failed("buildkite-agent gave no token within 60 s".into(), true))?
                     .map_err(|e| AuthError::NoToken {
                         why: format!("buildkite-agent cannot be run: {e}"),
                         hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH"
@@ -199,7 +225,9 @@ impl TokenSource {
                         false,
                     ));
                 }
-                Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+                let token = Secret::new(String::from_utf8_lossy(&out.stdout).trim());
+                crate::secret::register(token.reveal());
+                Ok(token)
             }
         }
     }

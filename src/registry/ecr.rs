@@ -257,12 +257,20 @@ impl Ecr {
     /// could not check.
     pub async fn creation_templates(&self) -> Result<Templates, RegistryError> {
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .describe_repository_creation_templates()
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
+        // One retry at most: this only decides what to say about a missing
+        // repository, and an emulator without the operation answers 500.
+        let mut token: Option<String> = None;
+        loop {
+            let page =
+                self.client
+                    .describe_repository_creation_templates()
+                    .set_next_token(token.take())
+                    .customize()
+                    .config_override(aws_sdk_ecr::config::Config::builder().retry_config(
+                        aws_config::retry::RetryConfig::standard().with_max_attempts(2),
+                    ))
+                    .send()
+                    .await;
             let page = match page {
                 Ok(p) => p,
                 Err(e) => {
@@ -274,6 +282,10 @@ impl Ecr {
                         (SdkError::ServiceError(_), c) if !c.is_empty() => {
                             format!("ECR answered {c}")
                         }
+                        (SdkError::ServiceError(s), _) => format!(
+                            "the ECR API answered {} (an emulator without the operation?)",
+                            s.raw().status().as_u16()
+                        ),
                         _ => return Err(aws_error("ecr:DescribeRepositoryCreationTemplates", e)),
                     };
                     tracing::debug!(
@@ -297,8 +309,11 @@ impl Ecr {
                     lifecycle_policy: t.lifecycle_policy().map(str::to_string),
                 });
             }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(Templates::Listed(out)),
+            }
         }
-        Ok(Templates::Listed(out))
     }
 
     /// The repository's lifecycle policy text, if it has one and it can be

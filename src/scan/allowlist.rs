@@ -154,9 +154,7 @@ const EXAMPLE: &str = "[[allow]] entries with id = \"CVE-…\", reason = \"why i
 
 impl AllowList {
     pub fn load(path: &Path) -> Result<AllowList, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(format!("--allowlist {} cannot be read", path.display())).source(e)
-        })?;
+        let text = crate::files::read_to_string(path, "--allowlist", crate::files::ALLOWLIST)?;
         AllowList::parse(&text, &path.display().to_string())
     }
 

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod fixtures;
 pub mod forward_proxy;
 pub mod lambda;
+pub mod misbehaving;
 pub mod proxy;
 pub mod server;
 
@@ -134,6 +135,76 @@ pub fn hoist(args: &[&str], extra: &[(&str, &str)]) -> Run {
     hoist_in(None, args, extra)
 }
 
+/// hoist, measured: its run, and its peak resident memory in MiB (VmHWM,
+/// read from /proc while it runs). A run still going after `deadline` is
+/// killed and the test fails: what is checked is that hoist stops by itself.
+pub fn hoist_measured(
+    args: &[&str],
+    extra: &[(&str, &str)],
+    deadline: std::time::Duration,
+) -> (Run, u64) {
+    let l = local();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    cmd.args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(&l.vars);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("hoist runs");
+    // Drain the pipes on threads, so a chatty hoist cannot block on them.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut b).ok();
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut b).ok();
+        b
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("hoist {args:?} was still running after {deadline:?}: it must stop by itself");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    };
+    assert_no_secrets(&run, args.contains(&"--export"));
+    (run, peak_kib / 1024)
+}
+
 pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Run {
     let l = local();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
@@ -165,7 +236,11 @@ pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Ru
 /// which exists to hand credentials over.
 pub fn assert_no_secrets(run: &Run, exporting: bool) {
     let l = local();
-    let mut secrets = vec![l.password.clone()];
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", l.password))
+    };
+    let mut secrets = vec![l.password.clone(), basic];
     for k in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
         if let Some(v) = l.vars.get(k) {
             if v.len() >= 8 {
