@@ -1,11 +1,17 @@
 //! `hoist deploy` and `hoist rollback` against moto's Lambda, CloudWatch and
 //! IAM, with images pushed to the local registry (which plays ECR's
-//! registry endpoint). What moto does not emulate — updates that stay
-//! InProgress or fail, ResourceConflictException, a stale RevisionId,
-//! throttling with retryAfterSeconds, invoking an image function — is played
-//! by a Lambda endpoint in the test (AWS_ENDPOINT_URL_LAMBDA) that forwards
-//! to moto and answers the recorded responses where the scenario says so;
-//! it records every request, so a test can prove what was (not) written.
+//! registry endpoint). moto is kinder than Lambda: it checks no routing
+//! rule, keeps no dead-letter queue, takes any CodeSha256, always reports
+//! Active/Successful and has no provisioned concurrency. So deploys go
+//! through a Lambda endpoint in the test (AWS_ENDPOINT_URL_LAMBDA) that
+//! forwards to moto but refuses what Lambda refuses and plays what moto
+//! lacks (`lambda_rules`), and that answers recorded responses where a
+//! scenario says so (updates that stay InProgress or fail, reason codes,
+//! ResourceConflictException, a stale RevisionId, throttling with
+//! retryAfterSeconds, Pending versions, invoking an image function). It
+//! records every request, so a test can prove what was (not) written. Log
+//! alarms, which moto lacks, are played by a CloudWatch endpoint the same
+//! way.
 
 mod common;
 
@@ -618,6 +624,8 @@ fn all_at_once_then_the_same_digest_again_then_rollback() {
 fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
     let (repo, first) = push_image("amd64");
     let f = function(&repo, &first, "x86_64");
+    // Through the endpoint that refuses what Lambda refuses.
+    let fake = FakeLambda::start(forward());
     // A new alias, on the first deploy to it.
     let (_, second) = push_image("amd64");
     let _ = second;
@@ -632,7 +640,7 @@ fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     let r = run.ok().json();
     assert_eq!(r["result"], "deployed", "{r}");
@@ -653,7 +661,7 @@ fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
         &format!("{repo}@{next}"),
         &f,
         &["--strategy", "canary:20%:2s", "--alarm", &name],
-        &[],
+        &fake.env(),
     );
     let r = run.ok().json();
     assert_eq!(r["result"], "deployed", "{r}");
@@ -686,6 +694,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
     let name = unique("alarm");
     alarm(&name);
     let image = format!("{repo}@{next}");
+    let fake = FakeLambda::start(forward());
     let child = spawn(
         &[
             "deploy",
@@ -701,7 +710,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     let split = wait_for_split(&f);
     assert_eq!(split.values().copied().collect::<Vec<_>>(), vec![0.1]);
@@ -743,6 +752,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
 #[test]
 fn sigterm_during_the_bake_restores_the_previous_routing() {
     let (repo, f, _, next) = function_and_next_build();
+    let fake = FakeLambda::start(forward());
     let child = spawn(
         &[
             "deploy",
@@ -756,7 +766,7 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     wait_for_split(&f);
     let killed = Command::new("kill")
@@ -1102,7 +1112,18 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
             .any(|p| p.contains(&name) && p.contains("Errors metric")),
         "{plan:?}"
     );
+    // Each preflight check, in the plan.
+    for want in [
+        "check: region: the image and function".to_string(),
+        format!("check: pull: same account; repository {repo} (account 123456789012) has no policy: Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy"),
+        "check: weighted routing: version 1 and the new version share the execution role and the dead-letter queue (none)".to_string(),
+        "check: provisioned concurrency: none on alias live".to_string(),
+        format!("check: alarms: {name} (metric alarm, OK)"),
+    ] {
+        assert!(plan.iter().any(|p| p.starts_with(&want)), "{want}: {plan:?}");
+    }
     assert!(fake.count("GetAlias") >= 1);
+    assert!(fake.count("GetProvisionedConcurrencyConfig") >= 1);
     assert_eq!(
         fake.writes(),
         Vec::<String>::new(),
@@ -2083,4 +2104,167 @@ fn a_repository_policy_that_denies_lambda_is_refused_first() {
         ],
     );
     assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+/// The CloudWatch endpoint of the log-alarm tests
+/// (AWS_ENDPOINT_URL_CLOUDWATCH): it forwards to moto (metric alarms,
+/// metrics) and plays one log alarm, which moto does not have — in the
+/// `LogAlarms` list of the awsQuery DescribeAlarms answer, and only when the
+/// request asks for AlarmTypes LogAlarm, as CloudWatch does (without it only
+/// metric alarms come back).
+struct FakeCloudWatch {
+    /// (StateValue, StateReason) of the log alarm.
+    state: Arc<Mutex<(String, String)>>,
+    /// For each DescribeAlarms naming the log alarm: whether it asked for
+    /// log alarms.
+    asked: Arc<Mutex<Vec<bool>>>,
+    _server: server::Running,
+    url: String,
+}
+
+impl FakeCloudWatch {
+    fn start(log_alarm: &str) -> FakeCloudWatch {
+        let state = Arc::new(Mutex::new((
+            "OK".to_string(),
+            "No log lines matched the query".to_string(),
+        )));
+        let asked: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let moto = local().vars["AWS_ENDPOINT_URL"].clone();
+        let client = reqwest::Client::new();
+        let (st, ask, name) = (state.clone(), asked.clone(), log_alarm.to_string());
+        let running = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (state, asked, name, client, moto) = (
+                st.clone(),
+                ask.clone(),
+                name.clone(),
+                client.clone(),
+                moto.clone(),
+            );
+            async move {
+                use http_body_util::BodyExt;
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .to_bytes();
+                let form: Vec<(String, String)> =
+                    url::form_urlencoded::parse(&bytes).into_owned().collect();
+                let has = |k: &str, v: &str| {
+                    form.iter()
+                        .any(|(fk, fv)| fk.starts_with(k) && fv.as_str() == v)
+                };
+                let mut out = client.post(format!("{moto}{}", parts.uri.path()));
+                for (k, v) in &parts.headers {
+                    if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
+                        out = out.header(k, v);
+                    }
+                }
+                let res = out
+                    .body(bytes.to_vec())
+                    .send()
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let status = res.status().as_u16();
+                let mut text = res.text().await.map_err(std::io::Error::other)?;
+                if has("Action", "DescribeAlarms") && has("AlarmNames.member.", &name) {
+                    let wanted = has("AlarmTypes.member.", "LogAlarm");
+                    asked.lock().unwrap().push(wanted);
+                    if wanted {
+                        let (value, reason) = state.lock().unwrap().clone();
+                        let member = format!(
+                            "<LogAlarms><member><AlarmName>{name}</AlarmName><AlarmArn>arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}</AlarmArn><ScheduledQueryConfiguration><QueryString>fields @message | filter @message like /ERROR/</QueryString></ScheduledQueryConfiguration><StateValue>{value}</StateValue><StateReason>{}</StateReason><Threshold>1.0</Threshold></member></LogAlarms>",
+                            reason
+                                .replace('&', "&amp;")
+                                .replace('<', "&lt;")
+                                .replace('>', "&gt;")
+                        );
+                        text = text.replacen(
+                            "</DescribeAlarmsResult>",
+                            &format!("{member}</DescribeAlarmsResult>"),
+                            1,
+                        );
+                    }
+                }
+                let mut r = server::full(status, &text);
+                r.headers_mut()
+                    .insert("Content-Type", "text/xml".parse().unwrap());
+                Ok::<hyper::Response<Body>, std::io::Error>(r)
+            }
+        });
+        let url = format!("http://{}", running.addr);
+        FakeCloudWatch {
+            state,
+            asked,
+            _server: running,
+            url,
+        }
+    }
+
+    fn set(&self, value: &str, reason: &str) {
+        *self.state.lock().unwrap() = (value.into(), reason.into());
+    }
+}
+
+/// A CloudWatch log alarm is watched like the others: named in the plan,
+/// and in ALARM during a bake it rolls the alias back.
+#[test]
+fn a_log_alarm_in_alarm_rolls_the_alias_back() {
+    let (repo, f, _, next) = function_and_next_build();
+    let image = format!("{repo}@{next}");
+    let name = unique("logs");
+    let cw = FakeCloudWatch::start(&name);
+    let fake = FakeLambda::start(forward());
+    let mut env = fake.env();
+    env.push(("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url.as_str()));
+
+    let run = deploy(
+        &image,
+        &f,
+        &["--dry-run", "--strategy", "canary:10%:1m", "--alarm", &name],
+        &env,
+    );
+    let p = plan(&run.ok().json());
+    assert!(
+        p.contains(&format!("check: alarms: {name} (log alarm, OK)")),
+        "{p:?}"
+    );
+
+    let child = spawn(
+        &[
+            "deploy",
+            &image,
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:60s",
+            "--alarm",
+            &name,
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    wait_for_split(&f);
+    cw.set("ALARM", "Threshold Crossed: 4 log lines matched ERROR");
+    let run = finish(child);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let r = run.json();
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert_eq!(r["alarm"], name.as_str());
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("4 log lines matched ERROR"),
+        "{r}"
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+    let asked = cw.asked.lock().unwrap().clone();
+    assert!(
+        asked.len() >= 3 && asked.iter().all(|a| *a),
+        "every DescribeAlarms asked for log alarms: {asked:?}"
+    );
 }
