@@ -858,9 +858,13 @@ async fn repository_policy(
         .await
     {
         Ok(p) => pull::PolicyRead::Text(p.policy_text().map(str::to_string)),
+        // No policy; or (a `ship --dry-run` with --create-repository) no
+        // repository yet, which the push creates without one.
         Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_repository_policy_not_found_exception()) =>
+            if e.as_service_error().is_some_and(|s| {
+                s.is_repository_policy_not_found_exception()
+                    || s.is_repository_not_found_exception()
+            }) =>
         {
             pull::PolicyRead::Text(None)
         }
