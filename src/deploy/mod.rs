@@ -247,6 +247,9 @@ async fn deploy(
         }
         .into());
     }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
 
     // Where the alias starts, and is there anything to do?
     let serving = match &alias {
