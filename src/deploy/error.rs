@@ -20,7 +20,7 @@ pub enum DeployError {
         class: Class,
         hint: Option<String>,
     },
-    #[error("the image cannot run on function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
+    #[error("the image cannot be deployed to function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
     Preflight {
         function: String,
         problems: Vec<Problem>,
