@@ -1,11 +1,17 @@
 //! `hoist deploy` and `hoist rollback` against moto's Lambda, CloudWatch and
 //! IAM, with images pushed to the local registry (which plays ECR's
-//! registry endpoint). What moto does not emulate — updates that stay
-//! InProgress or fail, ResourceConflictException, a stale RevisionId,
-//! throttling with retryAfterSeconds, invoking an image function — is played
-//! by a Lambda endpoint in the test (AWS_ENDPOINT_URL_LAMBDA) that forwards
-//! to moto and answers the recorded responses where the scenario says so;
-//! it records every request, so a test can prove what was (not) written.
+//! registry endpoint). moto is kinder than Lambda: it checks no routing
+//! rule, keeps no dead-letter queue, takes any CodeSha256, always reports
+//! Active/Successful and has no provisioned concurrency. So deploys go
+//! through a Lambda endpoint in the test (AWS_ENDPOINT_URL_LAMBDA) that
+//! forwards to moto but refuses what Lambda refuses and plays what moto
+//! lacks (`lambda_rules`), and that answers recorded responses where a
+//! scenario says so (updates that stay InProgress or fail, reason codes,
+//! ResourceConflictException, a stale RevisionId, throttling with
+//! retryAfterSeconds, Pending versions, invoking an image function). It
+//! records every request, so a test can prove what was (not) written. Log
+//! alarms, which moto lacks, are played by a CloudWatch endpoint the same
+//! way.
 
 mod common;
 
@@ -147,16 +153,32 @@ fn wait_for_split(function: &str) -> HashMap<String, f64> {
     }
 }
 
-// ---------------------------------------------------------------- a Lambda endpoint that records, and lies when told
+// ---------------------------------------------------------------- a Lambda endpoint that records, plays real Lambda, and lies when told
 
+/// One request the endpoint saw.
 #[derive(Clone, Debug)]
 struct Seen {
     method: String,
     path: String,
+    /// The Lambda operation (see `kind`).
+    kind: String,
+    /// The `Qualifier` query parameter (a version or alias), if any.
+    qualifier: Option<String>,
+    /// The JSON body, when there is one.
+    body: Value,
     at: Instant,
 }
 
-type Rule = Arc<dyn Fn(&str, &str, usize) -> Option<Reply> + Send + Sync>;
+/// What a rule sees of a request: its operation, its number among requests
+/// of that operation (from 0), its qualifier and body.
+struct Call<'a> {
+    kind: &'a str,
+    n: usize,
+    qualifier: Option<&'a str>,
+    body: &'a Value,
+}
+
+type Rule = Arc<dyn Fn(&Call) -> Option<Reply> + Send + Sync>;
 
 /// What the endpoint does with a request instead of forwarding it.
 enum Reply {
@@ -168,87 +190,150 @@ enum Reply {
         Vec<(&'static str, String)>,
     ),
     /// Forward, then change the JSON answer.
-    Edit(Box<dyn Fn(&mut Value) + Send>),
+    Edit(Edit),
 }
 
+/// A change to a JSON answer.
+type Edit = Box<dyn Fn(&mut Value) + Send>;
+
+/// A Lambda error as Lambda's REST-JSON protocol sends it.
+fn lambda_error(status: u16, kind: &'static str, message: String) -> Reply {
+    Reply::Answer(
+        status,
+        Some(kind),
+        json!({"Type": "User", "message": message}),
+        vec![],
+    )
+}
+
+/// The Lambda endpoint of the tests (AWS_ENDPOINT_URL_LAMBDA): it forwards
+/// to moto, records every request, and plays real Lambda where moto is
+/// kinder (`lambda_rules`), before any scenario's `Rule` lies on purpose.
 struct FakeLambda {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Dead-letter queues by qualifier ("$LATEST" and versions): moto keeps
+    /// no DeadLetterConfig, so the endpoint plays it.
+    dead_letters: Arc<Mutex<HashMap<String, String>>>,
     _server: server::Running,
     url: String,
 }
 
 impl FakeLambda {
-    /// `rule(method, path, n)` sees the n-th (from 0) request with this
-    /// method and path kind.
     fn start(rule: Rule) -> FakeLambda {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let dead_letters: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let moto = local().vars["AWS_ENDPOINT_URL"].clone();
         let client = reqwest::Client::new();
-        let s = seen.clone();
+        let (s, d) = (seen.clone(), dead_letters.clone());
         let running = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (seen, rule, client, moto) =
-                (s.clone(), rule.clone(), client.clone(), moto.clone());
+            let (seen, dead_letters, rule, client, moto) = (
+                s.clone(),
+                d.clone(),
+                rule.clone(),
+                client.clone(),
+                moto.clone(),
+            );
             async move {
+                use http_body_util::BodyExt;
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
-                let query = req
-                    .uri()
-                    .query()
-                    .map(|q| format!("?{q}"))
-                    .unwrap_or_default();
+                let query = req.uri().query().unwrap_or_default().to_string();
+                let qualifier = url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "Qualifier")
+                    .map(|(_, v)| v.into_owned());
+                let headers = req.headers().clone();
+                let bytes = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let op = kind(&method, &path);
                 let n = {
                     let mut seen = seen.lock().unwrap();
-                    let n = seen
-                        .iter()
-                        .filter(|x| kind(&x.method, &x.path) == op)
-                        .count();
+                    let n = seen.iter().filter(|x| x.kind == op).count();
                     seen.push(Seen {
                         method: method.clone(),
                         path: path.clone(),
+                        kind: op.clone(),
+                        qualifier: qualifier.clone(),
+                        body: body.clone(),
                         at: Instant::now(),
                     });
                     n
                 };
-                match rule(&method, &op, n) {
-                    Some(Reply::Answer(status, error, body, headers)) => {
+                let call = Call {
+                    kind: &op,
+                    n,
+                    qualifier: qualifier.as_deref(),
+                    body: &body,
+                };
+                let lie = rule(&call);
+                let world = World {
+                    client: &client,
+                    moto: &moto,
+                    function: path.split('/').nth(3).unwrap_or_default(),
+                    dead_letters: &dead_letters,
+                };
+                let reply = match lie {
+                    Some(r) => Some(r),
+                    None => lambda_rules(&world, &call).await,
+                };
+                let edit = match reply {
+                    Some(Reply::Answer(status, error, body, extra)) => {
                         let mut r = server::full(status, &body.to_string());
                         if let Some(t) = error {
                             r.headers_mut()
                                 .insert("x-amzn-ErrorType", t.parse().unwrap());
                         }
-                        for (k, v) in headers {
+                        for (k, v) in extra {
                             r.headers_mut().insert(k, v.parse().unwrap());
                         }
-                        Ok(r)
+                        return Ok(r);
                     }
-                    edit => {
-                        let res =
-                            server::relay(&client, &format!("{moto}{path}{query}"), req).await?;
-                        match edit {
-                            Some(Reply::Edit(f)) => {
-                                let status = res.status().as_u16();
-                                let mut v: Value =
-                                    res.json().await.map_err(std::io::Error::other)?;
-                                f(&mut v);
-                                Ok(server::full(status, &v.to_string()))
-                            }
-                            _ => {
-                                let status = res.status().as_u16();
-                                Ok::<hyper::Response<Body>, std::io::Error>(server::answer(
-                                    res,
-                                    status,
-                                    |l| l.to_string(),
-                                ))
-                            }
-                        }
+                    Some(Reply::Edit(f)) => Some(f),
+                    None => None,
+                };
+                let url = if query.is_empty() {
+                    format!("{moto}{path}")
+                } else {
+                    format!("{moto}{path}?{query}")
+                };
+                let mut out = client.request(method.parse().unwrap(), &url);
+                for (k, v) in &headers {
+                    if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
+                        out = out.header(k, v);
                     }
                 }
+                let res = out
+                    .body(bytes.to_vec())
+                    .send()
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let status = res.status().as_u16();
+                let played = play_dead_letters(&op, qualifier.as_deref(), &dead_letters);
+                if edit.is_none() && played.is_none() {
+                    return Ok::<hyper::Response<Body>, std::io::Error>(server::answer(
+                        res,
+                        status,
+                        |l| l.to_string(),
+                    ));
+                }
+                let mut v: Value = res.json().await.map_err(std::io::Error::other)?;
+                if let Some(f) = played {
+                    f(&mut v);
+                }
+                if let Some(f) = edit {
+                    f(&mut v);
+                }
+                Ok(server::full(status, &v.to_string()))
             }
         });
         let url = format!("http://{}", running.addr);
         FakeLambda {
             seen,
+            dead_letters,
             _server: running,
             url,
         }
@@ -263,10 +348,7 @@ impl FakeLambda {
     }
 
     fn count(&self, k: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| kind(&s.method, &s.path) == k)
-            .count()
+        self.seen().iter().filter(|s| s.kind == k).count()
     }
 
     /// Every request that would change something (Lambda's REST API reads
@@ -277,6 +359,149 @@ impl FakeLambda {
             .filter(|s| s.method != "GET")
             .map(|s| format!("{} {}", s.method, s.path))
             .collect()
+    }
+
+    /// Give `qualifier` ("$LATEST" or a version) a dead-letter queue.
+    fn dead_letter(&self, qualifier: &str, arn: &str) {
+        self.dead_letters
+            .lock()
+            .unwrap()
+            .insert(qualifier.into(), arn.into());
+    }
+
+    /// An SDK client for Lambda through this endpoint.
+    fn client(&self) -> aws_sdk_lambda::Client {
+        let conf = aws_sdk_lambda::config::Builder::from(&common::lambda::sdk())
+            .endpoint_url(&self.url)
+            .build();
+        aws_sdk_lambda::Client::from_conf(conf)
+    }
+}
+
+/// Where `lambda_rules` looks things up.
+struct World<'a> {
+    client: &'a reqwest::Client,
+    moto: &'a str,
+    function: &'a str,
+    dead_letters: &'a Mutex<HashMap<String, String>>,
+}
+
+impl World<'_> {
+    /// A version's (or $LATEST's) configuration, from moto.
+    async fn config(&self, qualifier: &str) -> Value {
+        let res = self
+            .client
+            .get(format!(
+                "{}/2015-03-31/functions/{}/configuration?Qualifier={}",
+                self.moto,
+                self.function,
+                qualifier.replace('$', "%24")
+            ))
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0")
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    fn dead_letter(&self, qualifier: &str) -> Option<String> {
+        self.dead_letters.lock().unwrap().get(qualifier).cloned()
+    }
+}
+
+/// What real Lambda refuses and moto lets through (Lambda developer guide,
+/// configuration-aliases: at most one additional version, both published
+/// — never $LATEST —, same execution role, same dead-letter queue; Lambda
+/// API reference PublishVersion: CodeSha256 must be $LATEST's), and what
+/// moto does not implement at all (provisioned concurrency: none
+/// configured). The error types are Lambda's; the message texts are real
+/// where a source records them (the execution-role one from
+/// serverless-heaven/serverless-aws-alias#64, the CodeSHA256 one as
+/// measured in floci-io/floci#2822) and paraphrased otherwise — hoist never
+/// depends on them except where noted in src/deploy/states.rs.
+async fn lambda_rules(world: &World<'_>, call: &Call<'_>) -> Option<Reply> {
+    match call.kind {
+        "UpdateAlias" | "CreateAlias" => {
+            let weights = call.body["RoutingConfig"]["AdditionalVersionWeights"].as_object()?;
+            if weights.is_empty() {
+                return None;
+            }
+            if weights.len() > 1 {
+                return Some(lambda_error(400, "InvalidParameterValueException", "An alias can point to at most two versions: AdditionalVersionWeights takes one version".into()));
+            }
+            let primary = call.body["FunctionVersion"].as_str()?.to_string();
+            let extra = weights.keys().next()?.clone();
+            if primary == "$LATEST" || extra == "$LATEST" {
+                return Some(lambda_error(
+                    400,
+                    "InvalidParameterValueException",
+                    "$LATEST is not supported for an alias pointing to more than 1 version".into(),
+                ));
+            }
+            let (a, b) = (world.config(&primary).await, world.config(&extra).await);
+            if a["Role"] != b["Role"] {
+                return Some(lambda_error(
+                    400,
+                    "InvalidParameterValueException",
+                    "Specified versions must be associated with the same execution role".into(),
+                ));
+            }
+            if world.dead_letter(&primary) != world.dead_letter(&extra) {
+                return Some(lambda_error(400, "InvalidParameterValueException", "Specified versions must be associated with the same dead letter queue configuration".into()));
+            }
+            None
+        }
+        "PublishVersion" => {
+            let given = call.body["CodeSha256"].as_str()?;
+            let current = world.config("$LATEST").await["CodeSha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (given != current).then(|| {
+                lambda_error(400, "InvalidParameterValueException", format!("CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({current}). Please try again with the CodeSHA256 in $LATEST."))
+            })
+        }
+        "GetProvisionedConcurrencyConfig" => Some(lambda_error(
+            404,
+            "ProvisionedConcurrencyConfigNotFoundException",
+            "No Provisioned Concurrency Config found for this function".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// The dead-letter queues the endpoint plays into moto's answers: each
+/// configuration read carries its qualifier's, and a published version takes
+/// $LATEST's.
+fn play_dead_letters(
+    op: &str,
+    qualifier: Option<&str>,
+    dead_letters: &Arc<Mutex<HashMap<String, String>>>,
+) -> Option<Edit> {
+    if dead_letters.lock().unwrap().is_empty() {
+        return None;
+    }
+    let d = dead_letters.clone();
+    match op {
+        "GetFunction" | "GetFunctionConfiguration" => {
+            let q = qualifier.unwrap_or("$LATEST").to_string();
+            let wrapped = op == "GetFunction";
+            Some(Box::new(move |v: &mut Value| {
+                let target = d.lock().unwrap().get(&q).cloned();
+                let config = if wrapped { &mut v["Configuration"] } else { v };
+                if let (Some(arn), Some(obj)) = (target, config.as_object_mut()) {
+                    obj.insert("DeadLetterConfig".into(), json!({"TargetArn": arn}));
+                }
+            }))
+        }
+        "PublishVersion" => Some(Box::new(move |v: &mut Value| {
+            let mut d = d.lock().unwrap();
+            if let (Some(arn), Some(version)) = (d.get("$LATEST").cloned(), v["Version"].as_str()) {
+                d.insert(version.to_string(), arn.clone());
+                v["DeadLetterConfig"] = json!({"TargetArn": arn});
+            }
+        })),
+        _ => None,
     }
 }
 
@@ -293,13 +518,14 @@ fn kind(method: &str, path: &str) -> String {
         ("PUT", Some("aliases"), _) => "UpdateAlias",
         ("POST", Some("aliases"), _) => "CreateAlias",
         ("POST", Some("invocations"), _) => "Invoke",
+        ("GET", Some("provisioned-concurrency"), _) => "GetProvisionedConcurrencyConfig",
         _ => "other",
     };
     op.to_string()
 }
 
 fn forward() -> Rule {
-    Arc::new(|_, _, _| None)
+    Arc::new(|_| None)
 }
 
 /// A function serving a first image (alias `live` on version 1), and the
@@ -398,6 +624,8 @@ fn all_at_once_then_the_same_digest_again_then_rollback() {
 fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
     let (repo, first) = push_image("amd64");
     let f = function(&repo, &first, "x86_64");
+    // Through the endpoint that refuses what Lambda refuses.
+    let fake = FakeLambda::start(forward());
     // A new alias, on the first deploy to it.
     let (_, second) = push_image("amd64");
     let _ = second;
@@ -412,7 +640,7 @@ fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     let r = run.ok().json();
     assert_eq!(r["result"], "deployed", "{r}");
@@ -433,7 +661,7 @@ fn a_missing_alias_is_created_and_a_canary_bakes_then_moves_everything() {
         &format!("{repo}@{next}"),
         &f,
         &["--strategy", "canary:20%:2s", "--alarm", &name],
-        &[],
+        &fake.env(),
     );
     let r = run.ok().json();
     assert_eq!(r["result"], "deployed", "{r}");
@@ -466,6 +694,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
     let name = unique("alarm");
     alarm(&name);
     let image = format!("{repo}@{next}");
+    let fake = FakeLambda::start(forward());
     let child = spawn(
         &[
             "deploy",
@@ -481,7 +710,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     let split = wait_for_split(&f);
     assert_eq!(split.values().copied().collect::<Vec<_>>(), vec![0.1]);
@@ -523,6 +752,7 @@ fn an_alarm_during_the_bake_rolls_the_alias_back() {
 #[test]
 fn sigterm_during_the_bake_restores_the_previous_routing() {
     let (repo, f, _, next) = function_and_next_build();
+    let fake = FakeLambda::start(forward());
     let child = spawn(
         &[
             "deploy",
@@ -536,7 +766,7 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
             "--output",
             "json",
         ],
-        &[],
+        &fake.env(),
     );
     wait_for_split(&f);
     let killed = Command::new("kill")
@@ -882,7 +1112,18 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
             .any(|p| p.contains(&name) && p.contains("Errors metric")),
         "{plan:?}"
     );
+    // Each preflight check, in the plan.
+    for want in [
+        "check: region: the image and function".to_string(),
+        format!("check: pull: same account; repository {repo} (account 123456789012) has no policy: Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy"),
+        "check: weighted routing: version 1 and the new version share the execution role and the dead-letter queue (none)".to_string(),
+        "check: provisioned concurrency: none on alias live".to_string(),
+        format!("check: alarms: {name} (metric alarm, OK)"),
+    ] {
+        assert!(plan.iter().any(|p| p.starts_with(&want)), "{want}: {plan:?}");
+    }
     assert!(fake.count("GetAlias") >= 1);
+    assert!(fake.count("GetProvisionedConcurrencyConfig") >= 1);
     assert_eq!(
         fake.writes(),
         Vec::<String>::new(),
@@ -904,11 +1145,10 @@ fn scenario() -> (String, String) {
 /// then `last` (None: what moto says, Successful).
 fn in_progress(n: usize, last: Option<(&'static str, &'static str)>) -> Rule {
     let updated = Arc::new(Mutex::new(None::<usize>));
-    Arc::new(move |_, kind, i| {
-        if kind == "UpdateFunctionCode" {
-            return None;
-        }
-        if kind != "GetFunctionConfiguration" {
+    Arc::new(move |c: &Call| {
+        let i = c.n;
+        // Reads of the function itself, not of a published version.
+        if c.kind != "GetFunctionConfiguration" || c.qualifier.is_some() {
             return None;
         }
         // Reads before the update are the pre-update settle: leave them.
@@ -949,11 +1189,11 @@ fn an_update_in_progress_is_waited_for() {
     let seen = fake.seen();
     let last_read = seen
         .iter()
-        .rposition(|s| kind(&s.method, &s.path) == "GetFunctionConfiguration")
+        .rposition(|s| s.kind == "GetFunctionConfiguration" && s.qualifier.is_none())
         .unwrap();
     let publish = seen
         .iter()
-        .position(|s| kind(&s.method, &s.path) == "PublishVersion")
+        .position(|s| s.kind == "PublishVersion")
         .unwrap();
     assert!(
         publish > last_read,
@@ -994,7 +1234,8 @@ fn a_failed_update_reports_lambdas_reason_and_moves_nothing() {
 #[test]
 fn a_resource_conflict_is_waited_out_and_retried() {
     let (f, image) = scenario();
-    let fake = FakeLambda::start(Arc::new(|_, kind, n| {
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        let (kind, n) = (c.kind, c.n);
         (kind == "UpdateFunctionCode" && n == 0).then(|| {
             Reply::Answer(409, Some("ResourceConflictException"), json!({"Type": "User", "message": "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:f"}), vec![])
         })
@@ -1012,7 +1253,8 @@ fn a_resource_conflict_is_waited_out_and_retried() {
 #[test]
 fn a_stale_revision_id_fails_instead_of_overwriting() {
     let (f, image) = scenario();
-    let fake = FakeLambda::start(Arc::new(|_, kind, _| {
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        let kind = c.kind;
         (kind == "UpdateFunctionCode").then(|| {
             Reply::Answer(412, Some("PreconditionFailedException"), json!({"Type": "User", "message": "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id"}), vec![])
         })
@@ -1031,7 +1273,8 @@ fn a_stale_revision_id_fails_instead_of_overwriting() {
 #[test]
 fn throttling_is_retried_after_the_seconds_lambda_asks_for() {
     let (f, image) = scenario();
-    let fake = FakeLambda::start(Arc::new(|_, kind, n| {
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        let (kind, n) = (c.kind, c.n);
         (kind == "PublishVersion" && n == 0).then(|| {
             Reply::Answer(429, Some("TooManyRequestsException"), json!({"Type": "User", "message": "Rate exceeded", "Reason": "CallerRateLimitExceeded", "retryAfterSeconds": "2"}), vec![("Retry-After", "2".into())])
         })
@@ -1041,7 +1284,7 @@ fn throttling_is_retried_after_the_seconds_lambda_asks_for() {
     let publishes: Vec<Instant> = fake
         .seen()
         .iter()
-        .filter(|s| kind(&s.method, &s.path) == "PublishVersion")
+        .filter(|s| s.kind == "PublishVersion")
         .map(|s| s.at)
         .collect();
     assert_eq!(publishes.len(), 2);
@@ -1060,7 +1303,8 @@ fn the_smoke_event_invokes_the_new_version_before_any_traffic_moves() {
     let event = event.path().to_str().unwrap().to_string();
 
     // A function error: the deploy stops with the response, the alias stays.
-    let fake = FakeLambda::start(Arc::new(|_, kind, _| {
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        let kind = c.kind;
         (kind == "Invoke").then(|| {
             Reply::Answer(
                 200,
@@ -1089,7 +1333,8 @@ fn the_smoke_event_invokes_the_new_version_before_any_traffic_moves() {
     drop(fake);
 
     // A response without the expected text stops it too; with it, it goes on.
-    let fake = FakeLambda::start(Arc::new(|_, kind, _| {
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        let kind = c.kind;
         (kind == "Invoke").then(|| Reply::Answer(200, None, json!({"status": "ok"}), vec![]))
     }));
     // A fresh function each time: moto's GetFunction of version 1 reports
@@ -1116,15 +1361,11 @@ fn the_smoke_event_invokes_the_new_version_before_any_traffic_moves() {
     );
     let r = run.ok().json();
     assert_eq!(r["result"], "deployed", "{r}");
-    let invoke = fake
-        .seen()
-        .iter()
-        .position(|s| kind(&s.method, &s.path) == "Invoke")
-        .unwrap();
+    let invoke = fake.seen().iter().position(|s| s.kind == "Invoke").unwrap();
     let moved = fake
         .seen()
         .iter()
-        .position(|s| kind(&s.method, &s.path) == "UpdateAlias")
+        .position(|s| s.kind == "UpdateAlias")
         .unwrap();
     assert!(invoke < moved, "invoked before any traffic moved");
 }
@@ -1162,4 +1403,868 @@ fn bad_flags_are_refused_before_any_call() {
     failed(&run, 2, &["does not name an image by digest"]);
     let run = hoist(&["deploy", &d, "--function", "f", "--alias", "123"], &[]);
     failed(&run, 2, &["not a Lambda alias name"]);
+}
+
+// ================================================================ real Lambda, where moto is kinder
+
+/// The next build of the image in `repo`: its digest.
+fn next_build(repo: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path());
+    let m = l.image(&[l.layer(20_000, fresh_seed())], "amd64");
+    l.write_index(&[(Some("latest"), &m)]);
+    common::push(&l.dir, repo, &[]).ok().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn timeline(report: &Value) -> Vec<String> {
+    report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn plan(report: &Value) -> Vec<String> {
+    report["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The endpoint itself: what Lambda refuses, it refuses — so a test that
+/// passes through it cannot pass by way of something Lambda would not do.
+#[test]
+fn the_lambda_endpoint_refuses_what_lambda_refuses() {
+    let (repo, f, _, next) = function_and_next_build();
+    // Version 2 with the next build, published behind the endpoint's back.
+    let moto = lambda();
+    block_on(async {
+        moto.update_function_code()
+            .function_name(&f)
+            .image_uri(uri(&repo, &next))
+            .send()
+            .await
+            .unwrap();
+        moto.publish_version()
+            .function_name(&f)
+            .send()
+            .await
+            .unwrap();
+    });
+    let fake = FakeLambda::start(forward());
+    let l = fake.client();
+    let weights = |pairs: &[(&str, f64)]| {
+        aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+            .set_additional_version_weights(Some(
+                pairs.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+            ))
+            .build()
+    };
+    let refused = |primary: &str, pairs: &[(&str, f64)]| {
+        let e = block_on(
+            l.update_alias()
+                .function_name(&f)
+                .name("live")
+                .function_version(primary)
+                .routing_config(weights(pairs))
+                .send(),
+        )
+        .expect_err("Lambda refuses this routing");
+        let s = e.into_service_error();
+        assert!(s.is_invalid_parameter_value_exception(), "{s:?}");
+        s.to_string()
+    };
+    assert!(refused("$LATEST", &[("1", 0.1)]).contains("$LATEST"));
+    assert!(refused("1", &[("$LATEST", 0.1)]).contains("$LATEST"));
+    refused("2", &[("1", 0.1), ("3", 0.1)]);
+    fake.dead_letter("2", "arn:aws:sqs:us-east-1:123456789012:dlq");
+    assert!(refused("2", &[("1", 0.1)]).contains("dead letter queue"));
+    // moto would take any CodeSha256.
+    let e = block_on(
+        l.publish_version()
+            .function_name(&f)
+            .code_sha256("c2FtZSBvbGQgY29kZQ==")
+            .send(),
+    )
+    .expect_err("a stale CodeSha256 is refused");
+    assert!(
+        e.to_string()
+            .contains("is different from current CodeSHA256")
+            || format!("{e:?}").contains("is different from current CodeSHA256"),
+        "{e:?}"
+    );
+    let e = block_on(
+        l.get_provisioned_concurrency_config()
+            .function_name(&f)
+            .qualifier("live")
+            .send(),
+    )
+    .expect_err("no provisioned concurrency");
+    assert!(
+        e.into_service_error()
+            .is_provisioned_concurrency_config_not_found_exception()
+    );
+    // And what Lambda allows, it allows: the same queue on both.
+    fake.dead_letter("1", "arn:aws:sqs:us-east-1:123456789012:dlq");
+    block_on(
+        l.update_alias()
+            .function_name(&f)
+            .name("live")
+            .function_version("1")
+            .routing_config(weights(&[("2", 0.0)]))
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// An alias on $LATEST, deployed with a canary: the code it served is
+/// published as a version first, the alias pointed at it, and the shift
+/// goes from that version — never weights on $LATEST (the endpoint would
+/// refuse them, as Lambda does), and rollback returns to the old code.
+#[test]
+fn an_alias_on_latest_is_pinned_to_a_version_and_shifted_from_it() {
+    let (repo, first) = push_image("amd64");
+    let f = common::lambda::function_on_latest(&repo, &first, "x86_64");
+    let next = next_build(&repo);
+    let image = format!("{repo}@{next}");
+    let fake = FakeLambda::start(forward());
+
+    let run = deploy(
+        &image,
+        &f,
+        &["--dry-run", "--strategy", "canary:20%:1s"],
+        &fake.env(),
+    );
+    let r = run.ok().json();
+    let p = plan(&r);
+    assert!(
+        p.iter().any(|l| l.contains("follows $LATEST")
+            && l.contains(&format!(
+                "publish the code $LATEST runs now ({first}) as version 1 (probably)"
+            ))),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("then publish version 2 (probably)")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(
+            |l| l.contains("20% on the new version, 80% on the version published from $LATEST")
+        ),
+        "{p:?}"
+    );
+    assert!(run.stderr.contains("follows $LATEST"), "{}", run.stderr);
+    assert_eq!(
+        fake.writes(),
+        Vec::<String>::new(),
+        "the dry run wrote nothing"
+    );
+
+    let run = deploy(&image, &f, &["--strategy", "canary:20%:1s"], &fake.env());
+    let r = run.ok().json();
+    assert_eq!(r["result"], "deployed", "{r}");
+    assert_eq!(
+        (r["version"].as_str(), r["previous_version"].as_str()),
+        (Some("2"), Some("1")),
+        "{r}"
+    );
+    let t = timeline(&r);
+    assert!(
+        t[0].contains("followed $LATEST") && t[0].contains("as version 1"),
+        "{t:?}"
+    );
+    assert!(
+        t.iter().any(|l| l.starts_with("routing 1=80% 2=20%")),
+        "{t:?}"
+    );
+    assert_eq!(t.last().unwrap(), "routing 2=100%");
+    assert!(run.stderr.contains("followed $LATEST"), "{}", run.stderr);
+    assert_eq!(alias(&f, "live"), ("2".into(), HashMap::new()));
+    // Version 1 is the old code (its description says which), version 2 the new.
+    let vs = versions(&f);
+    let d = |v: &str| vs.iter().find(|(n, _)| n == v).unwrap().1.clone();
+    assert!(
+        d("1").starts_with(&format!(
+            "hoist {first} ($LATEST as served before deploying"
+        )),
+        "{vs:?}"
+    );
+    assert!(d("2").starts_with(&format!("hoist {next}")), "{vs:?}");
+    // The order: pin, then update, then the new version, then the shift.
+    let writes: Vec<String> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| match s.kind.as_str() {
+            "UpdateAlias" => format!(
+                "UpdateAlias {} {}",
+                s.body["FunctionVersion"].as_str().unwrap_or("?"),
+                s.body["RoutingConfig"]["AdditionalVersionWeights"]
+            ),
+            k => k.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            "PublishVersion",
+            "UpdateAlias 1 {}",
+            "UpdateFunctionCode",
+            "PublishVersion",
+            "UpdateAlias 1 {\"2\":0.2}",
+            "UpdateAlias 2 {}",
+        ],
+        "{writes:?}"
+    );
+    // Rollback goes to the old code, not to $LATEST (which is the new code).
+    let rb = hoist(&["rollback", "--function", &f, "--alias", "live"], &[]);
+    assert_eq!(rb.ok().stdout.trim(), "1");
+}
+
+/// A record naming $LATEST as the previous version (left by a deploy from
+/// an alias that followed $LATEST): rolling back to it would serve the new
+/// code, so rollback refuses, forced or not, and writes nothing.
+#[test]
+fn rollback_never_goes_back_to_latest() {
+    let (_, f, _, _) = function_and_next_build();
+    block_on(
+        lambda()
+            .update_alias()
+            .function_name(&f)
+            .name("live")
+            .function_version("1")
+            .description("hoist: current=1 previous=$LATEST image=sha256:aaaaaaaaaaaa")
+            .send(),
+    )
+    .unwrap();
+    let fake = FakeLambda::start(forward());
+    for extra in [&[][..], &["--force"][..]] {
+        let run = hoist(
+            &[
+                &["rollback", "--function", &f, "--alias", "live"][..],
+                extra,
+            ]
+            .concat(),
+            &fake.env(),
+        );
+        failed(
+            &run,
+            2,
+            &[
+                "recorded previous version is $LATEST",
+                "would serve the new code",
+            ],
+        );
+    }
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+/// Weighted routing needs the same dead-letter queue on both versions (the
+/// endpoint plays DLQs, which moto does not keep): refused before any
+/// write, with the fix; all at once works.
+#[test]
+fn a_canary_between_versions_with_different_dead_letter_queues_is_refused_first() {
+    let (f, image) = scenario();
+    let fake = FakeLambda::start(forward());
+    fake.dead_letter("1", "arn:aws:sqs:us-east-1:123456789012:dlq-a");
+    fake.dead_letter("$LATEST", "arn:aws:sqs:us-east-1:123456789012:dlq-b");
+    let run = deploy(&image, &f, &["--strategy", "canary:10%:1s"], &fake.env());
+    failed(
+        &run,
+        2,
+        &[
+            "Lambda cannot split alias live between version 1 and the new version",
+            "dead-letter queue arn:aws:sqs:us-east-1:123456789012:dlq-a but the function now has arn:aws:sqs:us-east-1:123456789012:dlq-b",
+            "--strategy all-at-once",
+        ],
+    );
+    assert_eq!(fake.writes(), Vec::<String>::new(), "nothing written");
+
+    // Same queue: the plan says the check passed.
+    fake.dead_letter("$LATEST", "arn:aws:sqs:us-east-1:123456789012:dlq-a");
+    let run = deploy(
+        &image,
+        &f,
+        &["--strategy", "canary:10%:1s", "--dry-run"],
+        &fake.env(),
+    );
+    let p = plan(&run.ok().json());
+    assert!(
+        p.iter().any(|l| l
+            == "check: weighted routing: version 1 and the new version share the execution role and the dead-letter queue (arn:aws:sqs:us-east-1:123456789012:dlq-a)"),
+        "{p:?}"
+    );
+
+    // All at once needs no split.
+    fake.dead_letter("$LATEST", "arn:aws:sqs:us-east-1:123456789012:dlq-b");
+    let run = deploy(&image, &f, &[], &fake.env());
+    assert_eq!(run.ok().json()["result"], "deployed");
+}
+
+/// PublishVersion guarded by CodeSha256, while another deploy changes the
+/// code: Lambda answers InvalidParameterValueException (not 412), and hoist
+/// treats it like a stale RevisionId.
+#[test]
+fn a_publish_that_loses_a_race_is_a_concurrent_change() {
+    let (repo, f, _, next) = function_and_next_build();
+    let image = format!("{repo}@{next}");
+    let other = uri(&repo, &format!("sha256:{}", "c".repeat(64)));
+    let name = f.clone();
+    let fake = FakeLambda::start(Arc::new(move |c: &Call| {
+        if c.kind == "PublishVersion" && c.n == 0 {
+            // Another deployment updates the function just now.
+            let (name, other) = (name.clone(), other.clone());
+            std::thread::spawn(move || {
+                block_on(
+                    lambda()
+                        .update_function_code()
+                        .function_name(&name)
+                        .image_uri(other)
+                        .send(),
+                )
+                .unwrap()
+            })
+            .join()
+            .unwrap();
+        }
+        None
+    }));
+    let run = deploy(&image, &f, &[], &fake.env());
+    failed(
+        &run,
+        3,
+        &[
+            "changed while hoist was deploying",
+            "CodeSha256 no longer matched $LATEST",
+            "wait for the other deployment to finish",
+        ],
+    );
+    assert_eq!(fake.count("PublishVersion"), 1, "not retried");
+    assert_eq!(fake.count("UpdateAlias"), 0);
+    assert_eq!(alias(&f, "live").0, "1");
+}
+
+/// A new version stays Pending for a while: nothing invokes it and no
+/// traffic goes to it before it is Active.
+#[test]
+fn a_new_version_is_active_before_the_smoke_test_and_the_traffic() {
+    let (f, image) = scenario();
+    let event = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(event.path(), br#"{"ping": true}"#).unwrap();
+    // Version 2 reads Pending twice, then (moto) Active.
+    let reads = Arc::new(Mutex::new(0usize));
+    let r2 = reads.clone();
+    let fake = FakeLambda::start(Arc::new(move |c: &Call| match (c.kind, c.qualifier) {
+        ("GetFunctionConfiguration", Some("2")) => {
+            let mut n = r2.lock().unwrap();
+            *n += 1;
+            (*n <= 2).then(|| {
+                Reply::Edit(Box::new(|v| {
+                    v["State"] = json!("Pending");
+                    v["StateReason"] = json!("The function is being created.");
+                    v["StateReasonCode"] = json!("Creating");
+                }))
+            })
+        }
+        ("Invoke", _) => Some(Reply::Answer(200, None, json!({"ok": true}), vec![])),
+        _ => None,
+    }));
+    let run = deploy(
+        &image,
+        &f,
+        &[
+            "--smoke-event",
+            event.path().to_str().unwrap(),
+            "--strategy",
+            "canary:10%:1s",
+        ],
+        &fake.env(),
+    );
+    let r = run.ok().json();
+    assert_eq!(r["result"], "deployed", "{r}");
+    assert!(
+        run.stderr
+            .contains("version 2 is Pending; waiting until it is Active"),
+        "{}",
+        run.stderr
+    );
+    assert!(timeline(&r).contains(&"version 2 is Active".to_string()));
+    let seen = fake.seen();
+    let active = seen
+        .iter()
+        .rposition(|s| s.kind == "GetFunctionConfiguration" && s.qualifier.as_deref() == Some("2"))
+        .unwrap();
+    let invoke = seen.iter().position(|s| s.kind == "Invoke").unwrap();
+    let routed = seen.iter().position(|s| s.kind == "UpdateAlias").unwrap();
+    assert_eq!(*reads.lock().unwrap(), 3, "Pending twice, then Active");
+    assert!(active < invoke && invoke < routed, "{seen:?}");
+}
+
+/// Reason codes that need the user: exit 2 with the fix, never "re-running
+/// is safe"; the same for a synchronous "deleted image", a function being
+/// deleted, and a published version that failed.
+#[test]
+fn what_only_the_user_can_fix_fails_with_the_fix() {
+    let (repo, _, first, next) = function_and_next_build();
+    let image = format!("{repo}@{next}");
+    // A fresh function for each case: moto reports $LATEST's image for
+    // version 1, so after one failed update version 1 would look like the
+    // new image (real Lambda reports each version's own).
+    let fresh = || function(&repo, &first, "x86_64");
+    let cases: &[(&'static str, &'static str, &'static str)] = &[
+        (
+            "FunctionError.InvalidEntryPoint",
+            "Couldn't find valid bootstrap(s): [/app/bootstrap]",
+            "absolute path to an executable",
+        ),
+        (
+            "FunctionError.RuntimeInitError",
+            "Runtime exited with error: exit status 1",
+            "runtime interface emulator",
+        ),
+        (
+            "InsufficientRolePermissions",
+            "The function's execution role does not have permission to call CreateNetworkInterface on EC2",
+            "execution role lacks permissions",
+        ),
+        (
+            "KMSKeyNotFound",
+            "Lambda couldn't decrypt the environment variables because the KMS key was not found.",
+            "set another key",
+        ),
+        (
+            "DisabledKMSKey",
+            "Lambda couldn't decrypt the environment variables because the KMS key used is disabled.",
+            "enable it",
+        ),
+        (
+            "InvalidConfiguration",
+            "The configuration is invalid.",
+            "update-function-configuration",
+        ),
+        ("ImageDeleted", "The image was deleted.", "lifecycle"),
+        (
+            "ImageAccessDenied",
+            "Lambda does not have permission to access the ECR image. Check the ECR permissions.",
+            "ecr:SetRepositoryPolicy",
+        ),
+        (
+            "InvalidImage",
+            "ImageLayerFailure: UnsupportedImageLayerDetected",
+            "gzip",
+        ),
+    ];
+    for (code, reason, fix) in cases {
+        let fake = FakeLambda::start(in_progress(1, Some((code, reason))));
+        let run = deploy(&image, &fresh(), &[], &fake.env());
+        failed(&run, 2, &[code, reason, fix, "the alias was not moved"]);
+        assert!(
+            !run.stderr.contains("re-running is safe"),
+            "{code}: {}",
+            run.stderr
+        );
+        assert_eq!(fake.count("PublishVersion"), 0, "{code}");
+        assert_eq!(fake.count("UpdateAlias"), 0, "{code}");
+    }
+
+    // UpdateFunctionCode refused at once: the function's image is gone.
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        (c.kind == "UpdateFunctionCode").then(|| {
+            lambda_error(
+                400,
+                "InvalidParameterValueException",
+                "The function is trying to use a deleted image.".into(),
+            )
+        })
+    }));
+    let run = deploy(&image, &fresh(), &[], &fake.env());
+    failed(
+        &run,
+        2,
+        &[
+            "ImageDeleted",
+            "trying to use a deleted image",
+            "Push that image again",
+        ],
+    );
+    assert!(!run.stderr.contains("re-running is safe"), "{}", run.stderr);
+
+    // A function being deleted: refused before the update.
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        (c.kind == "GetFunctionConfiguration").then(|| {
+            Reply::Edit(Box::new(|v| {
+                v["State"] = json!("Deleting");
+                v["StateReason"] = json!("The function is being deleted.");
+            }))
+        })
+    }));
+    let run = deploy(&image, &fresh(), &[], &fake.env());
+    failed(&run, 2, &["is Deleting", "is being deleted"]);
+    assert_eq!(fake.count("UpdateFunctionCode"), 0);
+
+    // The published version failed: no traffic goes to it.
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        (c.kind == "GetFunctionConfiguration" && c.qualifier.is_some()).then(|| {
+            Reply::Edit(Box::new(|v| {
+                v["State"] = json!("Failed");
+                v["StateReasonCode"] = json!("FunctionError.InvalidEntryPoint");
+                v["StateReason"] = json!("Couldn't find valid bootstrap(s)");
+            }))
+        })
+    }));
+    let f = fresh();
+    let run = deploy(&image, &f, &[], &fake.env());
+    failed(
+        &run,
+        2,
+        &[
+            "failed: FunctionError.InvalidEntryPoint",
+            "no traffic was moved to the version",
+        ],
+    );
+    assert_eq!(fake.count("UpdateAlias"), 0);
+    assert_eq!(alias(&f, "live").0, "1");
+}
+
+/// Provisioned concurrency as Lambda reports it on the alias.
+fn provisioned(status: &str, allocated: i32, reason: Option<&str>) -> Reply {
+    let mut body = json!({
+        "RequestedProvisionedConcurrentExecutions": 5,
+        "AvailableProvisionedConcurrentExecutions": allocated,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "Status": status,
+        "LastModified": "2026-11-30T10:00:00+0000",
+    });
+    if let Some(r) = reason {
+        body["StatusReason"] = json!(r);
+    }
+    Reply::Answer(200, None, body, vec![])
+}
+
+/// After each routing change, Lambda re-allocates the alias's provisioned
+/// concurrency: IN_PROGRESS, then READY (or FAILED). `after` says what the
+/// reads after the first weighted step return.
+fn allocation(after: &'static [(&'static str, i32)], reason: Option<&'static str>) -> Rule {
+    let state = Arc::new(Mutex::new((0usize, 0usize))); // (alias updates, reads since)
+    Arc::new(move |c: &Call| {
+        let mut s = state.lock().unwrap();
+        match c.kind {
+            "UpdateAlias" => {
+                *s = (s.0 + 1, 0);
+                None
+            }
+            "GetProvisionedConcurrencyConfig" if s.0 == 0 => Some(provisioned("READY", 5, None)),
+            "GetProvisionedConcurrencyConfig" => {
+                let (status, allocated) = after.get(s.1).or(after.last()).copied().unwrap();
+                s.1 += 1;
+                Some(provisioned(status, allocated, reason))
+            }
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn each_bake_starts_once_provisioned_concurrency_is_ready_again() {
+    let (f, image) = scenario();
+    let fake = FakeLambda::start(allocation(
+        &[("IN_PROGRESS", 2), ("IN_PROGRESS", 4), ("READY", 5)],
+        None,
+    ));
+    let run = deploy(&image, &f, &["--strategy", "canary:20%:2s"], &fake.env());
+    let r = run.ok().json();
+    assert_eq!(r["result"], "deployed", "{r}");
+    let p = plan(&r);
+    assert!(
+        p.iter().any(|l| l
+            == "check: provisioned concurrency: alias live has 5 (READY); after each routing change hoist waits until it is READY before baking"),
+        "{p:?}"
+    );
+    let t = timeline(&r);
+    let waiting = t
+        .iter()
+        .position(|l| {
+            l == "routing 1=80% 2=20%; waiting for the provisioned concurrency of live to be READY"
+        })
+        .unwrap_or_else(|| panic!("{t:?}"));
+    assert!(
+        t[waiting + 1].starts_with("provisioned concurrency of live READY (5 of 5) after")
+            && t[waiting + 1].ends_with("; baking 2s"),
+        "{t:?}"
+    );
+    // Reads: once before the shift, three times after the weighted step
+    // (the last READY), then after the final move; the bake (2 s) counts
+    // from the READY read.
+    let seen = fake.seen();
+    let moves: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == "UpdateAlias")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(moves.len(), 2);
+    let reads_between: Vec<&Seen> = seen[moves[0]..moves[1]]
+        .iter()
+        .filter(|s| s.kind == "GetProvisionedConcurrencyConfig")
+        .collect();
+    assert_eq!(reads_between.len(), 3, "IN_PROGRESS, IN_PROGRESS, READY");
+    let ready_at = reads_between[2].at;
+    assert!(
+        seen[moves[1]].at.duration_since(ready_at) >= Duration::from_secs(2),
+        "the bake began only once the allocation was READY"
+    );
+}
+
+#[test]
+fn provisioned_concurrency_that_fails_sends_the_alias_back() {
+    let (f, image) = scenario();
+    let fake = FakeLambda::start(allocation(
+        &[("IN_PROGRESS", 1), ("FAILED", 1)],
+        Some("Insufficient unreserved concurrency available to allocate 5 provisioned concurrency"),
+    ));
+    let run = deploy(&image, &f, &["--strategy", "canary:20%:30s"], &fake.env());
+    failed(
+        &run,
+        2,
+        &[
+            "could not allocate the provisioned concurrency of alias",
+            "Insufficient unreserved concurrency",
+            "rolling back",
+            "the alias went back to the previous version",
+        ],
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+    let last = fake
+        .seen()
+        .into_iter()
+        .rev()
+        .find(|s| s.kind == "UpdateAlias")
+        .unwrap();
+    assert_eq!(
+        last.body["FunctionVersion"], "1",
+        "restored: {:?}",
+        last.body
+    );
+}
+
+/// The image's region is checked before hoist reads it: the registry (here
+/// a closed port) is never asked, and the message is about regions.
+#[test]
+fn an_image_in_another_region_is_refused_before_it_is_read() {
+    let (repo, f, _, next) = function_and_next_build();
+    let image = format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/{repo}@{next}");
+    let fake = FakeLambda::start(forward());
+    let mut env = fake.env();
+    env.push(("HOIST_REGISTRY_ENDPOINT", "https://127.0.0.1:9"));
+    let run = deploy(&image, &f, &[], &env);
+    failed(
+        &run,
+        2,
+        &[
+            "the image is in region eu-west-1 but function",
+            "is in us-east-1; Lambda pulls only from its own region",
+            "push the image to an ECR repository in us-east-1",
+        ],
+    );
+    assert!(!run.stderr.contains("could not reach"), "{}", run.stderr);
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+/// The repository policy is read and evaluated: an explicit Deny for
+/// Lambda stops the deploy before any write, with the statement to use.
+#[test]
+fn a_repository_policy_that_denies_lambda_is_refused_first() {
+    let (repo, f, _, next) = function_and_next_build();
+    let deny = json!({"Version": "2012-10-17", "Statement": [{"Sid": "NoLambda", "Effect": "Deny", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "ecr:*"}]});
+    common::ecr(async |ecr| {
+        ecr.set_repository_policy()
+            .repository_name(&repo)
+            .policy_text(deny.to_string())
+            .send()
+            .await
+            .unwrap()
+    });
+    let fake = FakeLambda::start(forward());
+    let run = deploy(&format!("{repo}@{next}"), &f, &[], &fake.env());
+    failed(
+        &run,
+        2,
+        &[
+            "denies lambda.amazonaws.com the pull (statement 'NoLambda' denies ecr:BatchGetImage)",
+            r#""Principal":{"Service":"lambda.amazonaws.com"}"#,
+            r#""aws:sourceARN":"arn:aws:lambda:us-east-1:123456789012:function:*""#,
+        ],
+    );
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+/// The CloudWatch endpoint of the log-alarm tests
+/// (AWS_ENDPOINT_URL_CLOUDWATCH): it forwards to moto (metric alarms,
+/// metrics) and plays one log alarm, which moto does not have — in the
+/// `LogAlarms` list of the awsQuery DescribeAlarms answer, and only when the
+/// request asks for AlarmTypes LogAlarm, as CloudWatch does (without it only
+/// metric alarms come back).
+struct FakeCloudWatch {
+    /// (StateValue, StateReason) of the log alarm.
+    state: Arc<Mutex<(String, String)>>,
+    /// For each DescribeAlarms naming the log alarm: whether it asked for
+    /// log alarms.
+    asked: Arc<Mutex<Vec<bool>>>,
+    _server: server::Running,
+    url: String,
+}
+
+impl FakeCloudWatch {
+    fn start(log_alarm: &str) -> FakeCloudWatch {
+        let state = Arc::new(Mutex::new((
+            "OK".to_string(),
+            "No log lines matched the query".to_string(),
+        )));
+        let asked: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let moto = local().vars["AWS_ENDPOINT_URL"].clone();
+        let client = reqwest::Client::new();
+        let (st, ask, name) = (state.clone(), asked.clone(), log_alarm.to_string());
+        let running = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (state, asked, name, client, moto) = (
+                st.clone(),
+                ask.clone(),
+                name.clone(),
+                client.clone(),
+                moto.clone(),
+            );
+            async move {
+                use http_body_util::BodyExt;
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .to_bytes();
+                let form: Vec<(String, String)> =
+                    url::form_urlencoded::parse(&bytes).into_owned().collect();
+                let has = |k: &str, v: &str| {
+                    form.iter()
+                        .any(|(fk, fv)| fk.starts_with(k) && fv.as_str() == v)
+                };
+                let mut out = client.post(format!("{moto}{}", parts.uri.path()));
+                for (k, v) in &parts.headers {
+                    if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
+                        out = out.header(k, v);
+                    }
+                }
+                let res = out
+                    .body(bytes.to_vec())
+                    .send()
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let status = res.status().as_u16();
+                let mut text = res.text().await.map_err(std::io::Error::other)?;
+                if has("Action", "DescribeAlarms") && has("AlarmNames.member.", &name) {
+                    let wanted = has("AlarmTypes.member.", "LogAlarm");
+                    asked.lock().unwrap().push(wanted);
+                    if wanted {
+                        let (value, reason) = state.lock().unwrap().clone();
+                        let member = format!(
+                            "<LogAlarms><member><AlarmName>{name}</AlarmName><AlarmArn>arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}</AlarmArn><ScheduledQueryConfiguration><QueryString>fields @message | filter @message like /ERROR/</QueryString></ScheduledQueryConfiguration><StateValue>{value}</StateValue><StateReason>{}</StateReason><Threshold>1.0</Threshold></member></LogAlarms>",
+                            reason
+                                .replace('&', "&amp;")
+                                .replace('<', "&lt;")
+                                .replace('>', "&gt;")
+                        );
+                        text = text.replacen(
+                            "</DescribeAlarmsResult>",
+                            &format!("{member}</DescribeAlarmsResult>"),
+                            1,
+                        );
+                    }
+                }
+                let mut r = server::full(status, &text);
+                r.headers_mut()
+                    .insert("Content-Type", "text/xml".parse().unwrap());
+                Ok::<hyper::Response<Body>, std::io::Error>(r)
+            }
+        });
+        let url = format!("http://{}", running.addr);
+        FakeCloudWatch {
+            state,
+            asked,
+            _server: running,
+            url,
+        }
+    }
+
+    fn set(&self, value: &str, reason: &str) {
+        *self.state.lock().unwrap() = (value.into(), reason.into());
+    }
+}
+
+/// A CloudWatch log alarm is watched like the others: named in the plan,
+/// and in ALARM during a bake it rolls the alias back.
+#[test]
+fn a_log_alarm_in_alarm_rolls_the_alias_back() {
+    let (repo, f, _, next) = function_and_next_build();
+    let image = format!("{repo}@{next}");
+    let name = unique("logs");
+    let cw = FakeCloudWatch::start(&name);
+    let fake = FakeLambda::start(forward());
+    let mut env = fake.env();
+    env.push(("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url.as_str()));
+
+    let run = deploy(
+        &image,
+        &f,
+        &["--dry-run", "--strategy", "canary:10%:1m", "--alarm", &name],
+        &env,
+    );
+    let p = plan(&run.ok().json());
+    assert!(
+        p.contains(&format!("check: alarms: {name} (log alarm, OK)")),
+        "{p:?}"
+    );
+
+    let child = spawn(
+        &[
+            "deploy",
+            &image,
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:60s",
+            "--alarm",
+            &name,
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    wait_for_split(&f);
+    cw.set("ALARM", "Threshold Crossed: 4 log lines matched ERROR");
+    let run = finish(child);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let r = run.json();
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert_eq!(r["alarm"], name.as_str());
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("4 log lines matched ERROR"),
+        "{r}"
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+    let asked = cw.asked.lock().unwrap().clone();
+    assert!(
+        asked.len() >= 3 && asked.iter().all(|a| *a),
+        "every DescribeAlarms asked for log alarms: {asked:?}"
+    );
 }

@@ -20,7 +20,7 @@ pub enum DeployError {
         class: Class,
         hint: Option<String>,
     },
-    #[error("the image cannot run on function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
+    #[error("the image cannot be deployed to function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
     Preflight {
         function: String,
         problems: Vec<Problem>,
@@ -35,6 +35,25 @@ pub enum DeployError {
         code: String,
         reason: String,
     },
+    #[error("version {version} of function {function} failed: {code}: {reason}")]
+    VersionFailed {
+        function: String,
+        version: String,
+        code: String,
+        reason: String,
+    },
+    /// A function or version in a state a deploy cannot use.
+    #[error("{what} is {state}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    NotReady {
+        what: String,
+        state: String,
+        reason: String,
+        fix: String,
+    },
+    #[error(
+        "Lambda could not allocate the provisioned concurrency of alias {alias} to the new version: {reason}"
+    )]
+    Provisioned { alias: String, reason: String },
     #[error("gave up after {secs} s waiting for {what}")]
     Timeout { what: String, secs: u64 },
     #[error(
@@ -127,19 +146,12 @@ impl Diagnose for DeployError {
             DeployError::Aws { class, .. } | DeployError::Refused { class, .. } => *class,
             DeployError::Preflight { .. } | DeployError::Image(_) => Class::Usage,
             DeployError::Registry(e) => e.class(),
-            DeployError::UpdateFailed { code, .. } => match code.as_str() {
-                // Lambda's verdict on the image or its permissions: the user's to fix.
-                "ImageAccessDenied"
-                | "ImageDeleted"
-                | "InvalidImage"
-                | "InvalidSubnet"
-                | "InvalidSecurityGroup"
-                | "KMSKeyAccessDenied"
-                | "EniLimitExceeded"
-                | "SubnetOutOfIPAddresses"
-                | "InvalidRuntime" => Class::Usage,
-                _ => Class::Infrastructure,
-            },
+            // Lambda's verdict on the image, the role, a key…: most are the
+            // user's to fix (the table in states.rs).
+            DeployError::UpdateFailed { code, .. } | DeployError::VersionFailed { code, .. } => {
+                super::states::reason(code).class
+            }
+            DeployError::NotReady { .. } | DeployError::Provisioned { .. } => Class::Usage,
             DeployError::Timeout { .. } | DeployError::Changed { .. } => Class::Infrastructure,
             DeployError::Smoke { .. } => Class::Policy,
         }
@@ -153,12 +165,16 @@ impl Diagnose for DeployError {
                 problems.iter().map(|p| p.fix.as_str()).collect::<Vec<_>>().join("; "),
             ),
             DeployError::Registry(e) => e.hint(),
-            DeployError::UpdateFailed { code, .. } => Some(match code.as_str() {
-                "ImageAccessDenied" => "the function's execution role (or Lambda, across accounts) may not pull the image: give the role ecr:BatchGetImage and ecr:GetDownloadUrlForLayer, and check the repository policy and its KMS key".into(),
-                "ImageDeleted" => "the image was deleted (a lifecycle rule?): push it again, and keep deployed digests out of lifecycle expiry".into(),
-                "InvalidImage" => "Lambda could not use the image: check its platform, layers (gzip) and entrypoint".into(),
-                _ => "see the reason above; the alias was not moved".into(),
-            }),
+            DeployError::UpdateFailed { code, .. } => Some(format!(
+                "{}; the alias was not moved",
+                super::states::reason(code).fix
+            )),
+            DeployError::VersionFailed { code, .. } => Some(format!(
+                "{}; no traffic was moved to the version",
+                super::states::reason(code).fix
+            )),
+            DeployError::NotReady { fix, .. } => Some(fix.clone()),
+            DeployError::Provisioned { .. } => Some("the alias went back to the previous version; make room for the allocation (raise the account's concurrency quota or lower the alias's provisioned concurrency — aws lambda get-provisioned-concurrency-config shows Lambda's reason), then deploy again".into()),
             DeployError::Timeout { .. } => Some("raise --timeout, or look at the function in the console; the alias was not moved further".into()),
             DeployError::Changed { .. } => Some("wait for the other deployment to finish, then re-run hoist".into()),
             DeployError::Smoke { .. } => Some("no traffic was moved; fix the function (the response is above) and deploy again".into()),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Architecture, LastUpdateStatus, State};
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, Architecture};
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
@@ -24,6 +24,7 @@ use super::error::DeployError;
 use super::plan::Alias;
 use super::platform::Arch;
 use super::preflight::FunctionFacts;
+use super::states::{self, Readiness};
 
 /// Lambda's TooManyRequestsException says when to come back
 /// (`retryAfterSeconds`, sent as the Retry-After header); the SDK's own
@@ -67,11 +68,24 @@ pub struct Function {
     pub facts: FunctionFacts,
     pub arn: String,
     pub role: String,
+    /// DeadLetterConfig.TargetArn: weighted routing needs the same on both
+    /// versions (or none on either).
+    pub dead_letter: Option<String>,
     pub revision_id: Option<String>,
     pub code_sha256: Option<String>,
     pub description: String,
     pub image_uri: Option<String>,
     pub resolved_image_uri: Option<String>,
+}
+
+/// An alias's provisioned concurrency (GetProvisionedConcurrencyConfig).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provisioned {
+    pub requested: i32,
+    pub allocated: i32,
+    /// IN_PROGRESS, READY or FAILED.
+    pub status: String,
+    pub reason: String,
 }
 
 pub struct Lambda {
@@ -147,6 +161,11 @@ impl Lambda {
             },
             arn,
             role: c.role().unwrap_or_default().to_string(),
+            dead_letter: c
+                .dead_letter_config()
+                .and_then(|d| d.target_arn())
+                .filter(|a| !a.is_empty())
+                .map(str::to_string),
             revision_id: c.revision_id().map(str::to_string),
             code_sha256: c.code_sha256().map(str::to_string),
             description: c.description().unwrap_or_default().to_string(),
@@ -159,9 +178,11 @@ impl Lambda {
     }
 
     /// Wait until the function is neither Pending nor InProgress. After
-    /// hoist's own update (`ours`), a Failed update is the deploy's failure,
-    /// with Lambda's reason; before it, an earlier failure is not hoist's
-    /// business (the function still runs its previous code).
+    /// hoist's own update (`ours`), a Failed update (or a Failed state) is
+    /// the deploy's failure, with Lambda's reason; before it, an earlier
+    /// failure is not hoist's business (the function still runs its previous
+    /// code, and the update may fix it). States no deploy can use
+    /// (Deleting, Deactivated…) fail either way.
     pub async fn settle(
         &self,
         ours: bool,
@@ -183,23 +204,41 @@ impl Lambda {
                         e,
                     )
                 })?;
-            let busy = matches!(out.state(), Some(State::Pending))
-                || matches!(out.last_update_status(), Some(LastUpdateStatus::InProgress));
-            if !busy {
-                if ours && matches!(out.last_update_status(), Some(LastUpdateStatus::Failed)) {
+            let state = out.state().map(|s| s.as_str());
+            let update = out.last_update_status().map(|s| s.as_str());
+            match states::function(state, update, ours) {
+                Readiness::Wait => {}
+                Readiness::Ready if ours && update == Some("Failed") => {
                     return Err(DeployError::UpdateFailed {
                         function: self.function.clone(),
                         code: out
                             .last_update_status_reason_code()
                             .map(|c| c.as_str().to_string())
                             .unwrap_or_else(|| "Failed".into()),
-                        reason: out
-                            .last_update_status_reason()
-                            .unwrap_or("no reason given")
-                            .to_string(),
+                        reason: super::outside(
+                            out.last_update_status_reason().unwrap_or("no reason given"),
+                        ),
                     });
                 }
-                return self.get(None).await;
+                Readiness::Ready => return self.get(None).await,
+                Readiness::Failed => {
+                    return Err(DeployError::UpdateFailed {
+                        function: self.function.clone(),
+                        code: out
+                            .state_reason_code()
+                            .map(|c| c.as_str().to_string())
+                            .unwrap_or_else(|| "Failed".into()),
+                        reason: super::outside(out.state_reason().unwrap_or("no reason given")),
+                    });
+                }
+                Readiness::Refuse(fix) => {
+                    return Err(DeployError::NotReady {
+                        what: format!("function {}", self.function),
+                        state: state.unwrap_or_default().to_string(),
+                        reason: super::outside(out.state_reason().unwrap_or_default()),
+                        fix,
+                    });
+                }
             }
             if Instant::now() >= deadline {
                 return Err(DeployError::Timeout {
@@ -216,6 +255,81 @@ impl Lambda {
                     self.function
                 ));
                 said = true;
+            }
+            tokio::time::sleep(
+                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            attempt += 1;
+        }
+    }
+
+    /// Wait until a published version is Active (Lambda's
+    /// PublishedVersionActive waiter), so that no invoke or traffic reaches
+    /// a version still Pending. Returns whether it had to wait.
+    pub async fn wait_version(
+        &self,
+        version: &str,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<bool, DeployError> {
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .client
+                .get_function_configuration()
+                .function_name(&self.function)
+                .qualifier(version)
+                .send()
+                .await
+                .map_err(|e| {
+                    DeployError::aws(
+                        format!(
+                            "reading the state of version {version} of {}",
+                            self.function
+                        ),
+                        e,
+                    )
+                })?;
+            let state = out.state().map(|s| s.as_str());
+            match states::version(state) {
+                Readiness::Ready => return Ok(attempt > 0),
+                Readiness::Wait => {}
+                Readiness::Failed => {
+                    return Err(DeployError::VersionFailed {
+                        function: self.function.clone(),
+                        version: version.to_string(),
+                        code: out
+                            .state_reason_code()
+                            .map(|c| c.as_str().to_string())
+                            .unwrap_or_else(|| "Failed".into()),
+                        reason: super::outside(out.state_reason().unwrap_or("no reason given")),
+                    });
+                }
+                Readiness::Refuse(fix) => {
+                    return Err(DeployError::NotReady {
+                        what: format!("version {version} of function {}", self.function),
+                        state: state.unwrap_or_default().to_string(),
+                        reason: super::outside(out.state_reason().unwrap_or_default()),
+                        fix,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(DeployError::Timeout {
+                    what: format!(
+                        "version {version} of function {} to become Active (it is {})",
+                        self.function,
+                        state.unwrap_or("?")
+                    ),
+                    secs: timeout.as_secs(),
+                });
+            }
+            if attempt == 0 {
+                self.say(&format!(
+                    "version {version} is {}; waiting until it is Active before any traffic goes to it",
+                    state.unwrap_or("?")
+                ));
             }
             tokio::time::sleep(
                 backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
@@ -285,11 +399,21 @@ impl Lambda {
                 .await
                 .map(|_| ())
                 .map_err(|e| {
-                    self.guarded(
+                    let e = self.guarded(
                         format!("updating the code of function {}", self.function),
                         e,
                         "its RevisionId moved on after hoist read it",
-                    )
+                    );
+                    match &e {
+                        DeployError::Aws { message, .. } if states::deleted_image(message) => {
+                            DeployError::UpdateFailed {
+                                function: self.function.clone(),
+                                code: "ImageDeleted".into(),
+                                reason: message.clone(),
+                            }
+                        }
+                        _ => e,
+                    }
                 })
         })
         .await
@@ -342,11 +466,24 @@ impl Lambda {
                 .send()
                 .await
                 .map_err(|e| {
-                    self.guarded(
+                    let what =
+                        "its code or configuration moved on before the version was published";
+                    let e = self.guarded(
                         format!("publishing a version of function {}", self.function),
                         e,
-                        "its code or configuration moved on before the version was published",
-                    )
+                        what,
+                    );
+                    match &e {
+                        DeployError::Aws { code, message, .. }
+                            if states::code_sha_mismatch(code.as_deref(), message) =>
+                        {
+                            DeployError::Changed {
+                                function: self.function.clone(),
+                                what: format!("{what}: CodeSha256 no longer matched $LATEST"),
+                            }
+                        }
+                        _ => e,
+                    }
                 })?;
             out.version()
                 .map(str::to_string)
@@ -479,6 +616,97 @@ impl Lambda {
             .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
             .unwrap_or_default();
         Ok((out.function_error().map(str::to_string), body))
+    }
+
+    /// The alias's provisioned concurrency, if it has any. Lambda answers
+    /// 404 (ProvisionedConcurrencyConfigNotFoundException, or
+    /// ResourceNotFoundException) when there is none; any 404 means there is
+    /// nothing to wait for. Other failures (a deployer without
+    /// lambda:GetProvisionedConcurrencyConfig) come back as Err for the
+    /// caller to warn about: the deploy still works, only without the wait.
+    pub async fn provisioned(&self, alias: &str) -> Result<Option<Provisioned>, DeployError> {
+        match self
+            .client
+            .get_provisioned_concurrency_config()
+            .function_name(&self.function)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(Provisioned {
+                requested: out
+                    .requested_provisioned_concurrent_executions()
+                    .unwrap_or(0),
+                allocated: out
+                    .allocated_provisioned_concurrent_executions()
+                    .unwrap_or(0),
+                status: out
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: super::outside(out.status_reason().unwrap_or_default()),
+            })),
+            Err(e)
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+                    || e.as_service_error().is_some_and(|s| {
+                        s.is_provisioned_concurrency_config_not_found_exception()
+                    }) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(DeployError::aws(
+                format!(
+                    "reading the provisioned concurrency of alias {}:{alias}",
+                    self.function
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// After a routing change: wait until Lambda has allocated the alias's
+    /// provisioned concurrency again (READY), so that no bake measures cold
+    /// starts the user pays to avoid. FAILED is the deploy's failure.
+    pub async fn wait_provisioned(
+        &self,
+        alias: &str,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<Provisioned>, DeployError> {
+        let mut attempt = 0;
+        loop {
+            let Some(p) = self.provisioned(alias).await? else {
+                return Ok(None);
+            };
+            match p.status.as_str() {
+                "READY" => return Ok(Some(p)),
+                "FAILED" => {
+                    return Err(DeployError::Provisioned {
+                        alias: format!("{}:{alias}", self.function),
+                        reason: if p.reason.is_empty() {
+                            "no reason given".into()
+                        } else {
+                            p.reason
+                        },
+                    });
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(DeployError::Timeout {
+                    what: format!(
+                        "the provisioned concurrency of alias {}:{alias} to be READY ({} of {} allocated)",
+                        self.function, p.allocated, p.requested
+                    ),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(
+                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            attempt += 1;
+        }
     }
 
     /// The highest published version number (for the dry run's plan).

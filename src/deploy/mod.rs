@@ -16,7 +16,9 @@ pub mod plan;
 pub mod platform;
 pub mod preflight;
 pub mod provenance;
+pub mod pull;
 pub mod shift;
+pub mod states;
 pub mod strategy;
 
 use std::time::{Duration, Instant};
@@ -33,7 +35,7 @@ pub use error::DeployError;
 use lambda::Lambda;
 use plan::{Start, StartProblem, Watch, routing};
 use platform::{Arch, Config, Manifest};
-use preflight::{CrossAccount, ImageFacts, Layer};
+use preflight::{ImageFacts, Layer};
 use strategy::{Strategy, show};
 
 /// How a deploy ended.
@@ -166,7 +168,17 @@ async fn deploy(
         }
     };
 
-    // Reads, all at once: the function, the alias, the registry.
+    // Reads. The function and the alias first: the region check needs the
+    // function, and comes before hoist reads the image from a registry.
+    let (function, alias) = tokio::join!(lambda.get(None), lambda.alias(&alias_name));
+    let (function, alias) = (function?, alias?);
+    if let Some(p) = preflight::region(image.region(), &function.facts) {
+        return Err(DeployError::Preflight {
+            function: function_name.clone(),
+            problems: vec![p],
+        }
+        .into());
+    }
     let endpoint = match (&ctx.global.registry_endpoint, image.account()) {
         (Some(e), _) => Some(crate::registry::parse_endpoint(e)?),
         // An image URI in another registry (another account): read it there.
@@ -180,18 +192,15 @@ async fn deploy(
         (None, None) => None,
     };
     let masker = ctx.ci.clone();
-    let (function, alias, registry) = tokio::join!(
-        lambda.get(None),
-        lambda.alias(&alias_name),
-        Registry::connect(
-            Ecr::new(sdk),
-            endpoint,
-            ctx.net.clone(),
-            Default::default(),
-            Box::new(move |s: &str| masker.mask(s))
-        )
-    );
-    let (function, alias, registry) = (function?, alias?, registry.map_err(DeployError::from)?);
+    let registry = Registry::connect(
+        Ecr::new(sdk),
+        endpoint,
+        ctx.net.clone(),
+        Default::default(),
+        Box::new(move |s: &str| masker.mask(s)),
+    )
+    .await
+    .map_err(DeployError::from)?;
     let target = opts.architecture.unwrap_or(function.facts.architecture);
     let host = image
         .registry
@@ -210,15 +219,33 @@ async fn deploy(
         image.repository
     );
 
-    // Cross-account pulls need the repository policy's blessing.
-    let cross = match located.account() {
-        Some(acct) if acct != function.facts.account => {
-            repository_policy(sdk, acct, &image.repository).await
+    // The preflight: the image against the function, and whether Lambda may
+    // pull it from the repository (its policy, read with the ECR API).
+    let mut problems = preflight::check(&facts, &function.facts, opts.architecture);
+    let mut warnings = Vec::new();
+    let mut checks = Vec::new();
+    if let Some(r) = &facts.region {
+        checks.push(format!(
+            "region: the image and function {function_name} are both in {r}"
+        ));
+    }
+    let repo_account = located
+        .account()
+        .unwrap_or(&function.facts.account)
+        .to_string();
+    match pull::Pull::new(&function.arn, &repo_account, &image.repository) {
+        Some(p) => {
+            let read = repository_policy(sdk, &repo_account, &image.repository).await;
+            let found = pull::check(&p, &read);
+            checks.push(found.line);
+            problems.extend(found.problem);
+            warnings.extend(found.warning);
         }
-        _ => CrossAccount::NotNeeded,
-    };
-    let (problems, mut warnings) =
-        preflight::check(&facts, &function.facts, opts.architecture, &cross);
+        None => warnings.push(format!(
+            "could not tell the function's account and region from its ARN ({}), so whether Lambda may pull the image was not checked",
+            outside(&function.arn)
+        )),
+    }
     if !problems.is_empty() {
         return Err(DeployError::Preflight {
             function: function_name.clone(),
@@ -268,6 +295,14 @@ async fn deploy(
                 "alias {}:{} already serves {digest} (version {version}): nothing to do",
                 function_name, alias_name
             ));
+            if version == plan::LATEST {
+                let w = format!(
+                    "alias {alias_name} follows {} (UpdateFunctionCode changes what it serves at once); the next deploy publishes that code as a version and points the alias at it first",
+                    plan::LATEST
+                );
+                tracing::warn!("{w}");
+                report.warnings.push(w);
+            }
             report.end = if dry_run {
                 End::DryRun
             } else {
@@ -295,23 +330,69 @@ async fn deploy(
         Start::Create => None,
         Start::Shift { from } => Some(from.clone()),
     };
+    // An alias on $LATEST serves the new image the moment UpdateFunctionCode
+    // lands (no smoke test, no bake), Lambda refuses to weight it, and
+    // "previous = $LATEST" would roll back to the new code. So hoist first
+    // publishes the code $LATEST serves now as a version and points the
+    // alias at it, then shifts from that version.
+    let pin_latest = from.as_deref() == Some(plan::LATEST);
     report.previous_version = from.clone();
 
-    // Weighted aliases need both versions to share the execution role
-    // (serverless-aws-alias#64); the new version takes $LATEST's.
-    if let (Some(old), false) = (&serving, strategy.steps().is_empty()) {
-        if from.is_some() && old.role != function.role {
+    // Weighted aliases need both versions to share the execution role and
+    // the dead-letter configuration (Lambda guide, configuration-aliases;
+    // serverless-aws-alias#64); the new version takes $LATEST's.
+    let new_facts = plan::RoutingFacts {
+        role: function.role.clone(),
+        dead_letter: function.dead_letter.clone(),
+    };
+    if let (Some(old), Some(f), false, false) =
+        (&serving, &from, strategy.steps().is_empty(), pin_latest)
+    {
+        let old_facts = plan::RoutingFacts {
+            role: old.role.clone(),
+            dead_letter: old.dead_letter.clone(),
+        };
+        let why = plan::weighted(f, &old_facts, &new_facts);
+        if !why.is_empty() {
             return Err(DeployError::refused(
                 format!(
-                    "version {} runs as {} but the function now runs as {}: Lambda cannot split an alias between versions with different execution roles",
-                    from.as_deref().unwrap_or_default(),
-                    old.role,
-                    function.role
+                    "Lambda cannot split alias {alias_name} between version {f} and the new version: {}",
+                    why.join("; ")
                 ),
-                "deploy with --strategy all-at-once, or restore the function's role",
+                "deploy with --strategy all-at-once, or give the function back the execution role and dead-letter queue of the version the alias serves",
             )
             .into());
         }
+        checks.push(format!(
+            "weighted routing: version {f} and the new version share the execution role and the dead-letter queue ({})",
+            new_facts.dead_letter.as_deref().unwrap_or("none")
+        ));
+    }
+
+    // Provisioned concurrency on the alias: each step waits for it.
+    let provisioned = match (&from, pin_latest) {
+        (Some(_), false) => match lambda.provisioned(&alias_name).await {
+            Ok(p) => p,
+            Err(e) => {
+                let w = format!(
+                    "could not read the provisioned concurrency of alias {alias_name} ({e}); if it has some, the bakes may begin before Lambda has allocated it to the new version"
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+                None
+            }
+        },
+        _ => None,
+    };
+    match &provisioned {
+        Some(p) => checks.push(format!(
+            "provisioned concurrency: alias {alias_name} has {} ({}); after each routing change hoist waits until it is READY before baking",
+            p.requested, p.status
+        )),
+        None if from.is_some() && !pin_latest => checks.push(format!(
+            "provisioned concurrency: none on alias {alias_name}"
+        )),
+        None => {}
     }
 
     // The alarms, before anything moves.
@@ -333,6 +414,15 @@ async fn deploy(
                     tracing::warn!("{line}");
                     warnings.push(line);
                 }
+                checks.push(format!(
+                    "alarms: {}",
+                    opts.alarms
+                        .iter()
+                        .filter_map(|n| states.iter().find(|s| &s.name == n))
+                        .map(|s| format!("{} ({} alarm, {})", s.name, s.kind, s.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
                 w
             }
             Err(StartProblem::Missing(names)) => {
@@ -341,7 +431,7 @@ async fn deploy(
                         "CloudWatch has no alarm named {} in this region",
                         names.join(", ")
                     ),
-                    "check the --alarm names (and --region); composite and metric alarms both work",
+                    "check the --alarm names (and --region); metric, composite and log alarms all work",
                 )
                 .into());
             }
@@ -358,7 +448,7 @@ async fn deploy(
             }
         }
     };
-    report.warnings = warnings;
+    report.warnings.extend(warnings);
 
     let mut steps = strategy.steps();
     if from.is_none() && !steps.is_empty() {
@@ -375,17 +465,34 @@ async fn deploy(
         facts.config.architecture,
         crate::progress::bytes(facts.layers.iter().map(|l| l.size).sum())
     )];
-    let next = if dry_run {
-        lambda
-            .latest_version()
-            .await?
-            .map(|n| format!("version {} (probably)", n + 1))
-            .unwrap_or_else(|| "version 1".into())
+    let highest = if dry_run {
+        lambda.latest_version().await?
     } else {
-        "a new version".into()
+        None
+    };
+    let numbered = |n: u64| {
+        if dry_run {
+            format!("version {n} (probably)")
+        } else {
+            "a new version".to_string()
+        }
+    };
+    let pinned_digest = serving_digest
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    let next = if pin_latest {
+        lines.push(format!(
+            "alias {alias_name} follows {latest}, so UpdateFunctionCode would change what it serves at once (and Lambda cannot weight {latest}): first publish the code {latest} runs now{pinned_digest} as {} and point the alias at it; the shift goes from that version",
+            numbered(highest.map_or(1, |n| n + 1)),
+            latest = plan::LATEST
+        ));
+        numbered(highest.map_or(2, |n| n + 2))
+    } else {
+        numbered(highest.map_or(1, |n| n + 1))
     };
     lines.push(format!(
-        "update function {} to it{}, then publish {next}",
+        "update function {} to it{}, then publish {next} and wait until it is Active",
         function_name,
         opts.architecture
             .map(|a| format!(" (architecture {})", a.lambda()))
@@ -394,20 +501,30 @@ async fn deploy(
     if smoke.is_some() {
         lines.push("invoke the new version with the smoke event before moving any traffic".into());
     }
+    let shown_from = if pin_latest {
+        "the version published from $LATEST".to_string()
+    } else {
+        from.clone().unwrap_or_default()
+    };
     match &from {
         None => lines.push(format!("create alias {} on the new version", alias_name)),
-        Some(f) => {
+        Some(_) => {
             for s in &steps {
                 lines.push(format!(
-                    "alias {}: {}% on the new version, {}% on {f}; bake {}",
+                    "alias {}: {}% on the new version, {}% on {shown_from}; {}bake {}",
                     alias_name,
                     s.percent,
                     100 - s.percent,
+                    if provisioned.is_some() {
+                        "wait for provisioned concurrency READY, then "
+                    } else {
+                        ""
+                    },
                     show(s.bake)
                 ));
             }
             lines.push(format!(
-                "alias {}: 100% on the new version (from {f})",
+                "alias {}: 100% on the new version (from {shown_from})",
                 alias_name
             ));
         }
@@ -422,6 +539,7 @@ async fn deploy(
         }
         lines.push(format!("watch during every bake: {}", w.join(", ")));
     }
+    lines.extend(checks.into_iter().map(|c| format!("check: {c}")));
     report.plan = lines;
     if dry_run {
         for l in &report.plan {
@@ -431,8 +549,50 @@ async fn deploy(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
+    for l in report.plan.iter().filter(|l| l.starts_with("check: ")) {
+        tracing::info!("{l}");
+    }
 
     // Writes from here on.
+    let event = |report: &mut Report, what: String| {
+        report.timeline.push(Event {
+            at_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            what,
+        });
+    };
+    let mut from = from;
+    let mut alias_revision = alias.as_ref().and_then(|a| a.revision_id.clone());
+    if pin_latest {
+        let current = lambda
+            .settle(false, Instant::now() + timeout, timeout)
+            .await?;
+        let description = provenance::pinned(serving_digest.as_ref(), &digest);
+        let pinned = lambda
+            .publish(
+                current.code_sha256.as_deref(),
+                current.revision_id.as_deref(),
+                &description,
+                Instant::now() + timeout,
+                timeout,
+            )
+            .await?;
+        lambda
+            .wait_version(&pinned, Instant::now() + timeout, timeout)
+            .await?;
+        let a = lambda
+            .route(&alias_name, &pinned, None, None, alias_revision.as_deref())
+            .await?;
+        alias_revision = a.revision_id.clone();
+        report.routing = routing(&a.version, &a.weights);
+        let line = format!(
+            "alias {alias_name} followed {}: published the code it served{pinned_digest} as version {pinned} and pointed the alias at it; shifting from version {pinned}",
+            plan::LATEST
+        );
+        say(&line);
+        event(&mut report, line);
+        report.previous_version = Some(pinned.clone());
+        from = Some(pinned);
+    }
     say(&format!(
         "deploying {image_uri} to function {}",
         function_name
@@ -468,13 +628,14 @@ async fn deploy(
         function_name
     ));
     report.version = Some(version.clone());
-    let event = |report: &mut Report, what: String| {
-        report.timeline.push(Event {
-            at_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            what,
-        });
-    };
     event(&mut report, format!("published version {version}"));
+    // No invoke and no traffic before the version is Active.
+    if lambda
+        .wait_version(&version, Instant::now() + timeout, timeout)
+        .await?
+    {
+        event(&mut report, format!("version {version} is Active"));
+    }
 
     if let Some(payload) = smoke {
         let (error, body) = lambda.invoke(&version, payload).await?;
@@ -546,7 +707,9 @@ async fn deploy(
         watch,
         max_errors: opts.watch_errors.then_some(opts.max_errors),
         record,
-        revision_id: alias.as_ref().and_then(|a| a.revision_id.clone()),
+        revision_id: alias_revision,
+        provisioned: provisioned.is_some(),
+        timeout,
         quiet,
         started,
     }
@@ -558,6 +721,21 @@ async fn deploy(
     report.end = outcome.end;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Text from AWS (Lambda's reasons, alarm reasons, ARNs) as hoist prints
+/// it: control characters (newlines, terminal escapes, CI workflow-command
+/// line starts) escaped, everything else as is.
+pub fn outside(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Lambda alias names: 1–128 of letters, digits, `-` and `_`, not all digits
@@ -672,13 +850,14 @@ async fn read_image(
     ))
 }
 
-/// The repository policy of another account's repository, for the
-/// cross-account check.
+/// The repository's policy, for the pull check (the ECR API, in the
+/// repository's account).
 async fn repository_policy(
     sdk: &aws_config::SdkConfig,
     account: &str,
     repository: &str,
-) -> CrossAccount {
+) -> pull::PolicyRead {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
     let ecr = aws_sdk_ecr::Client::new(sdk);
     match ecr
         .get_repository_policy()
@@ -687,14 +866,24 @@ async fn repository_policy(
         .send()
         .await
     {
-        Ok(p) => CrossAccount::Policy(p.policy_text().map(str::to_string)),
+        Ok(p) => pull::PolicyRead::Text(p.policy_text().map(str::to_string)),
+        // No policy; or (a `ship --dry-run` with --create-repository) no
+        // repository yet, which the push creates without one.
         Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_repository_policy_not_found_exception()) =>
+            if e.as_service_error().is_some_and(|s| {
+                s.is_repository_policy_not_found_exception()
+                    || s.is_repository_not_found_exception()
+            }) =>
         {
-            CrossAccount::Policy(None)
+            pull::PolicyRead::Text(None)
         }
-        Err(e) => CrossAccount::Unreadable(aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()),
+        Err(e) => pull::PolicyRead::Unreadable {
+            denied: matches!(
+                e.code(),
+                Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
+            ),
+            why: outside(&aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()),
+        },
     }
 }
 
@@ -876,6 +1065,15 @@ impl RollbackReport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_from_outside() {
+        assert_eq!(super::outside("plain: ok"), "plain: ok");
+        assert_eq!(
+            super::outside("line\n::error::x\u{1b}[31m"),
+            "line\\n::error::x\\u{1b}[31m"
+        );
+    }
+
     #[test]
     fn alias_names() {
         for ok in ["live", "prod-eu_1", "a"] {

@@ -74,6 +74,42 @@ pub fn start(
     }
 }
 
+/// The unpublished version. An alias on it serves whatever
+/// UpdateFunctionCode writes, the moment the update lands; Lambda refuses
+/// to weight it (Lambda developer guide, configuration-aliases: "Both
+/// versions must be published. The alias cannot point to $LATEST").
+pub const LATEST: &str = "$LATEST";
+
+/// What Lambda requires alike of the two versions of a weighted alias
+/// (configuration-aliases): the execution role and the dead-letter queue
+/// configuration (or none on both).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingFacts {
+    pub role: String,
+    pub dead_letter: Option<String>,
+}
+
+/// Why Lambda would refuse to split an alias between version `from` (`old`)
+/// and the new version (`new`: $LATEST's configuration, which it takes).
+pub fn weighted(from: &str, old: &RoutingFacts, new: &RoutingFacts) -> Vec<String> {
+    let mut why = Vec::new();
+    if old.role != new.role {
+        why.push(format!(
+            "version {from} runs as {} but the function now runs as {}",
+            old.role, new.role
+        ));
+    }
+    if old.dead_letter != new.dead_letter {
+        let show = |d: &Option<String>| d.clone().unwrap_or_else(|| "none".into());
+        why.push(format!(
+            "version {from} has dead-letter queue {} but the function now has {}",
+            show(&old.dead_letter),
+            show(&new.dead_letter)
+        ));
+    }
+    why
+}
+
 /// `5=90% 6=10%`: an alias's routing as shown to users.
 pub fn routing(primary: &str, weights: &[(String, f64)]) -> String {
     let extra: f64 = weights.iter().map(|(_, w)| w).sum();
@@ -159,6 +195,14 @@ pub fn rollback(alias: &Alias, force: bool) -> Result<Rollback, String> {
             alias.description
         ));
     };
+    if r.previous == LATEST {
+        // Recorded by a deploy from an alias that followed $LATEST: that
+        // code is gone ($LATEST is whatever was deployed since), so going
+        // "back" to $LATEST would serve the new code.
+        return Err(format!(
+            "the recorded previous version is {LATEST}, which no longer holds the code the alias served before (UpdateFunctionCode replaced it): rolling back to it would serve the new code"
+        ));
+    }
     if alias.version == r.current || force {
         if alias.version == r.previous {
             return Err(format!(
@@ -183,6 +227,8 @@ pub struct AlarmState {
     pub name: String,
     pub state: String,
     pub reason: String,
+    /// metric, composite or log.
+    pub kind: &'static str,
 }
 
 impl AlarmState {
@@ -378,12 +424,68 @@ mod tests {
                 false,
                 Err("no record of a hoist deploy"),
             ),
+            // previous=$LATEST (an alias that followed $LATEST before a
+            // deploy): refused, forced or not.
+            (
+                alias("5", &[], "hoist: current=5 previous=$LATEST"),
+                false,
+                Err("no longer holds the code"),
+            ),
+            (
+                alias("7", &[], "hoist: current=5 previous=$LATEST"),
+                true,
+                Err("no longer holds the code"),
+            ),
         ];
         for (a, force, want) in cases {
             let got = rollback(&a, force);
             match want {
                 Ok(w) => assert_eq!(got, Ok(w), "{a:?}"),
                 Err(w) => assert!(got.as_ref().unwrap_err().contains(w), "{a:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_weighted_routing_needs() {
+        let f = |role: &str, dlq: Option<&str>| RoutingFacts {
+            role: role.into(),
+            dead_letter: dlq.map(String::from),
+        };
+        let sqs = "arn:aws:sqs:us-east-1:1:dlq";
+        let sns = "arn:aws:sns:us-east-1:1:dlq";
+        let cases: Vec<(RoutingFacts, RoutingFacts, Vec<&str>)> = vec![
+            (f("r", None), f("r", None), vec![]),
+            (f("r", Some(sqs)), f("r", Some(sqs)), vec![]),
+            (
+                f("a", None),
+                f("b", None),
+                vec!["runs as a but the function now runs as b"],
+            ),
+            (
+                f("r", Some(sqs)),
+                f("r", Some(sns)),
+                vec![
+                    "dead-letter queue arn:aws:sqs:us-east-1:1:dlq but the function now has arn:aws:sns",
+                ],
+            ),
+            (
+                f("r", None),
+                f("r", Some(sqs)),
+                vec!["dead-letter queue none but"],
+            ),
+            (f("r", Some(sqs)), f("r", None), vec!["now has none"]),
+            (
+                f("a", Some(sqs)),
+                f("b", None),
+                vec!["runs as a", "now has none"],
+            ),
+        ];
+        for (old, new, want) in cases {
+            let got = weighted("3", &old, &new);
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g.contains(w) && g.contains("version 3"), "{g} / {w}");
             }
         }
     }
@@ -401,6 +503,7 @@ mod tests {
             name: n.into(),
             state: st.into(),
             reason: format!("{n} is {st}"),
+            kind: "metric",
         };
         let wanted = vec!["a".to_string(), "b".to_string()];
         assert_eq!(

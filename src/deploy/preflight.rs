@@ -1,10 +1,8 @@
 //! Everything that can be known wrong before the function is touched: the
-//! image's platform, layers, size and entrypoint against what Lambda runs,
-//! and whether Lambda can pull from the repository at all. Pure: the facts
-//! are read elsewhere; every problem is found (not just the first) and each
-//! says how to fix it.
-
-use serde_json::Value;
+//! image's region, platform, layers, size and entrypoint against what Lambda
+//! runs (whether Lambda may pull it is pull.rs). Pure: the facts are read
+//! elsewhere; every problem is found (not just the first) and each says how
+//! to fix it.
 
 use super::platform::{Arch, Config};
 
@@ -51,17 +49,6 @@ pub struct FunctionFacts {
     pub overrides_entrypoint: bool,
 }
 
-/// What a cross-account deploy needs from the repository policy.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CrossAccount {
-    /// Same account: nothing to check.
-    NotNeeded,
-    /// The policy text (None: the repository has no policy).
-    Policy(Option<String>),
-    /// hoist could not read the policy (no ecr:GetRepositoryPolicy there).
-    Unreadable(String),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub message: String,
@@ -69,7 +56,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(message: impl Into<String>, fix: impl Into<String>) -> Problem {
+    pub fn new(message: impl Into<String>, fix: impl Into<String>) -> Problem {
         Problem {
             message: message.into(),
             fix: fix.into(),
@@ -77,16 +64,30 @@ impl Problem {
     }
 }
 
+/// Lambda pulls only from an ECR repository in the function's own region
+/// (Lambda developer guide, images-create). Checked before hoist reads the
+/// image: reading it from another region's registry fails with a registry
+/// error that says nothing about regions.
+pub fn region(image_region: Option<&str>, function: &FunctionFacts) -> Option<Problem> {
+    let r = image_region?;
+    (r != function.region).then(|| {
+        Problem::new(
+            format!(
+                "the image is in region {r} but function {} is in {}; Lambda pulls only from its own region",
+                function.name, function.region
+            ),
+            format!(
+                "push the image to an ECR repository in {} (or replicate it there)",
+                function.region
+            ),
+        )
+    })
+}
+
 /// Every problem with deploying `image` to `function` (with `--architecture`
-/// `arch`, if given), plus warnings that do not block.
-pub fn check(
-    image: &ImageFacts,
-    function: &FunctionFacts,
-    arch: Option<Arch>,
-    cross: &CrossAccount,
-) -> (Vec<Problem>, Vec<String>) {
+/// `arch`, if given).
+pub fn check(image: &ImageFacts, function: &FunctionFacts, arch: Option<Arch>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
     let f = &function.name;
     if function.package_type != "Image" {
         problems.push(Problem::new(
@@ -161,40 +162,11 @@ pub fn check(
             "add ENTRYPOINT or CMD to the image (AWS base images set ENTRYPOINT and CMD [\"app.handler\"]), or set the function's ImageConfig",
         ));
     }
-    if let Some(r) = &image.region {
-        if *r != function.region {
-            problems.push(Problem::new(
-                format!("the image is in region {r} but function {f} is in {}; Lambda pulls only from its own region", function.region),
-                format!("push the image to an ECR repository in {} (or replicate it there)", function.region),
-            ));
-        }
+    if let Some(p) = region(image.region.as_deref(), function) {
+        problems.push(p);
     }
-    match cross {
-        CrossAccount::NotNeeded => {}
-        CrossAccount::Policy(None) => problems.push(Problem::new(
-            format!(
-                "the repository is in account {} and function {f} in {}, and the repository has no policy letting Lambda pull",
-                image.account.as_deref().unwrap_or("?"),
-                function.account
-            ),
-            CROSS_FIX,
-        )),
-        CrossAccount::Policy(Some(text)) => {
-            if let Err(why) = lambda_may_pull(text) {
-                problems.push(Problem::new(
-                    format!("the repository policy does not let Lambda pull the image into account {}: {why}", function.account),
-                    CROSS_FIX,
-                ));
-            }
-        }
-        CrossAccount::Unreadable(why) => warnings.push(format!(
-            "could not read the repository policy to check that Lambda may pull across accounts ({why}); if the deploy fails with ImageAccessDenied, see the README"
-        )),
-    }
-    (problems, warnings)
+    problems
 }
-
-const CROSS_FIX: &str = "add a repository policy statement allowing Principal {\"Service\": \"lambda.amazonaws.com\"} the actions ecr:BatchGetImage and ecr:GetDownloadUrlForLayer (see the README's cross-account section)";
 
 impl Arch {
     pub fn from_oci(s: &str) -> Option<Arch> {
@@ -204,67 +176,6 @@ impl Arch {
             _ => None,
         }
     }
-}
-
-/// Whether a repository policy has an Allow statement for the Lambda service
-/// principal covering both actions Lambda pulls with. Conditions are not
-/// evaluated (they usually pin the source account, which is what is wanted).
-pub fn lambda_may_pull(policy: &str) -> Result<(), String> {
-    let doc: Value = serde_json::from_str(policy).map_err(|e| format!("it is not JSON ({e})"))?;
-    let statements: Vec<&Value> = match &doc["Statement"] {
-        Value::Array(a) => a.iter().collect(),
-        s @ Value::Object(_) => vec![s],
-        _ => return Err("it has no statements".into()),
-    };
-    let strings = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            _ => vec![],
-        }
-    };
-    let mut missing = vec!["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
-    for s in statements {
-        if s["Effect"] != "Allow" {
-            continue;
-        }
-        let principal = &s["Principal"];
-        let lambda = principal == "*"
-            || strings(&principal["Service"])
-                .iter()
-                .any(|p| p == "lambda.amazonaws.com")
-            || strings(&principal["AWS"]).iter().any(|p| p == "*");
-        if !lambda {
-            continue;
-        }
-        let actions = strings(&s["Action"]);
-        missing.retain(|want| !actions.iter().any(|a| action_matches(a, want)));
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "no Allow statement for lambda.amazonaws.com covers {}",
-            missing.join(" and ")
-        ))
-    }
-}
-
-/// IAM action patterns: case-insensitive, `*` any run of characters.
-fn action_matches(pattern: &str, action: &str) -> bool {
-    fn m(p: &[u8], a: &[u8]) -> bool {
-        match p.split_first() {
-            None => a.is_empty(),
-            Some((b'*', rest)) => (0..=a.len()).any(|i| m(rest, &a[i..])),
-            Some((c, rest)) => {
-                a.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &a[1..])
-            }
-        }
-    }
-    m(pattern.as_bytes(), action.as_bytes())
 }
 
 #[cfg(test)]
@@ -414,7 +325,7 @@ mod tests {
         for (name, change, arch, want) in cases {
             let (mut i, mut f) = (image(), function());
             change(&mut i, &mut f);
-            let (problems, _) = check(&i, &f, arch, &CrossAccount::NotNeeded);
+            let problems = check(&i, &f, arch);
             assert_eq!(problems.len(), want.len(), "{name}: {problems:?}");
             for (p, w) in problems.iter().zip(&want) {
                 assert!(
@@ -428,51 +339,15 @@ mod tests {
     }
 
     #[test]
-    fn cross_account_pulls() {
-        let good = r#"{"Version":"2012-10-17","Statement":[{"Sid":"LambdaECRImageCrossAccountRetrievalPolicy","Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"],"Condition":{"StringLike":{"aws:sourceARN":"arn:aws:lambda:us-east-1:222222222222:function:*"}}}]}"#;
-        let cases: &[(&str, Result<(), &str>)] = &[
-            (good, Ok(())),
-            (
-                r#"{"Statement":{"Effect":"Allow","Principal":{"Service":["x.amazonaws.com","lambda.amazonaws.com"]},"Action":"ecr:*"}}"#,
-                Ok(()),
-            ),
-            (
-                r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":["ecr:BatchGet*","ecr:getdownloadurlforlayer"]}]}"#,
-                Ok(()),
-            ),
-            (
-                r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"ecr:BatchGetImage"}]}"#,
-                Err("covers ecr:GetDownloadUrlForLayer"),
-            ),
-            (
-                r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::222222222222:root"},"Action":"ecr:*"}]}"#,
-                Err("covers ecr:BatchGetImage and ecr:GetDownloadUrlForLayer"),
-            ),
-            (
-                r#"{"Statement":[{"Effect":"Deny","Principal":{"Service":"lambda.amazonaws.com"},"Action":"ecr:*"}]}"#,
-                Err("no Allow statement"),
-            ),
-            ("not json", Err("not JSON")),
-        ];
-        for (policy, want) in cases {
-            let got = lambda_may_pull(policy);
-            match want {
-                Ok(()) => assert!(got.is_ok(), "{policy}: {got:?}"),
-                Err(w) => assert!(got.as_ref().unwrap_err().contains(w), "{policy}: {got:?}"),
-            }
-        }
-        let mut f = function();
-        f.account = "222222222222".into();
-        let (p, _) = check(&image(), &f, None, &CrossAccount::Policy(None));
-        assert!(p[0].message.contains("has no policy"), "{p:?}");
-        let (p, _) = check(&image(), &f, None, &CrossAccount::Policy(Some(good.into())));
-        assert!(p.is_empty(), "{p:?}");
-        let (p, w) = check(
-            &image(),
-            &f,
-            None,
-            &CrossAccount::Unreadable("AccessDenied".into()),
+    fn region_first() {
+        let f = function();
+        assert_eq!(region(None, &f), None);
+        assert_eq!(region(Some("us-east-1"), &f), None);
+        let p = region(Some("eu-west-1"), &f).unwrap();
+        assert!(
+            p.message
+                .contains("is in region eu-west-1 but function f is in us-east-1")
         );
-        assert!(p.is_empty() && w[0].contains("AccessDenied"));
+        assert!(p.fix.contains("in us-east-1"));
     }
 }

@@ -64,6 +64,22 @@ pub fn description(digest: &Digest, commit: Option<&str>, url: Option<&str>) -> 
     s
 }
 
+/// The description of the version hoist publishes from an alias's $LATEST
+/// before a deploy (so that the alias can shift from a published version):
+/// the digest $LATEST served, when known, and what replaced it.
+pub fn pinned(serving: Option<&Digest>, deploying: &Digest) -> String {
+    match serving {
+        Some(d) => format!(
+            "{PREFIX} {d} ($LATEST as served before deploying {})",
+            deploying.short()
+        ),
+        None => format!(
+            "{PREFIX}: $LATEST as served before deploying {}",
+            deploying.short()
+        ),
+    }
+}
+
 /// The digest a version was deployed from, if hoist published it.
 pub fn digest_in(description: &str) -> Option<Digest> {
     let rest = description.strip_prefix(PREFIX)?.trim_start();
@@ -73,6 +89,18 @@ pub fn digest_in(description: &str) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_latest() {
+        let old: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let new: Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
+        let d = pinned(Some(&old), &new);
+        assert!(d.len() <= MAX);
+        assert_eq!(digest_in(&d), Some(old));
+        let d = pinned(None, &new);
+        assert_eq!(digest_in(&d), None);
+        assert!(d.contains("$LATEST"));
+    }
 
     #[test]
     fn descriptions() {

@@ -1,5 +1,8 @@
 //! Moving the alias: each weighted step, its bake with the alarms watched,
-//! then all of the traffic. Whatever ends the shift early — an alarm, an
+//! then all of the traffic. With provisioned concurrency on the alias,
+//! Lambda re-allocates it to the versions as the weights change; each bake
+//! starts only once the allocation is READY again (otherwise a canary step
+//! measures the cold starts the user pays to avoid). Whatever ends the shift early — an alarm, an
 //! error, SIGINT or SIGTERM (a cancelled CI job) — the alias goes straight
 //! back to the previous version before hoist exits: it is never left split.
 
@@ -27,6 +30,10 @@ pub struct Shift<'a> {
     pub max_errors: Option<u64>,
     pub record: String,
     pub revision_id: Option<String>,
+    /// The alias has provisioned concurrency: wait for it after each move.
+    pub provisioned: bool,
+    /// The longest each wait (provisioned concurrency) lasts.
+    pub timeout: Duration,
     pub quiet: bool,
     pub started: Instant,
 }
@@ -150,14 +157,27 @@ impl Shift<'_> {
                 )
                 .await?;
             self.revision_id = a.revision_id.clone();
-            self.event(
-                timeline,
-                format!(
-                    "routing {}; baking {}",
-                    routing(&a.version, &a.weights),
-                    show(step.bake)
-                ),
-            );
+            if self.provisioned {
+                self.event(
+                    timeline,
+                    format!(
+                        "routing {}; waiting for the provisioned concurrency of {} to be READY",
+                        routing(&a.version, &a.weights),
+                        self.alias
+                    ),
+                );
+                let ready = self.provisioned_ready().await?;
+                self.event(timeline, format!("{ready}; baking {}", show(step.bake)));
+            } else {
+                self.event(
+                    timeline,
+                    format!(
+                        "routing {}; baking {}",
+                        routing(&a.version, &a.weights),
+                        show(step.bake)
+                    ),
+                );
+            }
             if let Some(alarm) = self.bake(step, since, timeline).await? {
                 return Ok((a, Some(alarm)));
             }
@@ -176,7 +196,31 @@ impl Shift<'_> {
             timeline,
             format!("routing {}", routing(&a.version, &a.weights)),
         );
+        if self.provisioned {
+            let ready = self.provisioned_ready().await?;
+            self.event(timeline, ready);
+        }
         Ok((a, None))
+    }
+
+    /// Wait for the alias's provisioned concurrency to be READY; the line
+    /// that says so, with how long it took.
+    async fn provisioned_ready(&self) -> Result<String, DeployError> {
+        let began = Instant::now();
+        let p = self
+            .lambda
+            .wait_provisioned(self.alias, Instant::now() + self.timeout, self.timeout)
+            .await?;
+        Ok(match p {
+            Some(p) => format!(
+                "provisioned concurrency of {} READY ({} of {}) after {:.1} s",
+                self.alias,
+                p.allocated,
+                p.requested,
+                began.elapsed().as_secs_f64()
+            ),
+            None => format!("alias {} no longer has provisioned concurrency", self.alias),
+        })
     }
 
     /// Hold a step for its bake, checking the alarms (and the Errors metric)
@@ -258,6 +302,7 @@ impl Shift<'_> {
                     name: format!("Errors of {function}:{} version {}", self.alias, self.to),
                     state: "ALARM".into(),
                     reason: format!("{n} errors since the shift began (--max-errors {max})"),
+                    kind: "metric",
                 }));
             }
         }

@@ -407,23 +407,8 @@ pub fn lambda_pull_policy(repository_arn: &str) -> Option<String> {
     let [_, partition, "ecr", region, account, _] = parts[..] else {
         return None;
     };
-    Some(
-        serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "LambdaECRImageRetrievalPolicy",
-                "Effect": "Allow",
-                "Principal": { "Service": "lambda.amazonaws.com" },
-                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Condition": {
-                    "StringLike": {
-                        "aws:sourceArn": format!("arn:{partition}:lambda:{region}:{account}:function:*")
-                    }
-                }
-            }]
-        })
-        .to_string(),
-    )
+    let statement = super::policy::lambda_statement(partition, region, account, false);
+    super::policy::with_statements(None, &[statement]).ok()
 }
 
 #[cfg(test)]
@@ -477,7 +462,7 @@ mod tests {
         let st = &v["Statement"][0];
         assert_eq!(st["Principal"]["Service"], "lambda.amazonaws.com");
         assert_eq!(
-            st["Condition"]["StringLike"]["aws:sourceArn"],
+            st["Condition"]["StringLike"]["aws:sourceARN"],
             "arn:aws:lambda:eu-west-1:123456789012:function:*"
         );
         let cn =

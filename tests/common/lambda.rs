@@ -118,6 +118,38 @@ pub fn function(repo: &str, digest: &str, arch: &str) -> String {
     name
 }
 
+/// A container-image function running `repo@digest` with alias `live` on
+/// `$LATEST` (no version published): how functions made by hand, or by
+/// tools that never publish, often look.
+pub fn function_on_latest(repo: &str, digest: &str, arch: &str) -> String {
+    let name = unique("fn");
+    let l = lambda();
+    let role = role();
+    block_on(async {
+        l.create_function()
+            .function_name(&name)
+            .role(role)
+            .package_type(aws_sdk_lambda::types::PackageType::Image)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .image_uri(uri(repo, digest))
+                    .build(),
+            )
+            .architectures(arch.into())
+            .send()
+            .await
+            .expect("moto creates the function");
+        l.create_alias()
+            .function_name(&name)
+            .name("live")
+            .function_version("$LATEST")
+            .send()
+            .await
+            .unwrap();
+    });
+    name
+}
+
 /// (primary version, additional weights) of an alias.
 pub fn alias(function: &str, name: &str) -> (String, HashMap<String, f64>) {
     let a = block_on(
