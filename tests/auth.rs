@@ -672,7 +672,7 @@ fn credentials_about_to_expire_are_refreshed_with_a_fresh_token() {
             role_arn: ROLE.into(),
             chain_role_arn: None,
             session_name: "hoist-test".into(),
-            audience: "sts.amazonaws.com".into(),
+            audience: hoist::auth::Audience::Default("sts.amazonaws.com"),
             duration_secs: None,
             session_policy: None,
             source: hoist::ci::TokenSource::File(file.clone()),
