@@ -188,7 +188,7 @@ fn gitlab_documents(text: &str, dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn gitlab_template_matches_gitlab_ci_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_root().join("gitlab/hoist.yml")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("templates/hoist/template.yml")).unwrap();
     let (code, out) = check_schema("vendor.gitlab-ci", &gitlab_documents(&text, dir.path()));
     assert_eq!(code, 0, "{out}");
 
@@ -353,56 +353,149 @@ fn image_from_the_dockerfile_is_pushed_by_hoist_and_runs() {
     );
 }
 
-// --- GitLab: the template run by gitlab-ci-local ------------------------------
+// --- GitLab: the component and the template, run by gitlab-ci-local -----------
 
-/// The template included with inputs, run by gitlab-ci-local's shell executor
-/// with a GitLab-shaped OIDC token as HOIST_ID_TOKEN: `hoist ship`
-/// authenticates through moto's STS, pushes to the local registry, writes
-/// hoist.env; a later job of the same pipeline reads the digest from the
-/// dotenv report.
+/// The component, and the template path that older `include:`s name.
+const COMPONENT: &str = "templates/hoist/template.yml";
+const TEMPLATE: &str = "gitlab/hoist.yml";
+
+/// gitlab/hoist.yml is the component, byte for byte: `include: project:` /
+/// `remote:` users get the same job as `include: component:` users.
 #[test]
-fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
-    let l = local();
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("project");
-    std::fs::create_dir_all(project.join("gitlab")).unwrap();
-    std::fs::copy(
-        repo_root().join("gitlab/hoist.yml"),
-        project.join("gitlab/hoist.yml"),
-    )
-    .unwrap();
-    Layout::simple(&project.join("image"), 2, 3000);
-    let repo = unique("pkg/gitlab");
-    // Without scan on push (moto scans only when asked): the gate starts the
-    // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
-    common::create_repository(&repo, true);
-    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
-    std::fs::write(
-        project.join(".gitlab-ci.yml"),
-        format!(
-            r#"stages: [deploy, verify]
-include:
-  - local: gitlab/hoist.yml
-    inputs:
-      image: registry.example.com/tools/hoist:{version}
-      source: image
-      repository: {repo}
-      tags: one,two
-      severity-threshold: critical
-      function: {function}
-      alias: live
-      role-arn: {ROLE}
-read-digest:
-  stage: verify
-  needs: [hoist]
-  script:
-    - test -n "$HOIST_DIGEST"
-    - echo "later job got digest=$HOIST_DIGEST image-uri=$HOIST_IMAGE_URI"
-"#,
-            version = env!("CARGO_PKG_VERSION")
+fn gitlab_template_is_the_component() {
+    assert_eq!(
+        std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap(),
+        std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap(),
+        "copy {COMPONENT} to {TEMPLATE}"
+    );
+    assert!(
+        repo_root().join("templates/hoist/README.md").exists(),
+        "the component's README"
+    );
+}
+
+/// The component's inputs: each described; typed where the value is a
+/// boolean or a number, so natural YAML (`true`, `3`) is accepted; options
+/// for severities and architectures, a regex for durations and strategies;
+/// the image defaults to the release's, matching this version.
+#[test]
+fn gitlab_component_inputs_are_typed_and_described() {
+    let text = std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap();
+    let (header, _) = text.split_once("\n---\n").unwrap();
+    let spec: Yaml = serde_yaml_ng::from_str(header).unwrap();
+    let inputs = spec["spec"]["inputs"].as_mapping().unwrap();
+    for (name, input) in inputs {
+        assert!(
+            input["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name:?} has no description"
+        );
+        if let Some(options) = input["options"].as_sequence() {
+            assert!(
+                options.contains(&input["default"]),
+                "{name:?}: the default is not one of the options"
+            );
+        }
+    }
+    let field = |name: &str, key: &str| inputs[name][key].clone();
+    for name in [
+        "create-repository",
+        "fail-on-scan-error",
+        "watch-errors",
+        "ignore-alarms-at-start",
+        "force",
+        "dry-run",
+    ] {
+        assert_eq!(field(name, "type").as_str(), Some("boolean"), "{name}");
+        assert!(field(name, "default").as_bool().is_some(), "{name}");
+    }
+    for name in ["jobs", "role-duration-seconds", "max-errors"] {
+        assert_eq!(field(name, "type").as_str(), Some("number"), "{name}");
+    }
+    for name in ["severity-threshold", "architecture"] {
+        assert!(field(name, "options").as_sequence().is_some(), "{name}");
+    }
+    for name in ["scan-timeout", "deploy-timeout", "strategy", "duration"] {
+        assert!(field(name, "regex").as_str().is_some(), "{name}");
+    }
+    assert_eq!(
+        field("image", "default").as_str(),
+        Some(format!("ghcr.io/hoist-dev/hoist:{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the image input defaults to this release's image"
+    );
+    // The action's names, and the former ones still there.
+    for name in [
+        "role-to-assume",
+        "role-duration-seconds",
+        "aws-region",
+        "role-arn",
+        "duration",
+        "environment",
+    ] {
+        assert!(inputs.contains_key(name), "{name}");
+    }
+    // Each regex matches its default and hoist's own forms.
+    // grep -E (POSIX ERE) reads these patterns as GitLab's RE2 does: no
+    // construct they use differs.
+    let matches = |name: &str, value: &str| {
+        let re = field(name, "regex");
+        Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s\\n' \"$1\" | grep -qE \"$2\"")
+            .arg("sh")
+            .arg(value)
+            .arg(re.as_str().unwrap())
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    for (name, good, bad) in [
+        (
+            "scan-timeout",
+            vec!["10m", "90s", "1.5h", "600", "500ms"],
+            vec!["ten", "10 m", ""],
         ),
-    )
-    .unwrap();
+        (
+            "deploy-timeout",
+            vec!["10m", "1m30s", "300"],
+            vec!["1.5m", "soon"],
+        ),
+        (
+            "strategy",
+            vec![
+                "all-at-once",
+                "canary:10%:5m",
+                "linear:10%:1m",
+                "LambdaCanary10Percent5Minutes",
+                "LambdaLinear10PercentEvery1Minute",
+                "LambdaAllAtOnce",
+            ],
+            vec!["canary", "blue-green", "Canary10Percent5Minutes"],
+        ),
+        ("duration", vec!["", "900"], vec!["15m"]),
+    ] {
+        for v in good {
+            assert!(matches(name, v), "{name} refuses {v:?}");
+        }
+        for v in bad {
+            assert!(!matches(name, v), "{name} accepts {v:?}");
+        }
+    }
+}
+
+/// A project of its own for gitlab-ci-local: the component (and the
+/// template at its old path), an OCI layout `image/`, `.gitlab-ci.yml`, a
+/// git remote named origin (gitlab.example.com/acme/app) and one commit.
+fn gitlab_project(work: &Path, pipeline: &str) -> PathBuf {
+    let project = work.join("project");
+    for f in [COMPONENT, TEMPLATE] {
+        let to = project.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(f), to).unwrap();
+    }
+    Layout::simple(&project.join("image"), 2, 3000);
+    std::fs::write(project.join(".gitlab-ci.yml"), pipeline).unwrap();
     let git = |args: &[&str]| {
         let (code, text) = output(Command::new("git").args(args).current_dir(&project));
         assert_eq!(code, 0, "git {args:?}: {text}");
@@ -425,7 +518,13 @@ read-digest:
         "-m",
         "pipeline",
     ]);
+    project
+}
 
+/// gitlab-ci-local's shell executor runs the pipeline of `project` with a
+/// GitLab-shaped OIDC token as HOIST_ID_TOKEN. (exit code, log, token)
+fn gitlab_ci_local(work: &Path, project: &Path) -> (i32, String, String) {
+    let l = local();
     let token = jwt(json!({
         "iss": "https://gitlab.com", "aud": "sts.amazonaws.com",
         "sub": "project_path:acme/app:ref_type:branch:ref:main", "project_path": "acme/app",
@@ -438,13 +537,13 @@ read-digest:
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = Command::new(tool("gitlab-ci-local"));
-    cmd.current_dir(&project)
+    cmd.current_dir(project)
         .env_clear()
         .env("PATH", path)
-        .env("HOME", work.path())
-        // The template's job names an image; run its script in this shell.
+        .env("HOME", work)
+        // The component's job names an image; run its script in this shell.
         .args(["--force-shell-executor", "--home"])
-        .arg(work.path().join("gcl-home"));
+        .arg(work.join("gcl-home"));
     let mut variables = vec![
         format!("HOIST_ID_TOKEN={token}"),
         // What a GitLab runner sets and gitlab-ci-local does not: GITLAB_CI
@@ -468,9 +567,15 @@ read-digest:
         cmd.arg("--variable").arg(v);
     }
     let (code, text) = output(&mut cmd);
-    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
-    assert!(!text.contains(&token), "the id token reached the job log");
+    (code, text, token)
+}
 
+/// What both pipelines check: hoist authenticated with the job's id token,
+/// pushed, gated and deployed; a later job read the digest from the dotenv
+/// report; the findings are in the container-scanning report.
+fn check_gitlab_run(project: &Path, text: &str, token: &str, repo: &str, function: &str) {
+    let l = local();
+    assert!(!text.contains(token), "the id token reached the job log");
     assert!(
         text.contains("assumed-role/ci-deploy/hoist-gitlab-")
             && text.contains("with the OIDC token from $HOIST_ID_TOKEN"),
@@ -489,12 +594,12 @@ read-digest:
         )),
         "the later job read the digest from the dotenv report:\n{text}"
     );
-    assert!(registry_manifest(&repo, &digest).is_some());
+    assert!(registry_manifest(repo, &digest).is_some());
     // The gate ran on the pushed digest: its verdict in the dotenv report,
     // its findings in the container-scanning report artifact.
     assert!(dotenv.contains("HOIST_SCAN_VERDICT=passed"), "{dotenv}");
     assert!(dotenv.contains("HOIST_VERSION=2"), "deployed: {dotenv}");
-    assert_eq!(common::lambda::alias(&function, "live").0, "2");
+    assert_eq!(common::lambda::alias(function, "live").0, "2");
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(project.join("gl-container-scanning-report.json")).unwrap(),
     )
@@ -503,9 +608,171 @@ read-digest:
         report["vulnerabilities"][0]["identifiers"][0]["value"],
         "CVE-9999-9999"
     );
-    let mut tags = registry_tags(&repo);
+    let mut tags = registry_tags(repo);
     tags.sort();
     assert_eq!(tags, ["one", "two"]);
+}
+
+const READ_DIGEST_JOB: &str = r#"read-digest:
+  stage: verify
+  needs: [hoist]
+  script:
+    - test -n "$HOIST_DIGEST"
+    - echo "later job got digest=$HOIST_DIGEST image-uri=$HOIST_IMAGE_URI"
+"#;
+
+/// The template at its old path, included with its old input names
+/// (`role-arn`, an `image`, a lowercase severity), as pipelines written for
+/// the first template do: `hoist ship` authenticates through moto's STS,
+/// pushes to the local registry, gates, deploys, writes hoist.env; a later
+/// job of the same pipeline reads the digest from the dotenv report.
+#[test]
+fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = unique("pkg/gitlab");
+    // Without scan on push (moto scans only when asked): the gate starts the
+    // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
+    common::create_repository(&repo, true);
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"stages: [deploy, verify]
+include:
+  - local: gitlab/hoist.yml
+    inputs:
+      image: registry.example.com/tools/hoist:{version}
+      source: image
+      repository: {repo}
+      tags: one,two
+      severity-threshold: critical
+      function: {function}
+      alias: live
+      role-arn: {ROLE}
+      duration: "900"
+{READ_DIGEST_JOB}"#,
+            version = env!("CARGO_PKG_VERSION")
+        ),
+    );
+    let (code, text, token) = gitlab_ci_local(work.path(), &project);
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("DURATION=900"),
+        "the former duration input: {text}"
+    );
+    check_gitlab_run(&project, &text, &token, &repo, &function);
+}
+
+/// The catalog component, included as `include: component:` (its own
+/// project at this commit, as GitLab's docs test a component), with the
+/// action's input names and natural YAML values — booleans and numbers
+/// unquoted — and the default image: the same pipeline works, the job is a
+/// deployment to the environment given.
+#[test]
+fn gitlab_component_takes_natural_yaml() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = unique("pkg/component");
+    common::create_repository(&repo, true);
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"stages: [deploy, verify]
+include:
+  - component: $CI_SERVER_FQDN/acme/app/hoist@$CI_COMMIT_SHA
+    inputs:
+      source: image
+      repository: {repo}
+      tags: one,two
+      create-repository: true
+      jobs: 2
+      severity-threshold: CRITICAL
+      fail-on-scan-error: true
+      function: {function}
+      alias: live
+      strategy: canary:50%:1s
+      max-errors: 3
+      role-to-assume: {ROLE}
+      role-duration-seconds: 900
+      aws-region: us-east-1
+      environment: staging
+hoist:
+  before_script:
+    - echo "deploying to environment $CI_ENVIRONMENT_NAME"
+{READ_DIGEST_JOB}"#
+        ),
+    );
+    let (code, text, token) = gitlab_ci_local(work.path(), &project);
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("hoist: typed inputs: CREATE_REPOSITORY=true JOBS=2 DURATION=900 FAIL_ON_SCAN_ERROR=true WATCH_ERRORS=false MAX_ERRORS=3"),
+        "typed inputs reached the job as their values:\n{text}"
+    );
+    assert!(
+        text.contains("deploying to environment staging"),
+        "the environment input:\n{text}"
+    );
+    check_gitlab_run(&project, &text, &token, &repo, &function);
+}
+
+/// Two names for one role that disagree: the job stops before hoist runs.
+#[test]
+fn gitlab_component_refuses_two_different_roles() {
+    let work = tempfile::tempdir().unwrap();
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"include:
+  - local: {COMPONENT}
+    inputs:
+      source: image
+      repository: never/pushed
+      role-to-assume: {ROLE}
+      role-arn: arn:aws:iam::123456789012:role/another
+"#
+        ),
+    );
+    let (code, text, _) = gitlab_ci_local(work.path(), &project);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "the inputs role-to-assume and role-arn (its former name) name different roles"
+        ),
+        "{text}"
+    );
+}
+
+/// Natural YAML the component's types refuse: gitlab-ci-local says which
+/// input and why, as GitLab does when the pipeline is created.
+#[test]
+fn gitlab_component_refuses_values_of_the_wrong_type() {
+    for (input, value, why) in [
+        (
+            "create-repository",
+            "\"yes\"",
+            "provided value is not a boolean",
+        ),
+        ("max-errors", "three", "provided value is not a number"),
+        (
+            "architecture",
+            "amd64",
+            "is not in the list of allowed options",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let project = gitlab_project(
+            work.path(),
+            &format!(
+                "include:\n  - local: {COMPONENT}\n    inputs:\n      source: image\n      repository: never/pushed\n      {input}: {value}\n"
+            ),
+        );
+        let (code, text, _) = gitlab_ci_local(work.path(), &project);
+        assert_ne!(code, 0, "{input}: {value} was accepted:\n{text}");
+        assert!(
+            text.contains(input) && text.contains(why),
+            "{input}: {text}"
+        );
+    }
 }
 
 // --- GitHub: the composite action under a simulated runner --------------------
