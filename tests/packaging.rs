@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -787,8 +787,8 @@ struct Runner {
     work: PathBuf,
     /// The runner's own environment for every step.
     env: BTreeMap<String, String>,
-    /// `github.action_repository`.
-    action_repository: String,
+    /// `github.token`: the job's GITHUB_TOKEN.
+    github_token: String,
 }
 
 struct StepRun {
@@ -799,6 +799,8 @@ struct StepRun {
 
 struct ActionRun {
     steps: Vec<StepRun>,
+    /// What each step wrote to its $GITHUB_OUTPUT.
+    step_outputs: BTreeMap<String, BTreeMap<String, String>>,
     outputs: BTreeMap<String, String>,
     summary: String,
     path: Vec<String>,
@@ -868,7 +870,7 @@ impl Runner {
         Runner {
             work: work.to_path_buf(),
             env,
-            action_repository: "acme/hoist".into(),
+            github_token: GITHUB_TOKEN.into(),
         }
     }
 
@@ -887,7 +889,15 @@ impl Runner {
                         spec["required"].as_bool() != Some(true),
                         "the test gives no value for the required input {name}"
                     );
-                    spec["default"].as_str().unwrap_or_default().to_string()
+                    // A default may be an expression of the github context
+                    // (`${{ github.token }}`).
+                    let default = spec["default"].as_str().unwrap_or_default();
+                    expand(
+                        default,
+                        &BTreeMap::new(),
+                        &BTreeMap::new(),
+                        &self.github_token,
+                    )
                 }
             };
             inputs.insert(name, value);
@@ -925,7 +935,7 @@ impl Runner {
                 files("summary"),
             );
             let script = self.work.join(format!("step{i}.sh"));
-            let eval = |s: &str| expand(s, &inputs, &outputs_of, &self.action_repository);
+            let eval = |s: &str| expand(s, &inputs, &outputs_of, &self.github_token);
             std::fs::write(&script, eval(step["run"].as_str().unwrap())).unwrap();
 
             let mut env = self.env.clone();
@@ -982,12 +992,13 @@ impl Runner {
                 spec["value"].as_str().unwrap(),
                 &inputs,
                 &outputs_of,
-                &self.action_repository,
+                &self.github_token,
             );
             outputs.insert(name.as_str().unwrap().to_string(), value);
         }
         ActionRun {
             steps,
+            step_outputs: outputs_of,
             outputs,
             summary,
             path,
@@ -996,12 +1007,12 @@ impl Runner {
 }
 
 /// `${{ … }}` as action.yml uses it: `inputs.X`, `steps.ID.outputs.X`,
-/// `github.action_repository`, and `A || B` (the first non-empty).
+/// `github.token`, and `A || B` (the first non-empty).
 fn expand(
     text: &str,
     inputs: &BTreeMap<String, String>,
     steps: &BTreeMap<String, BTreeMap<String, String>>,
-    action_repository: &str,
+    github_token: &str,
 ) -> String {
     let value = |expr: &str| -> String {
         let expr = expr.trim();
@@ -1020,7 +1031,7 @@ fn expand(
                 .unwrap_or_default();
         }
         match expr {
-            "github.action_repository" => action_repository.to_string(),
+            "github.token" => github_token.to_string(),
             _ => panic!("the simulated runner does not evaluate `{expr}`"),
         }
     };
@@ -1057,59 +1068,215 @@ fn parse_commands_file(text: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// The job's GITHUB_TOKEN in the simulated runner (`github.token`).
+const GITHUB_TOKEN: &str = "ghs_jobtoken0123456789";
+
+/// The repository hoist's releases come from by default.
+const CANONICAL: &str = "hoist-dev/hoist";
+
+/// One release v{VERSION} on the fake github.com: its repository, its
+/// assets, and whether the repository is private (its assets then come only
+/// through the REST API, with a token — as GitHub answers 404 otherwise).
+struct Release {
+    repo: String,
+    assets: Vec<(String, Vec<u8>)>,
+    private: bool,
+}
+
+/// What a request carried: which server, the path, its Authorization.
+#[derive(Debug, Clone)]
+struct Seen {
+    storage: bool,
+    path: String,
+    auth: Option<String>,
+}
+
 /// Plays github.com for the action: release downloads under
-/// `/OWNER/REPO/releases/download/TAG/ASSET` (whatever `files` holds, 404
-/// otherwise) and the Actions OIDC token endpoint. Records every path asked.
+/// `/OWNER/REPO/releases/download/TAG/ASSET`; the REST API under `/api/v3`
+/// (`repos/OWNER/REPO/releases/tags/TAG`, and `releases/assets/ID` which,
+/// asked for `application/octet-stream`, redirects to the storage server
+/// as GitHub does); the Actions OIDC token endpoint. The storage server
+/// refuses a request that carries an Authorization header (a presigned URL
+/// allows one auth mechanism only), so a client that forwards the token
+/// across the redirect fails. Records every request.
 struct GitHub {
     server: Running,
-    seen: Arc<Mutex<Vec<String>>>,
+    _storage: Running,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl GitHub {
-    fn start(files: BTreeMap<String, Vec<u8>>, token: String) -> GitHub {
+    fn start(releases: Vec<Release>, oidc_token: String) -> GitHub {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, files, token) = (seen.clone(), Arc::new(files), Arc::new(token));
-        let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (s, files, token) = (s.clone(), files.clone(), token.clone());
+        let releases = Arc::new(releases);
+        let tag = format!("v{VERSION}");
+
+        let (s, r) = (seen.clone(), releases.clone());
+        let storage = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (s, r) = (s.clone(), r.clone());
             async move {
                 let path = req.uri().path().to_string();
-                s.lock().unwrap().push(path.clone());
+                let auth = header(&req, "authorization");
+                s.lock().unwrap().push(Seen {
+                    storage: true,
+                    path: path.clone(),
+                    auth: auth.clone(),
+                });
+                if auth.is_some() {
+                    return Ok(bytes(
+                        400,
+                        b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>".to_vec(),
+                    ));
+                }
+                // /OWNER/REPO/ASSET
+                let found = r.iter().find_map(|rel| {
+                    let name = path.strip_prefix(&format!("/{}/", rel.repo))?;
+                    rel.assets
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, b)| b.clone())
+                });
+                Ok(match found {
+                    Some(b) => bytes(200, b),
+                    None => bytes(404, b"NoSuchKey".to_vec()),
+                })
+            }
+        });
+        let storage_url = format!("http://{}", storage.addr);
+
+        let (s, r) = (seen.clone(), releases);
+        let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (s, r, oidc_token, tag, storage_url) = (
+                s.clone(),
+                r.clone(),
+                oidc_token.clone(),
+                tag.clone(),
+                storage_url.clone(),
+            );
+            async move {
+                let path = req.uri().path().to_string();
+                let auth = header(&req, "authorization");
+                s.lock().unwrap().push(Seen {
+                    storage: false,
+                    path: path.clone(),
+                    auth: auth.clone(),
+                });
                 if path == "/oidc/token" {
-                    let auth = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if auth != "bearer request-token-xyz" {
+                    if auth.as_deref() != Some("bearer request-token-xyz") {
                         return Ok(bytes(401, b"{}".to_vec()));
                     }
                     return Ok(bytes(
                         200,
-                        json!({ "value": *token }).to_string().into_bytes(),
+                        json!({ "value": oidc_token }).to_string().into_bytes(),
                     ));
                 }
-                Ok(match files.get(&path) {
-                    Some(b) => bytes(200, b.clone()),
-                    None => bytes(404, b"Not Found".to_vec()),
-                })
+                let not_found = || {
+                    Ok(bytes(
+                        404,
+                        br#"{"message":"Not Found","status":"404"}"#.to_vec(),
+                    ))
+                };
+                if let Some(rest) = path.strip_prefix("/api/v3/repos/") {
+                    // A wrong token is refused; none sees public releases only.
+                    let authorized = match auth.as_deref() {
+                        Some(a) if a == format!("Bearer {GITHUB_TOKEN}") => true,
+                        Some(_) => {
+                            return Ok(bytes(401, br#"{"message":"Bad credentials"}"#.to_vec()));
+                        }
+                        None => false,
+                    };
+                    let Some(rel) = r.iter().find(|rel| {
+                        rest.starts_with(&format!("{}/releases/", rel.repo))
+                            && (authorized || !rel.private)
+                    }) else {
+                        return not_found();
+                    };
+                    let rest = &rest[rel.repo.len() + "/releases/".len()..];
+                    if rest == format!("tags/{tag}") {
+                        let assets: Vec<Value> = rel
+                            .assets
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (name, b))| json!({ "id": 100 + i, "name": name, "size": b.len(), "url": format!("/api/v3/repos/{}/releases/assets/{}", rel.repo, 100 + i) }))
+                            .collect();
+                        return Ok(bytes(
+                            200,
+                            serde_json::to_vec_pretty(
+                                &json!({ "tag_name": tag, "assets": assets }),
+                            )
+                            .unwrap(),
+                        ));
+                    }
+                    if let Some(id) = rest
+                        .strip_prefix("assets/")
+                        .and_then(|i| i.parse::<usize>().ok())
+                    {
+                        let Some((name, _)) = id.checked_sub(100).and_then(|i| rel.assets.get(i))
+                        else {
+                            return not_found();
+                        };
+                        if header(&req, "accept").as_deref() != Some("application/octet-stream") {
+                            // Without it the API describes the asset instead.
+                            return Ok(bytes(
+                                200,
+                                json!({ "id": id, "name": name }).to_string().into_bytes(),
+                            ));
+                        }
+                        return Ok(hyper::Response::builder()
+                            .status(302)
+                            .header("Location", format!("{storage_url}/{}/{name}", rel.repo))
+                            .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+                            .unwrap());
+                    }
+                    return not_found();
+                }
+                // Browser downloads: public releases only.
+                let found = r.iter().filter(|rel| !rel.private).find_map(|rel| {
+                    let name =
+                        path.strip_prefix(&format!("/{}/releases/download/{tag}/", rel.repo))?;
+                    rel.assets
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, b)| b.clone())
+                });
+                match found {
+                    Some(b) => Ok(bytes(200, b)),
+                    None => not_found(),
+                }
             }
         });
-        GitHub { server, seen }
+        GitHub {
+            server,
+            _storage: storage,
+            seen,
+        }
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.server.addr)
     }
 
-    fn downloads(&self) -> Vec<String> {
+    /// Every request for a release (API, download, storage).
+    fn downloads(&self) -> Vec<Seen> {
         self.seen
             .lock()
             .unwrap()
             .iter()
-            .filter(|p| p.contains("/releases/"))
+            .filter(|s| s.storage || s.path.contains("/releases/"))
             .cloned()
             .collect()
     }
+
+    fn download_paths(&self) -> Vec<String> {
+        self.downloads().into_iter().map(|s| s.path).collect()
+    }
+}
+
+fn header(req: &hyper::Request<hyper::body::Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn bytes(status: u16, body: Vec<u8>) -> hyper::Response<Body> {
@@ -1129,20 +1296,29 @@ fn github_token() -> String {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The release assets of `acme/hoist` v{VERSION} for x86_64 Linux.
-fn release(binary: &[u8], checksum: Option<String>) -> BTreeMap<String, Vec<u8>> {
-    let base = format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux");
-    let mut files = BTreeMap::new();
-    files.insert(base.clone(), binary.to_vec());
+/// Release v{VERSION} of `repo` with the x86_64 Linux binary and (when
+/// given) its checksum file.
+fn release(repo: &str, binary: &[u8], checksum: Option<String>, private: bool) -> Release {
+    let mut assets = vec![("hoist-x86_64-linux".to_string(), binary.to_vec())];
     if let Some(sum) = checksum {
-        files.insert(
-            format!("{base}.sha256"),
+        assets.push((
+            "hoist-x86_64-linux.sha256".into(),
             format!("{sum}  hoist-x86_64-linux\n").into_bytes(),
-        );
+        ));
     }
-    files
+    Release {
+        repo: repo.into(),
+        assets,
+        private,
+    }
 }
 
+/// The installed, verified release ships: OIDC role, push, gate, deploy,
+/// outputs and summary. The release repository is hoist's own, and private
+/// here: only the API with the job's token reaches it — the token goes to
+/// github.com, never on to the storage the download redirects to. Every
+/// output action.yml declares is one a step writes, and every output hoist
+/// writes is declared.
 #[test]
 fn action_installs_the_verified_release_and_ships() {
     let work = tempfile::tempdir().unwrap();
@@ -1150,7 +1326,10 @@ fn action_installs_the_verified_release_and_ships() {
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
     let sum = sha256_hex(&binary);
     let token = github_token();
-    let github = GitHub::start(release(&binary, Some(sum.clone())), token.clone());
+    let github = GitHub::start(
+        vec![release(CANONICAL, &binary, Some(sum.clone()), true)],
+        token.clone(),
+    );
     let mut runner = Runner::new(w, &github.url());
     fast_gate(&mut runner.env);
     let image = layout(w);
@@ -1185,14 +1364,41 @@ fn action_installs_the_verified_release_and_ships() {
             .all(|l| l.starts_with("::add-mask::") || !l.contains(&token)),
         "the OIDC token reached the log"
     );
+    assert!(
+        !log.contains(GITHUB_TOKEN),
+        "the job's token reached the log"
+    );
 
-    // Installed from the release, checksum verified, cached, on PATH.
+    // Installed from hoist's releases through the API with the job's token,
+    // the files fetched from storage without it; verified, cached, on PATH.
+    let api = format!("/api/v3/repos/{CANONICAL}/releases");
+    let seen: Vec<(bool, String, bool)> = github
+        .downloads()
+        .into_iter()
+        .map(|s| (s.storage, s.path, s.auth.is_some()))
+        .collect();
     assert_eq!(
-        github.downloads(),
+        seen,
         [
-            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux"),
-            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux.sha256"),
-        ]
+            (false, format!("{api}/tags/v{VERSION}"), true),
+            (false, format!("{api}/assets/100"), true),
+            (true, format!("/{CANONICAL}/hoist-x86_64-linux"), false),
+            (false, format!("{api}/assets/101"), true),
+            (
+                true,
+                format!("/{CANONICAL}/hoist-x86_64-linux.sha256"),
+                false
+            ),
+        ],
+        "{log}"
+    );
+    assert!(
+        github
+            .downloads()
+            .iter()
+            .filter(|s| s.auth.is_some())
+            .all(|s| s.auth.as_deref() == Some(&format!("Bearer {GITHUB_TOKEN}"))),
+        "the job's token, as a bearer token"
     );
     assert!(
         log.contains(&format!("verified hoist-x86_64-linux (sha256 {sum})")),
@@ -1209,6 +1415,51 @@ fn action_installs_the_verified_release_and_ships() {
         cached.join("hoist").display().to_string()
     );
 
+    // Every output the steps wrote is declared, and every declared output
+    // is written: action.yml's outputs, derived from what hoist wrote.
+    let action: Yaml =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("action.yml")).unwrap())
+            .unwrap();
+    let declared: BTreeSet<(String, String)> = action["outputs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|spec| {
+            let v = spec["value"].as_str().unwrap();
+            let (step, name) = v
+                .trim_start_matches("${{ steps.")
+                .trim_end_matches(" }}")
+                .split_once(".outputs.")
+                .unwrap_or_else(|| panic!("an output that is not a step's: {v}"));
+            (step.to_string(), name.to_string())
+        })
+        .collect();
+    let written: BTreeSet<(String, String)> = run
+        .step_outputs
+        .iter()
+        .flat_map(|(step, o)| o.keys().map(move |k| (step.clone(), k.clone())))
+        .collect();
+    assert_eq!(
+        written.difference(&declared).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "outputs hoist writes that action.yml does not declare"
+    );
+    assert_eq!(
+        declared.difference(&written).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "outputs action.yml declares that no step writes"
+    );
+    for (name, spec) in action["outputs"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        if name != "hoist-path" {
+            assert_eq!(
+                spec["value"].as_str().unwrap(),
+                format!("${{{{ steps.ship.outputs.{name} }}}}"),
+                "action output {name} is hoist's output of the same name"
+            );
+        }
+    }
+
     // The inputs reached hoist: OIDC role (no static keys in the runner's
     // environment), the repository created, both tags; and every input left
     // empty (jobs, duration, …) was not passed as an empty value.
@@ -1217,6 +1468,11 @@ fn action_installs_the_verified_release_and_ships() {
             .log
             .contains("assumed-role/ci-deploy/hoist-github-4242-1"),
         "{log}"
+    );
+    assert_eq!(run.outputs["aws-account-id"], "123456789012");
+    assert_eq!(
+        run.outputs["authenticated-arn"],
+        "arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-github-4242-1"
     );
     let digest = run.outputs["digest"].clone();
     assert!(
@@ -1237,10 +1493,13 @@ fn action_installs_the_verified_release_and_ships() {
     // The gate ran on the pushed digest, and said so in the outputs.
     assert_eq!(run.outputs["scan-verdict"], "passed", "{:?}", run.outputs);
     assert_eq!(run.outputs["scan-high"], "1");
+    assert_eq!(run.outputs["scan-informational"], "0");
+    assert_eq!(run.outputs["scan-undefined"], "0");
     // And deployed it: version 2 published, the alias moved from 1.
     assert_eq!(run.outputs["version"], "2", "{:?}", run.outputs);
     assert_eq!(run.outputs["previous-version"], "1");
     assert_eq!(run.outputs["routing"], "2=100%");
+    assert_eq!(run.outputs["deployed-digest"], digest);
     assert_eq!(common::lambda::alias(&function, "live").0, "2");
     let mut tags = registry_tags(&repo);
     tags.sort();
@@ -1262,6 +1521,69 @@ fn action_installs_the_verified_release_and_ships() {
         again.log()
     );
     assert_eq!(again.outputs["digest"], digest, "the same image again");
+}
+
+/// Without a token (the token input emptied), the public download URL; with
+/// release-repository, that repository's releases, not hoist's.
+#[test]
+fn action_downloads_publicly_and_from_the_release_repository_given() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let sum = sha256_hex(&binary);
+    for (case, inputs, expected) in [
+        (
+            "no token",
+            vec![("token", "")],
+            vec![
+                format!("/{CANONICAL}/releases/download/v{VERSION}/hoist-x86_64-linux"),
+                format!("/{CANONICAL}/releases/download/v{VERSION}/hoist-x86_64-linux.sha256"),
+            ],
+        ),
+        (
+            "another release repository",
+            vec![("release-repository", "acme/hoist-fork")],
+            vec![
+                format!("/api/v3/repos/acme/hoist-fork/releases/tags/v{VERSION}"),
+                "/api/v3/repos/acme/hoist-fork/releases/assets/100".into(),
+                "/acme/hoist-fork/hoist-x86_64-linux".into(),
+                "/api/v3/repos/acme/hoist-fork/releases/assets/101".into(),
+                "/acme/hoist-fork/hoist-x86_64-linux.sha256".into(),
+            ],
+        ),
+    ] {
+        let case_dir = w.join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&case_dir).unwrap();
+        // hoist's own release would be a wrong binary: only the expected
+        // source can pass.
+        let github = GitHub::start(
+            vec![
+                release(CANONICAL, &binary, Some(sum.clone()), false),
+                release("acme/hoist-fork", &binary, Some(sum.clone()), true),
+            ],
+            github_token(),
+        );
+        let mut runner = Runner::new(&case_dir, &github.url());
+        fast_gate(&mut runner.env);
+        let image = layout(&case_dir);
+        let repo = unique("pkg/public");
+        common::create_repository(&repo, false);
+        let mut given = vec![
+            ("image", image.to_str().unwrap()),
+            ("repository", repo.as_str()),
+            ("role-to-assume", ROLE),
+            ("severity-threshold", "critical"),
+        ];
+        given.extend(inputs);
+        let run = runner.run(&given);
+        run.ok();
+        assert_eq!(github.download_paths(), expected, "{case}: {}", run.log());
+        assert!(
+            run.outputs["digest"].starts_with("sha256:"),
+            "{case}: {}",
+            run.log()
+        );
+    }
 }
 
 #[test]
@@ -1290,12 +1612,18 @@ fn action_refuses_an_unverified_binary() {
     ] {
         let case_dir = w.join(case.replace(' ', "-"));
         std::fs::create_dir_all(&case_dir).unwrap();
-        let github = GitHub::start(release(&binary, checksum), github_token());
+        let github = GitHub::start(
+            vec![release(CANONICAL, &binary, checksum, false)],
+            github_token(),
+        );
         let runner = Runner::new(&case_dir, &github.url());
         let image = layout(&case_dir);
         let run = runner.run(&[
             ("image", image.to_str().unwrap()),
             ("repository", "pkg/never-pushed"),
+            // Even where a source build is allowed: a bad checksum is not a
+            // missing release.
+            ("build-from-source", "true"),
         ]);
         assert_eq!(
             run.steps.len(),
@@ -1311,6 +1639,11 @@ fn action_refuses_an_unverified_binary() {
             "{case}: {}",
             install.log
         );
+        assert!(
+            !install.log.contains("building hoist"),
+            "{case}: {}",
+            install.log
+        );
         let cached = case_dir.join(format!("tool-cache/hoist/{VERSION}"));
         assert!(
             !cached.join("x86_64-linux/hoist").exists()
@@ -1321,14 +1654,9 @@ fn action_refuses_an_unverified_binary() {
     }
 }
 
-/// No release asset for this version, or no release for the runner's
-/// platform: the action builds from its own source with `cargo install`.
-/// cargo here is a stand-in that records its arguments and installs the test
+/// cargo, as a stand-in that records its arguments and installs the test
 /// binary (a real release build takes far longer than a test may).
-#[test]
-fn action_builds_from_source_when_no_release_matches() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
+fn fake_cargo(w: &Path) -> (PathBuf, PathBuf) {
     let fake_bin = w.join("fake-bin");
     std::fs::create_dir_all(&fake_bin).unwrap();
     let cargo_log = w.join("cargo-args");
@@ -1346,60 +1674,112 @@ fn action_builds_from_source_when_no_release_matches() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (fake_bin, cargo_log)
+}
 
-    for (case, os, arch, expect_download) in [
-        ("no release asset", "Linux", "X64", true),
-        ("no release for macOS", "macOS", "ARM64", false),
+/// No release asset for this version, or no release for the runner's
+/// platform: the step fails and says what to change — unless
+/// build-from-source is true, when it says why it builds from the action's
+/// own source with `cargo install`.
+#[test]
+fn action_builds_from_source_only_when_allowed() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (fake_bin, cargo_log) = fake_cargo(w);
+
+    for (case, os, arch, expect_download, why) in [
+        (
+            "no release asset",
+            "Linux",
+            "X64",
+            true,
+            format!("{CANONICAL} has no release v{VERSION} with hoist-x86_64-linux (HTTP 404)"),
+        ),
+        (
+            "no release for macOS",
+            "macOS",
+            "ARM64",
+            false,
+            "hoist's releases have no binary for macOS/ARM64".to_string(),
+        ),
     ] {
-        let case_dir = w.join(case.replace(' ', "-"));
-        std::fs::create_dir_all(&case_dir).unwrap();
-        std::fs::write(&cargo_log, "").unwrap();
-        let github = GitHub::start(BTreeMap::new(), github_token());
-        let mut runner = Runner::new(&case_dir, &github.url());
-        fast_gate(&mut runner.env);
-        let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
-        runner.env.insert("PATH".into(), path);
-        runner.env.insert("RUNNER_OS".into(), os.into());
-        runner.env.insert("RUNNER_ARCH".into(), arch.into());
-        let image = layout(&case_dir);
-        let repo = unique("pkg/source");
-        common::create_repository(&repo, true);
-        let run = runner.run(&[
-            ("image", image.to_str().unwrap()),
-            ("repository", &repo),
-            ("severity-threshold", "critical"),
-            ("role-to-assume", ROLE),
-        ]);
-        run.ok();
-        assert_eq!(
-            !github.downloads().is_empty(),
-            expect_download,
-            "{case}: {:?}",
-            github.downloads()
-        );
-        let args = std::fs::read_to_string(&cargo_log).unwrap();
-        let root = case_dir.join("tool-cache/hoist");
-        let expected_prefix = format!(
-            "install --locked --path {} --root {}/{VERSION}-source-",
-            repo_root().display(),
-            root.display()
-        );
-        // …/<version>-source-<16 hex of the source's hash>/<arch>
-        let source_hash = args
-            .trim_end()
-            .strip_prefix(&expected_prefix)
-            .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
-            .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
-        assert!(
-            source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
-            "{case}: the cache key holds no hash of the source: {args}"
-        );
-        assert!(
-            run.outputs["digest"].starts_with("sha256:"),
-            "{case}: the built binary shipped:\n{}",
-            run.log()
-        );
-        assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
+        for allowed in [false, true] {
+            let case_dir = w.join(format!("{}-{allowed}", case.replace(' ', "-")));
+            std::fs::create_dir_all(&case_dir).unwrap();
+            std::fs::write(&cargo_log, "").unwrap();
+            let github = GitHub::start(vec![], github_token());
+            let mut runner = Runner::new(&case_dir, &github.url());
+            fast_gate(&mut runner.env);
+            let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
+            runner.env.insert("PATH".into(), path);
+            runner.env.insert("RUNNER_OS".into(), os.into());
+            runner.env.insert("RUNNER_ARCH".into(), arch.into());
+            let image = layout(&case_dir);
+            let repo = unique("pkg/source");
+            common::create_repository(&repo, true);
+            let mut inputs = vec![
+                ("image", image.to_str().unwrap()),
+                ("repository", repo.as_str()),
+                ("severity-threshold", "critical"),
+                ("role-to-assume", ROLE),
+            ];
+            if allowed {
+                inputs.push(("build-from-source", "true"));
+            }
+            let run = runner.run(&inputs);
+            assert_eq!(
+                !github.downloads().is_empty(),
+                expect_download,
+                "{case}: {:?}",
+                github.downloads()
+            );
+            let install = run.step("install");
+            let args = std::fs::read_to_string(&cargo_log).unwrap();
+            if !allowed {
+                assert_eq!(run.steps.len(), 1, "{case}: {}", run.log());
+                assert_ne!(install.code, 0);
+                assert!(
+                    install
+                        .log
+                        .contains(&format!("::error title=hoist install::{why}. "))
+                        && install.log.contains("build-from-source: true"),
+                    "{case}: {}",
+                    install.log
+                );
+                assert_eq!(args, "", "{case}: nothing built");
+                continue;
+            }
+            run.ok();
+            assert!(
+                install.log.contains(&format!(
+                    "{why}: building hoist {VERSION} from the action's source, as build-from-source is true"
+                )),
+                "{case}: {}",
+                install.log
+            );
+            let root = case_dir.join("tool-cache/hoist");
+            let expected_prefix = format!(
+                "install --locked --path {} --root {}/{VERSION}-source-",
+                repo_root().display(),
+                root.display()
+            );
+            // …/<version>-source-<16 hex of the source's hash>/<arch>
+            let source_hash = args
+                .trim_end()
+                .strip_prefix(&expected_prefix)
+                .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
+                .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
+            assert!(
+                source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
+                "{case}: the cache key holds no hash of the source: {args}"
+            );
+            assert!(
+                run.outputs["digest"].starts_with("sha256:"),
+                "{case}: the built binary shipped:\n{}",
+                run.log()
+            );
+            assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
+        }
     }
 }
 
@@ -1410,7 +1790,15 @@ fn action_fails_with_hoists_exit_code() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
-    let github = GitHub::start(release(&binary, Some(sha256_hex(&binary))), github_token());
+    let github = GitHub::start(
+        vec![release(
+            CANONICAL,
+            &binary,
+            Some(sha256_hex(&binary)),
+            false,
+        )],
+        github_token(),
+    );
     let runner = Runner::new(w, &github.url());
     let image = layout(w);
     let repo = unique("pkg/missing");
