@@ -169,6 +169,76 @@ fn buildkite_example_matches_buildkite_schema() {
     assert_ne!(code, 0, "a concurrency of 'one' passed the schema");
 }
 
+/// The examples for GitLab, CircleCI and Bitbucket pass their CI system's
+/// schema (and the schema does refuse a broken one); the GitLab example's
+/// inputs are the component's, with values of the component's types.
+#[test]
+fn ci_examples_match_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, schema, from, to) in [
+        (
+            "examples/gitlab/.gitlab-ci.yml",
+            "vendor.gitlab-ci",
+            "- if: $CI_COMMIT_BRANCH",
+            "- iff: $CI_COMMIT_BRANCH",
+        ),
+        (
+            "examples/circleci/config.yml",
+            "vendor.circle-ci",
+            "version: 2.1",
+            "version: two",
+        ),
+        (
+            "examples/bitbucket/bitbucket-pipelines.yml",
+            "vendor.bitbucket-pipelines",
+            "\n          oidc: true",
+            "\n          oidc: 7",
+        ),
+    ] {
+        let path = repo_root().join(file);
+        let (code, out) = check_schema(schema, std::slice::from_ref(&path));
+        assert_eq!(code, 0, "{file}: {out}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        let broken = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (code, _) = check_schema(schema, &[broken]);
+        assert_ne!(code, 0, "{file}: '{to}' passed the schema");
+    }
+
+    let component = std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap();
+    let spec: Yaml = serde_yaml_ng::from_str(component.split_once("\n---\n").unwrap().0).unwrap();
+    let inputs = &spec["spec"]["inputs"];
+    let example: Yaml = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/gitlab/.gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    let include = &example["include"][0];
+    assert!(
+        include["component"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/hoist@{}", env!("CARGO_PKG_VERSION"))),
+        "the example pins this version"
+    );
+    for (name, value) in include["inputs"].as_mapping().unwrap() {
+        let input = &inputs[name];
+        assert!(!input.is_null(), "the component has no input {name:?}");
+        match input["type"].as_str().unwrap_or("string") {
+            "boolean" => assert!(value.is_bool(), "{name:?}"),
+            "number" => assert!(value.is_number(), "{name:?}"),
+            _ => assert!(value.is_string(), "{name:?}"),
+        }
+        if let Some(options) = input["options"].as_sequence() {
+            assert!(options.contains(value), "{name:?}");
+        }
+    }
+    for required in ["source", "repository"] {
+        assert!(inputs[required]["default"].is_null());
+        assert!(!include["inputs"][required].is_null(), "{required}");
+    }
+}
+
 /// check-jsonschema reads one YAML document per file; a template with
 /// `spec: inputs` is two (the header, then the jobs), so each is checked on
 /// its own, as GitLab itself does.
