@@ -181,7 +181,7 @@ impl Buildkite {
         warnings
     }
 
-    /// Register a secret with the job's log redactor (agent 3.67 and later,
+    /// Register a secret with the job's log redactor (agent 3.66 and later,
     /// through the job API), so no later command of the job can print it.
     /// hoist itself never prints secrets; when the agent cannot redact, it
     /// says so once and carries on.
@@ -193,7 +193,7 @@ impl Buildkite {
             && !self.redactor_failed.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                "buildkite-agent redactor add failed ({e}): later commands of this job are not kept from printing the credentials hoist fetched (agent 3.67 or later has the job API it needs)"
+                "buildkite-agent redactor add failed ({e}): later commands of this job are not kept from printing the credentials hoist fetched (agent 3.66 or later has the job API it needs)"
             );
         }
     }
