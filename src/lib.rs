@@ -86,10 +86,24 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Command::Rollback(args) => Outcome::Rollback(deploy::rollback(&ctx, &args).await?),
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
+    let mut outputs = outcome.outputs();
+    // Who the run acted as, from every command that assumed a role, so the
+    // GitHub action (one `hoist ship`) can offer them as outputs as
+    // configure-aws-credentials does. `hoist auth` sets them itself.
+    if let (false, Some((_, Some(assumed)))) = (matches!(outcome, Outcome::Auth(_)), ctx.aws.get())
+    {
+        report::identity_outputs(&mut outputs, &report::AuthReport::new(&ci, assumed, None));
+    }
+    outputs.blocked = outcome.exit_code() != 0;
     // Outputs a later step cannot read are a failed step, not a warning:
     // the pipeline would go on without the digest it needs.
-    let problems = ci.publish(&outcome.outputs(), cli.global.dotenv.as_deref());
-    if !problems.is_empty() {
+    let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
+    if !problems.is_empty() && outcome.exit_code() != 0 {
+        // The run failed anyway; its own exit code says more.
+        for p in &problems {
+            tracing::warn!("{p}");
+        }
+    } else if !problems.is_empty() {
         eprintln!("{}", outcome.log());
         return Err(ConfigError::new(format!(
             "the outputs could not be handed to {}: {}",
@@ -146,10 +160,7 @@ async fn doctor(
         .region
         .as_deref()
         .or_else(|| env.first(&["AWS_REGION", "AWS_DEFAULT_REGION"]));
-    let audience = g
-        .audience
-        .clone()
-        .unwrap_or_else(|| auth::default_audience(region).to_string());
+    let audience = auth::Audience::new(g.audience.as_deref(), region);
     let source = ci.token_source(
         env,
         &ci::TokenOptions {
@@ -157,19 +168,21 @@ async fn doctor(
             var: g.id_token_env.clone(),
         },
     )?;
-    let token = source.fetch(&net.reqwest()?, &audience).await?;
+    let token = source.fetch(&net.reqwest()?, audience.request()).await?;
     ci.mask(token.reveal());
     let claims = auth::claims::Claims::decode(&token)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    let problems: Vec<String> = claims
-        .check(&audience, now)
-        .err()
-        .map(|e| e.to_string())
-        .into_iter()
-        .collect();
+    let accepted = audience.accepted(&claims);
+    let (audience, problems) = match claims.check(&accepted, now) {
+        Ok(matched) => (matched, vec![]),
+        Err(e) => (
+            accepted.first().cloned().unwrap_or_default(),
+            vec![e.to_string()],
+        ),
+    };
     let account = g
         .role_arn
         .as_deref()
@@ -202,6 +215,10 @@ async fn doctor(
         ci: ci.name(),
         token_source: source.describe(),
         trust_policy: trust::policy_for(&claims, &audience, account),
+        subject_pattern: match trust::subject_match(&claims) {
+            trust::SubjectMatch::Like { why, .. } => Some(why.to_string()),
+            trust::SubjectMatch::Exact(_) => None,
+        },
         audience,
         claims: claims.shown(),
         expires_in_secs: claims.expires_at().map(|e| e - now),

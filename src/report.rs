@@ -44,6 +44,10 @@ pub struct DoctorReport {
     /// What is wrong with the token itself (expired, another audience).
     pub problems: Vec<String>,
     pub trust_policy: serde_json::Value,
+    /// Why the proposed policy matches `sub` with a pattern (the per-run
+    /// part of this CI system's subject), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_pattern: Option<String>,
     /// With --trust-policy: whether it accepts this token, and if not why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_accepts: Option<bool>,
@@ -166,7 +170,12 @@ impl Outcome {
                     }
                     None => {}
                 }
-                out.push_str("\na trust policy that accepts exactly this job is on stdout");
+                match &d.subject_pattern {
+                    Some(why) => out.push_str(&format!(
+                        "\na trust policy that accepts this job, run after run, is on stdout ({why})"
+                    )),
+                    None => out.push_str("\na trust policy that accepts exactly this job is on stdout"),
+                }
                 out
             }
             Outcome::Auth(r) => {
@@ -197,11 +206,7 @@ impl Outcome {
                 o.set("trust-policy-accepts", accepts);
             }
             Outcome::Auth(r) => {
-                o.set(
-                    "aws-account-id",
-                    r.aws_account_id.clone().unwrap_or_default(),
-                );
-                o.set("authenticated-arn", r.authenticated_arn.clone());
+                identity_outputs(&mut o, r);
                 o.summary = format!(
                     "### hoist auth\n\nauthenticated as `{}` until {}\n",
                     r.authenticated_arn, r.expires_at
@@ -230,6 +235,15 @@ impl Outcome {
         }
         o
     }
+}
+
+/// `aws-account-id`, `authenticated-arn`: who the run acted as.
+pub fn identity_outputs(o: &mut Outputs, r: &AuthReport) {
+    o.set(
+        "aws-account-id",
+        r.aws_account_id.clone().unwrap_or_default(),
+    );
+    o.set("authenticated-arn", r.authenticated_arn.clone());
 }
 
 fn push_outputs(o: &mut Outputs, r: &push::Report) {

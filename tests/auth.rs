@@ -672,7 +672,7 @@ fn credentials_about_to_expire_are_refreshed_with_a_fresh_token() {
             role_arn: ROLE.into(),
             chain_role_arn: None,
             session_name: "hoist-test".into(),
-            audience: "sts.amazonaws.com".into(),
+            audience: hoist::auth::Audience::Default("sts.amazonaws.com"),
             duration_secs: None,
             session_policy: None,
             source: hoist::ci::TokenSource::File(file.clone()),
@@ -912,4 +912,266 @@ fn session_policy_duration_and_session_name_reach_sts() {
         !form.contains_key("DurationSeconds"),
         "the role's own default applies"
     );
+}
+
+// --- CircleCI and Bitbucket: tokens as their documentation shows them ---------
+
+const CIRCLE_ORG: &str = "b6c5d1ee-6f4a-4e3c-9a59-0e4b4c2d8f11";
+const CIRCLE_PROJECT: &str = "2f1a9c3e-7d8b-4a6f-b5e4-1c2d3e4f5a6b";
+
+/// `$CIRCLE_OIDC_TOKEN_V2` as CircleCI's "Using OpenID Connect tokens in
+/// jobs" describes it: the issuer and the audience are the organisation's,
+/// `sub` names organisation, project, the user who triggered the pipeline,
+/// and the change's origin and ref; lifetime one hour.
+fn circleci_claims(user: &str) -> Value {
+    json!({
+        "iss": format!("https://oidc.circleci.com/org/{CIRCLE_ORG}"),
+        "aud": CIRCLE_ORG,
+        "sub": format!("org/{CIRCLE_ORG}/project/{CIRCLE_PROJECT}/user/{user}/vcs-origin/github.com/acme/app/vcs-ref/refs/heads/main"),
+        "oidc.circleci.com/project-id": CIRCLE_PROJECT,
+        "oidc.circleci.com/vcs-origin": "github.com/acme/app",
+        "oidc.circleci.com/vcs-ref": "refs/heads/main",
+        "oidc.circleci.com/context-ids": ["7d1f4b2a-3c5e-4f60-8a9b-0c1d2e3f4a5b"],
+        "oidc.circleci.com/ssh-rerun": false,
+        "exp": now() + 3600,
+    })
+}
+
+const BITBUCKET_WORKSPACE: &str = "7c4b5c76-3a1e-4a57-93f0-c6c5e0b9e0a1";
+const BITBUCKET_REPO: &str = "{1de489be-ce6a-42a0-a8c8-eadbf1174ac7}";
+
+/// `$BITBUCKET_STEP_OIDC_TOKEN` as Atlassian's "Integrate Pipelines with
+/// resource servers using OIDC" and "Deploy on AWS using Bitbucket Pipelines
+/// OpenID Connect" describe it: the workspace's issuer, the audience
+/// `ari:cloud:bitbucket::workspace/<uuid>`, `sub` =
+/// `{REPOSITORY_UUID}[:{ENVIRONMENT_UUID}]:{STEP_UUID}` — the step UUID new
+/// on every run.
+fn bitbucket_claims(step: &str, workspace: &str) -> Value {
+    json!({
+        "iss": "https://api.bitbucket.org/2.0/workspaces/acme/pipelines-config/identity/oidc",
+        "aud": format!("ari:cloud:bitbucket::workspace/{workspace}"),
+        "sub": format!("{BITBUCKET_REPO}:{{{step}}}"),
+        "accountUuid": "{5b3c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e}",
+        "workspaceUuid": format!("{{{BITBUCKET_WORKSPACE}}}"),
+        "repositoryUuid": BITBUCKET_REPO,
+        "pipelineUuid": "{0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d}",
+        "stepUuid": format!("{{{step}}}"),
+        "branchName": "main",
+        "exp": now() + 3600,
+    })
+}
+
+/// Their tokens carry their platform's own audience, and `--role-arn` is
+/// all hoist needs: it expects that audience from them by default. An
+/// explicit --audience still decides.
+#[test]
+fn circleci_and_bitbucket_tokens_with_their_own_audience() {
+    let circle = jwt(circleci_claims("9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"));
+    let bitbucket = jwt(bitbucket_claims(
+        "759de0c6-eaee-4eaa-b7a6-c507eec759a7",
+        BITBUCKET_WORKSPACE,
+    ));
+    let cases = [
+        (
+            [("CIRCLECI", "true"), ("CIRCLE_BUILD_NUM", "77")],
+            "CIRCLE_OIDC_TOKEN_V2",
+            &circle,
+            "hoist-circleci-77",
+            CIRCLE_ORG.to_string(),
+        ),
+        (
+            [
+                ("BITBUCKET_BUILD_NUMBER", "17"),
+                ("BITBUCKET_COMMIT", "abc"),
+            ],
+            "BITBUCKET_STEP_OIDC_TOKEN",
+            &bitbucket,
+            "hoist-bitbucket-17",
+            format!("ari:cloud:bitbucket::workspace/{BITBUCKET_WORKSPACE}"),
+        ),
+    ];
+    for (ci, var, token, session, audience) in cases {
+        let mut env = ci.to_vec();
+        env.push((var, token.as_str()));
+        let run = auth(&[], &env);
+        assert_eq!(
+            run.ok().json()["authenticated_arn"],
+            format!("arn:aws:sts::123456789012:assumed-role/ci-deploy/{session}")
+        );
+        assert_quiet_about(&run, &[token]);
+
+        // doctor says which audience it expects, and finds it.
+        let run = hoist(&["doctor", "--role-arn", ROLE], &env);
+        run.ok();
+        assert!(
+            run.stderr
+                .contains(&format!("expected audience: {audience}")),
+            "{}",
+            run.stderr
+        );
+
+        // --audience overrides: this token is not for sts.amazonaws.com.
+        let proxy = ForwardProxy::start();
+        let url = proxy.url();
+        env.push(("HTTP_PROXY", &url));
+        let run = auth(&["--audience", "sts.amazonaws.com"], &env);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "is for audience [\"{audience}\"], not 'sts.amazonaws.com'"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(proxy.forwarded(), 0, "refused before STS");
+    }
+}
+
+/// A Bitbucket token for another workspace than its own claims say (a
+/// custom `oidc: audiences:` list, say) is refused before STS, with a hint
+/// in Bitbucket's terms.
+#[test]
+fn bitbucket_token_for_another_audience_is_explained() {
+    let token = jwt(bitbucket_claims(
+        "759de0c6-eaee-4eaa-b7a6-c507eec759a7",
+        "00000000-0000-0000-0000-000000000000",
+    ));
+    let proxy = ForwardProxy::start();
+    let url = proxy.url();
+    let run = auth(
+        &[],
+        &[
+            ("BITBUCKET_BUILD_NUMBER", "17"),
+            ("BITBUCKET_STEP_OIDC_TOKEN", &token),
+            ("HTTP_PROXY", &url),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "not 'ari:cloud:bitbucket::workspace/{BITBUCKET_WORKSPACE}' or 'sts.amazonaws.com'"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("unless the step lists `oidc: audiences:`")
+            && run.stderr.contains("--audience"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.forwarded(), 0);
+}
+
+/// The trust policy doctor proposes for a CircleCI or Bitbucket job holds on
+/// the job's next run — a new step UUID, another user triggering it — and
+/// not for another repository or project: checked by doctor itself
+/// (--trust-policy) against the next run's token.
+#[test]
+fn doctor_policies_hold_across_runs_on_circleci_and_bitbucket() {
+    let cases = [
+        (
+            "circleci",
+            vec![("CIRCLECI", "true")],
+            "CIRCLE_OIDC_TOKEN_V2",
+            circleci_claims("9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"),
+            circleci_claims("11111111-2222-4333-8444-555555555555"),
+            {
+                let mut other = circleci_claims("9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b");
+                other["sub"] = json!(
+                    other["sub"]
+                        .as_str()
+                        .unwrap()
+                        .replace(CIRCLE_PROJECT, "33333333-3333-4333-8333-333333333333")
+                );
+                other
+            },
+            format!(
+                "org/{CIRCLE_ORG}/project/{CIRCLE_PROJECT}/user/*/vcs-origin/github.com/acme/app/vcs-ref/refs/heads/main"
+            ),
+            format!("oidc.circleci.com/org/{CIRCLE_ORG}"),
+            CIRCLE_ORG.to_string(),
+        ),
+        (
+            "bitbucket",
+            vec![("BITBUCKET_BUILD_NUMBER", "17")],
+            "BITBUCKET_STEP_OIDC_TOKEN",
+            bitbucket_claims("759de0c6-eaee-4eaa-b7a6-c507eec759a7", BITBUCKET_WORKSPACE),
+            bitbucket_claims("0f5e2a39-8c1d-4b7e-9a6f-2d3c4b5a6978", BITBUCKET_WORKSPACE),
+            {
+                let mut other =
+                    bitbucket_claims("759de0c6-eaee-4eaa-b7a6-c507eec759a7", BITBUCKET_WORKSPACE);
+                other["sub"] = json!(
+                    other["sub"]
+                        .as_str()
+                        .unwrap()
+                        .replace(BITBUCKET_REPO, "{99999999-9999-4999-8999-999999999999}")
+                );
+                other
+            },
+            format!("{BITBUCKET_REPO}:{{????????-????-????-????-????????????}}"),
+            "api.bitbucket.org/2.0/workspaces/acme/pipelines-config/identity/oidc".to_string(),
+            format!("ari:cloud:bitbucket::workspace/{BITBUCKET_WORKSPACE}"),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, ci, var, first, next, other, pattern, host, audience) in cases {
+        let doctor = |claims: &Value, extra: &[&str]| {
+            let token = jwt(claims.clone());
+            let mut env: Vec<(&str, &str)> = ci.clone();
+            env.push((var, &token));
+            let mut args = vec!["doctor", "--role-arn", ROLE];
+            args.extend_from_slice(extra);
+            let run = hoist(&args, &env);
+            assert_quiet_about(&run, &[&token]);
+            run
+        };
+        let run = doctor(&first, &[]);
+        run.ok();
+        let policy: Value = serde_json::from_str(&run.stdout).unwrap();
+        let st = &policy["Statement"][0];
+        assert_eq!(
+            st["Principal"]["Federated"],
+            format!("arn:aws:iam::123456789012:oidc-provider/{host}"),
+            "{name}"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"],
+            json!({ format!("{host}:aud"): audience }),
+            "{name}"
+        );
+        assert_eq!(
+            st["Condition"]["StringLike"],
+            json!({ format!("{host}:sub"): pattern }),
+            "{name}"
+        );
+        assert!(
+            run.stderr.contains("run after run"),
+            "{name}: {}",
+            run.stderr
+        );
+
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, policy.to_string()).unwrap();
+        let file = file.to_str().unwrap();
+        let run = doctor(&next, &["--trust-policy", file]);
+        assert_eq!(
+            run.code, 0,
+            "{name}: the next run is refused:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("the trust policy accepts this token"));
+        let run = doctor(&other, &["--trust-policy", file]);
+        assert_eq!(
+            run.code, 2,
+            "{name}: another project is accepted:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("StringLike {host}:sub")),
+            "{name}: {}",
+            run.stderr
+        );
+    }
 }

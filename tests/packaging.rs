@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -169,6 +169,76 @@ fn buildkite_example_matches_buildkite_schema() {
     assert_ne!(code, 0, "a concurrency of 'one' passed the schema");
 }
 
+/// The examples for GitLab, CircleCI and Bitbucket pass their CI system's
+/// schema (and the schema does refuse a broken one); the GitLab example's
+/// inputs are the component's, with values of the component's types.
+#[test]
+fn ci_examples_match_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, schema, from, to) in [
+        (
+            "examples/gitlab/.gitlab-ci.yml",
+            "vendor.gitlab-ci",
+            "- if: $CI_COMMIT_BRANCH",
+            "- iff: $CI_COMMIT_BRANCH",
+        ),
+        (
+            "examples/circleci/config.yml",
+            "vendor.circle-ci",
+            "version: 2.1",
+            "version: two",
+        ),
+        (
+            "examples/bitbucket/bitbucket-pipelines.yml",
+            "vendor.bitbucket-pipelines",
+            "\n          oidc: true",
+            "\n          oidc: 7",
+        ),
+    ] {
+        let path = repo_root().join(file);
+        let (code, out) = check_schema(schema, std::slice::from_ref(&path));
+        assert_eq!(code, 0, "{file}: {out}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        let broken = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (code, _) = check_schema(schema, &[broken]);
+        assert_ne!(code, 0, "{file}: '{to}' passed the schema");
+    }
+
+    let component = std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap();
+    let spec: Yaml = serde_yaml_ng::from_str(component.split_once("\n---\n").unwrap().0).unwrap();
+    let inputs = &spec["spec"]["inputs"];
+    let example: Yaml = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/gitlab/.gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    let include = &example["include"][0];
+    assert!(
+        include["component"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/hoist@{}", env!("CARGO_PKG_VERSION"))),
+        "the example pins this version"
+    );
+    for (name, value) in include["inputs"].as_mapping().unwrap() {
+        let input = &inputs[name];
+        assert!(!input.is_null(), "the component has no input {name:?}");
+        match input["type"].as_str().unwrap_or("string") {
+            "boolean" => assert!(value.is_bool(), "{name:?}"),
+            "number" => assert!(value.is_number(), "{name:?}"),
+            _ => assert!(value.is_string(), "{name:?}"),
+        }
+        if let Some(options) = input["options"].as_sequence() {
+            assert!(options.contains(value), "{name:?}");
+        }
+    }
+    for required in ["source", "repository"] {
+        assert!(inputs[required]["default"].is_null());
+        assert!(!include["inputs"][required].is_null(), "{required}");
+    }
+}
+
 /// check-jsonschema reads one YAML document per file; a template with
 /// `spec: inputs` is two (the header, then the jobs), so each is checked on
 /// its own, as GitLab itself does.
@@ -188,7 +258,7 @@ fn gitlab_documents(text: &str, dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn gitlab_template_matches_gitlab_ci_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_root().join("gitlab/hoist.yml")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("templates/hoist/template.yml")).unwrap();
     let (code, out) = check_schema("vendor.gitlab-ci", &gitlab_documents(&text, dir.path()));
     assert_eq!(code, 0, "{out}");
 
@@ -353,56 +423,149 @@ fn image_from_the_dockerfile_is_pushed_by_hoist_and_runs() {
     );
 }
 
-// --- GitLab: the template run by gitlab-ci-local ------------------------------
+// --- GitLab: the component and the template, run by gitlab-ci-local -----------
 
-/// The template included with inputs, run by gitlab-ci-local's shell executor
-/// with a GitLab-shaped OIDC token as HOIST_ID_TOKEN: `hoist ship`
-/// authenticates through moto's STS, pushes to the local registry, writes
-/// hoist.env; a later job of the same pipeline reads the digest from the
-/// dotenv report.
+/// The component, and the template path that older `include:`s name.
+const COMPONENT: &str = "templates/hoist/template.yml";
+const TEMPLATE: &str = "gitlab/hoist.yml";
+
+/// gitlab/hoist.yml is the component, byte for byte: `include: project:` /
+/// `remote:` users get the same job as `include: component:` users.
 #[test]
-fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
-    let l = local();
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("project");
-    std::fs::create_dir_all(project.join("gitlab")).unwrap();
-    std::fs::copy(
-        repo_root().join("gitlab/hoist.yml"),
-        project.join("gitlab/hoist.yml"),
-    )
-    .unwrap();
-    Layout::simple(&project.join("image"), 2, 3000);
-    let repo = unique("pkg/gitlab");
-    // Without scan on push (moto scans only when asked): the gate starts the
-    // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
-    common::create_repository(&repo, true);
-    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
-    std::fs::write(
-        project.join(".gitlab-ci.yml"),
-        format!(
-            r#"stages: [deploy, verify]
-include:
-  - local: gitlab/hoist.yml
-    inputs:
-      image: registry.example.com/tools/hoist:{version}
-      source: image
-      repository: {repo}
-      tags: one,two
-      severity-threshold: critical
-      function: {function}
-      alias: live
-      role-arn: {ROLE}
-read-digest:
-  stage: verify
-  needs: [hoist]
-  script:
-    - test -n "$HOIST_DIGEST"
-    - echo "later job got digest=$HOIST_DIGEST image-uri=$HOIST_IMAGE_URI"
-"#,
-            version = env!("CARGO_PKG_VERSION")
+fn gitlab_template_is_the_component() {
+    assert_eq!(
+        std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap(),
+        std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap(),
+        "copy {COMPONENT} to {TEMPLATE}"
+    );
+    assert!(
+        repo_root().join("templates/hoist/README.md").exists(),
+        "the component's README"
+    );
+}
+
+/// The component's inputs: each described; typed where the value is a
+/// boolean or a number, so natural YAML (`true`, `3`) is accepted; options
+/// for severities and architectures, a regex for durations and strategies;
+/// the image defaults to the release's, matching this version.
+#[test]
+fn gitlab_component_inputs_are_typed_and_described() {
+    let text = std::fs::read_to_string(repo_root().join(COMPONENT)).unwrap();
+    let (header, _) = text.split_once("\n---\n").unwrap();
+    let spec: Yaml = serde_yaml_ng::from_str(header).unwrap();
+    let inputs = spec["spec"]["inputs"].as_mapping().unwrap();
+    for (name, input) in inputs {
+        assert!(
+            input["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name:?} has no description"
+        );
+        if let Some(options) = input["options"].as_sequence() {
+            assert!(
+                options.contains(&input["default"]),
+                "{name:?}: the default is not one of the options"
+            );
+        }
+    }
+    let field = |name: &str, key: &str| inputs[name][key].clone();
+    for name in [
+        "create-repository",
+        "fail-on-scan-error",
+        "watch-errors",
+        "ignore-alarms-at-start",
+        "force",
+        "dry-run",
+    ] {
+        assert_eq!(field(name, "type").as_str(), Some("boolean"), "{name}");
+        assert!(field(name, "default").as_bool().is_some(), "{name}");
+    }
+    for name in ["jobs", "role-duration-seconds", "max-errors"] {
+        assert_eq!(field(name, "type").as_str(), Some("number"), "{name}");
+    }
+    for name in ["severity-threshold", "architecture"] {
+        assert!(field(name, "options").as_sequence().is_some(), "{name}");
+    }
+    for name in ["scan-timeout", "deploy-timeout", "strategy", "duration"] {
+        assert!(field(name, "regex").as_str().is_some(), "{name}");
+    }
+    assert_eq!(
+        field("image", "default").as_str(),
+        Some(format!("ghcr.io/hoist-dev/hoist:{}", env!("CARGO_PKG_VERSION")).as_str()),
+        "the image input defaults to this release's image"
+    );
+    // The action's names, and the former ones still there.
+    for name in [
+        "role-to-assume",
+        "role-duration-seconds",
+        "aws-region",
+        "role-arn",
+        "duration",
+        "environment",
+    ] {
+        assert!(inputs.contains_key(name), "{name}");
+    }
+    // Each regex matches its default and hoist's own forms.
+    // grep -E (POSIX ERE) reads these patterns as GitLab's RE2 does: no
+    // construct they use differs.
+    let matches = |name: &str, value: &str| {
+        let re = field(name, "regex");
+        Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s\\n' \"$1\" | grep -qE \"$2\"")
+            .arg("sh")
+            .arg(value)
+            .arg(re.as_str().unwrap())
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    for (name, good, bad) in [
+        (
+            "scan-timeout",
+            vec!["10m", "90s", "1.5h", "600", "500ms"],
+            vec!["ten", "10 m", ""],
         ),
-    )
-    .unwrap();
+        (
+            "deploy-timeout",
+            vec!["10m", "1m30s", "300"],
+            vec!["1.5m", "soon"],
+        ),
+        (
+            "strategy",
+            vec![
+                "all-at-once",
+                "canary:10%:5m",
+                "linear:10%:1m",
+                "LambdaCanary10Percent5Minutes",
+                "LambdaLinear10PercentEvery1Minute",
+                "LambdaAllAtOnce",
+            ],
+            vec!["canary", "blue-green", "Canary10Percent5Minutes"],
+        ),
+        ("duration", vec!["", "900"], vec!["15m"]),
+    ] {
+        for v in good {
+            assert!(matches(name, v), "{name} refuses {v:?}");
+        }
+        for v in bad {
+            assert!(!matches(name, v), "{name} accepts {v:?}");
+        }
+    }
+}
+
+/// A project of its own for gitlab-ci-local: the component (and the
+/// template at its old path), an OCI layout `image/`, `.gitlab-ci.yml`, a
+/// git remote named origin (gitlab.example.com/acme/app) and one commit.
+fn gitlab_project(work: &Path, pipeline: &str) -> PathBuf {
+    let project = work.join("project");
+    for f in [COMPONENT, TEMPLATE] {
+        let to = project.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(f), to).unwrap();
+    }
+    Layout::simple(&project.join("image"), 2, 3000);
+    std::fs::write(project.join(".gitlab-ci.yml"), pipeline).unwrap();
     let git = |args: &[&str]| {
         let (code, text) = output(Command::new("git").args(args).current_dir(&project));
         assert_eq!(code, 0, "git {args:?}: {text}");
@@ -425,7 +588,13 @@ read-digest:
         "-m",
         "pipeline",
     ]);
+    project
+}
 
+/// gitlab-ci-local's shell executor runs the pipeline of `project` with a
+/// GitLab-shaped OIDC token as HOIST_ID_TOKEN. (exit code, log, token)
+fn gitlab_ci_local(work: &Path, project: &Path) -> (i32, String, String) {
+    let l = local();
     let token = jwt(json!({
         "iss": "https://gitlab.com", "aud": "sts.amazonaws.com",
         "sub": "project_path:acme/app:ref_type:branch:ref:main", "project_path": "acme/app",
@@ -438,13 +607,13 @@ read-digest:
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = Command::new(tool("gitlab-ci-local"));
-    cmd.current_dir(&project)
+    cmd.current_dir(project)
         .env_clear()
         .env("PATH", path)
-        .env("HOME", work.path())
-        // The template's job names an image; run its script in this shell.
+        .env("HOME", work)
+        // The component's job names an image; run its script in this shell.
         .args(["--force-shell-executor", "--home"])
-        .arg(work.path().join("gcl-home"));
+        .arg(work.join("gcl-home"));
     let mut variables = vec![
         format!("HOIST_ID_TOKEN={token}"),
         // What a GitLab runner sets and gitlab-ci-local does not: GITLAB_CI
@@ -468,9 +637,15 @@ read-digest:
         cmd.arg("--variable").arg(v);
     }
     let (code, text) = output(&mut cmd);
-    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
-    assert!(!text.contains(&token), "the id token reached the job log");
+    (code, text, token)
+}
 
+/// What both pipelines check: hoist authenticated with the job's id token,
+/// pushed, gated and deployed; a later job read the digest from the dotenv
+/// report; the findings are in the container-scanning report.
+fn check_gitlab_run(project: &Path, text: &str, token: &str, repo: &str, function: &str) {
+    let l = local();
+    assert!(!text.contains(token), "the id token reached the job log");
     assert!(
         text.contains("assumed-role/ci-deploy/hoist-gitlab-")
             && text.contains("with the OIDC token from $HOIST_ID_TOKEN"),
@@ -489,12 +664,12 @@ read-digest:
         )),
         "the later job read the digest from the dotenv report:\n{text}"
     );
-    assert!(registry_manifest(&repo, &digest).is_some());
+    assert!(registry_manifest(repo, &digest).is_some());
     // The gate ran on the pushed digest: its verdict in the dotenv report,
     // its findings in the container-scanning report artifact.
     assert!(dotenv.contains("HOIST_SCAN_VERDICT=passed"), "{dotenv}");
     assert!(dotenv.contains("HOIST_VERSION=2"), "deployed: {dotenv}");
-    assert_eq!(common::lambda::alias(&function, "live").0, "2");
+    assert_eq!(common::lambda::alias(function, "live").0, "2");
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(project.join("gl-container-scanning-report.json")).unwrap(),
     )
@@ -503,9 +678,171 @@ read-digest:
         report["vulnerabilities"][0]["identifiers"][0]["value"],
         "CVE-9999-9999"
     );
-    let mut tags = registry_tags(&repo);
+    let mut tags = registry_tags(repo);
     tags.sort();
     assert_eq!(tags, ["one", "two"]);
+}
+
+const READ_DIGEST_JOB: &str = r#"read-digest:
+  stage: verify
+  needs: [hoist]
+  script:
+    - test -n "$HOIST_DIGEST"
+    - echo "later job got digest=$HOIST_DIGEST image-uri=$HOIST_IMAGE_URI"
+"#;
+
+/// The template at its old path, included with its old input names
+/// (`role-arn`, an `image`, a lowercase severity), as pipelines written for
+/// the first template do: `hoist ship` authenticates through moto's STS,
+/// pushes to the local registry, gates, deploys, writes hoist.env; a later
+/// job of the same pipeline reads the digest from the dotenv report.
+#[test]
+fn gitlab_template_ships_and_a_later_job_reads_the_digest() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = unique("pkg/gitlab");
+    // Without scan on push (moto scans only when asked): the gate starts the
+    // scan at once. moto's one finding is HIGH, hence the CRITICAL threshold.
+    common::create_repository(&repo, true);
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"stages: [deploy, verify]
+include:
+  - local: gitlab/hoist.yml
+    inputs:
+      image: registry.example.com/tools/hoist:{version}
+      source: image
+      repository: {repo}
+      tags: one,two
+      severity-threshold: critical
+      function: {function}
+      alias: live
+      role-arn: {ROLE}
+      duration: "900"
+{READ_DIGEST_JOB}"#,
+            version = env!("CARGO_PKG_VERSION")
+        ),
+    );
+    let (code, text, token) = gitlab_ci_local(work.path(), &project);
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("DURATION=900"),
+        "the former duration input: {text}"
+    );
+    check_gitlab_run(&project, &text, &token, &repo, &function);
+}
+
+/// The catalog component, included as `include: component:` (its own
+/// project at this commit, as GitLab's docs test a component), with the
+/// action's input names and natural YAML values — booleans and numbers
+/// unquoted — and the default image: the same pipeline works, the job is a
+/// deployment to the environment given.
+#[test]
+fn gitlab_component_takes_natural_yaml() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = unique("pkg/component");
+    common::create_repository(&repo, true);
+    let function = common::lambda::function(&repo, &format!("sha256:{}", "0".repeat(64)), "x86_64");
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"stages: [deploy, verify]
+include:
+  - component: $CI_SERVER_FQDN/acme/app/hoist@$CI_COMMIT_SHA
+    inputs:
+      source: image
+      repository: {repo}
+      tags: one,two
+      create-repository: true
+      jobs: 2
+      severity-threshold: CRITICAL
+      fail-on-scan-error: true
+      function: {function}
+      alias: live
+      strategy: canary:50%:1s
+      max-errors: 3
+      role-to-assume: {ROLE}
+      role-duration-seconds: 900
+      aws-region: us-east-1
+      environment: staging
+hoist:
+  before_script:
+    - echo "deploying to environment $CI_ENVIRONMENT_NAME"
+{READ_DIGEST_JOB}"#
+        ),
+    );
+    let (code, text, token) = gitlab_ci_local(work.path(), &project);
+    assert_eq!(code, 0, "gitlab-ci-local failed:\n{text}");
+    assert!(
+        text.contains("hoist: typed inputs: CREATE_REPOSITORY=true JOBS=2 DURATION=900 FAIL_ON_SCAN_ERROR=true WATCH_ERRORS=false MAX_ERRORS=3"),
+        "typed inputs reached the job as their values:\n{text}"
+    );
+    assert!(
+        text.contains("deploying to environment staging"),
+        "the environment input:\n{text}"
+    );
+    check_gitlab_run(&project, &text, &token, &repo, &function);
+}
+
+/// Two names for one role that disagree: the job stops before hoist runs.
+#[test]
+fn gitlab_component_refuses_two_different_roles() {
+    let work = tempfile::tempdir().unwrap();
+    let project = gitlab_project(
+        work.path(),
+        &format!(
+            r#"include:
+  - local: {COMPONENT}
+    inputs:
+      source: image
+      repository: never/pushed
+      role-to-assume: {ROLE}
+      role-arn: arn:aws:iam::123456789012:role/another
+"#
+        ),
+    );
+    let (code, text, _) = gitlab_ci_local(work.path(), &project);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "the inputs role-to-assume and role-arn (its former name) name different roles"
+        ),
+        "{text}"
+    );
+}
+
+/// Natural YAML the component's types refuse: gitlab-ci-local says which
+/// input and why, as GitLab does when the pipeline is created.
+#[test]
+fn gitlab_component_refuses_values_of_the_wrong_type() {
+    for (input, value, why) in [
+        (
+            "create-repository",
+            "\"yes\"",
+            "provided value is not a boolean",
+        ),
+        ("max-errors", "three", "provided value is not a number"),
+        (
+            "architecture",
+            "amd64",
+            "is not in the list of allowed options",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let project = gitlab_project(
+            work.path(),
+            &format!(
+                "include:\n  - local: {COMPONENT}\n    inputs:\n      source: image\n      repository: never/pushed\n      {input}: {value}\n"
+            ),
+        );
+        let (code, text, _) = gitlab_ci_local(work.path(), &project);
+        assert_ne!(code, 0, "{input}: {value} was accepted:\n{text}");
+        assert!(
+            text.contains(input) && text.contains(why),
+            "{input}: {text}"
+        );
+    }
 }
 
 // --- GitHub: the composite action under a simulated runner --------------------
@@ -520,8 +857,8 @@ struct Runner {
     work: PathBuf,
     /// The runner's own environment for every step.
     env: BTreeMap<String, String>,
-    /// `github.action_repository`.
-    action_repository: String,
+    /// `github.token`: the job's GITHUB_TOKEN.
+    github_token: String,
 }
 
 struct StepRun {
@@ -532,6 +869,8 @@ struct StepRun {
 
 struct ActionRun {
     steps: Vec<StepRun>,
+    /// What each step wrote to its $GITHUB_OUTPUT.
+    step_outputs: BTreeMap<String, BTreeMap<String, String>>,
     outputs: BTreeMap<String, String>,
     summary: String,
     path: Vec<String>,
@@ -601,7 +940,7 @@ impl Runner {
         Runner {
             work: work.to_path_buf(),
             env,
-            action_repository: "acme/hoist".into(),
+            github_token: GITHUB_TOKEN.into(),
         }
     }
 
@@ -620,7 +959,15 @@ impl Runner {
                         spec["required"].as_bool() != Some(true),
                         "the test gives no value for the required input {name}"
                     );
-                    spec["default"].as_str().unwrap_or_default().to_string()
+                    // A default may be an expression of the github context
+                    // (`${{ github.token }}`).
+                    let default = spec["default"].as_str().unwrap_or_default();
+                    expand(
+                        default,
+                        &BTreeMap::new(),
+                        &BTreeMap::new(),
+                        &self.github_token,
+                    )
                 }
             };
             inputs.insert(name, value);
@@ -658,7 +1005,7 @@ impl Runner {
                 files("summary"),
             );
             let script = self.work.join(format!("step{i}.sh"));
-            let eval = |s: &str| expand(s, &inputs, &outputs_of, &self.action_repository);
+            let eval = |s: &str| expand(s, &inputs, &outputs_of, &self.github_token);
             std::fs::write(&script, eval(step["run"].as_str().unwrap())).unwrap();
 
             let mut env = self.env.clone();
@@ -715,12 +1062,13 @@ impl Runner {
                 spec["value"].as_str().unwrap(),
                 &inputs,
                 &outputs_of,
-                &self.action_repository,
+                &self.github_token,
             );
             outputs.insert(name.as_str().unwrap().to_string(), value);
         }
         ActionRun {
             steps,
+            step_outputs: outputs_of,
             outputs,
             summary,
             path,
@@ -729,12 +1077,12 @@ impl Runner {
 }
 
 /// `${{ … }}` as action.yml uses it: `inputs.X`, `steps.ID.outputs.X`,
-/// `github.action_repository`, and `A || B` (the first non-empty).
+/// `github.token`, and `A || B` (the first non-empty).
 fn expand(
     text: &str,
     inputs: &BTreeMap<String, String>,
     steps: &BTreeMap<String, BTreeMap<String, String>>,
-    action_repository: &str,
+    github_token: &str,
 ) -> String {
     let value = |expr: &str| -> String {
         let expr = expr.trim();
@@ -753,7 +1101,7 @@ fn expand(
                 .unwrap_or_default();
         }
         match expr {
-            "github.action_repository" => action_repository.to_string(),
+            "github.token" => github_token.to_string(),
             _ => panic!("the simulated runner does not evaluate `{expr}`"),
         }
     };
@@ -790,59 +1138,215 @@ fn parse_commands_file(text: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// The job's GITHUB_TOKEN in the simulated runner (`github.token`).
+const GITHUB_TOKEN: &str = "ghs_jobtoken0123456789";
+
+/// The repository hoist's releases come from by default.
+const CANONICAL: &str = "hoist-dev/hoist";
+
+/// One release v{VERSION} on the fake github.com: its repository, its
+/// assets, and whether the repository is private (its assets then come only
+/// through the REST API, with a token — as GitHub answers 404 otherwise).
+struct Release {
+    repo: String,
+    assets: Vec<(String, Vec<u8>)>,
+    private: bool,
+}
+
+/// What a request carried: which server, the path, its Authorization.
+#[derive(Debug, Clone)]
+struct Seen {
+    storage: bool,
+    path: String,
+    auth: Option<String>,
+}
+
 /// Plays github.com for the action: release downloads under
-/// `/OWNER/REPO/releases/download/TAG/ASSET` (whatever `files` holds, 404
-/// otherwise) and the Actions OIDC token endpoint. Records every path asked.
+/// `/OWNER/REPO/releases/download/TAG/ASSET`; the REST API under `/api/v3`
+/// (`repos/OWNER/REPO/releases/tags/TAG`, and `releases/assets/ID` which,
+/// asked for `application/octet-stream`, redirects to the storage server
+/// as GitHub does); the Actions OIDC token endpoint. The storage server
+/// refuses a request that carries an Authorization header (a presigned URL
+/// allows one auth mechanism only), so a client that forwards the token
+/// across the redirect fails. Records every request.
 struct GitHub {
     server: Running,
-    seen: Arc<Mutex<Vec<String>>>,
+    _storage: Running,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl GitHub {
-    fn start(files: BTreeMap<String, Vec<u8>>, token: String) -> GitHub {
+    fn start(releases: Vec<Release>, oidc_token: String) -> GitHub {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, files, token) = (seen.clone(), Arc::new(files), Arc::new(token));
-        let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (s, files, token) = (s.clone(), files.clone(), token.clone());
+        let releases = Arc::new(releases);
+        let tag = format!("v{VERSION}");
+
+        let (s, r) = (seen.clone(), releases.clone());
+        let storage = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (s, r) = (s.clone(), r.clone());
             async move {
                 let path = req.uri().path().to_string();
-                s.lock().unwrap().push(path.clone());
+                let auth = header(&req, "authorization");
+                s.lock().unwrap().push(Seen {
+                    storage: true,
+                    path: path.clone(),
+                    auth: auth.clone(),
+                });
+                if auth.is_some() {
+                    return Ok(bytes(
+                        400,
+                        b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>".to_vec(),
+                    ));
+                }
+                // /OWNER/REPO/ASSET
+                let found = r.iter().find_map(|rel| {
+                    let name = path.strip_prefix(&format!("/{}/", rel.repo))?;
+                    rel.assets
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, b)| b.clone())
+                });
+                Ok(match found {
+                    Some(b) => bytes(200, b),
+                    None => bytes(404, b"NoSuchKey".to_vec()),
+                })
+            }
+        });
+        let storage_url = format!("http://{}", storage.addr);
+
+        let (s, r) = (seen.clone(), releases);
+        let server = serve(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (s, r, oidc_token, tag, storage_url) = (
+                s.clone(),
+                r.clone(),
+                oidc_token.clone(),
+                tag.clone(),
+                storage_url.clone(),
+            );
+            async move {
+                let path = req.uri().path().to_string();
+                let auth = header(&req, "authorization");
+                s.lock().unwrap().push(Seen {
+                    storage: false,
+                    path: path.clone(),
+                    auth: auth.clone(),
+                });
                 if path == "/oidc/token" {
-                    let auth = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if auth != "bearer request-token-xyz" {
+                    if auth.as_deref() != Some("bearer request-token-xyz") {
                         return Ok(bytes(401, b"{}".to_vec()));
                     }
                     return Ok(bytes(
                         200,
-                        json!({ "value": *token }).to_string().into_bytes(),
+                        json!({ "value": oidc_token }).to_string().into_bytes(),
                     ));
                 }
-                Ok(match files.get(&path) {
-                    Some(b) => bytes(200, b.clone()),
-                    None => bytes(404, b"Not Found".to_vec()),
-                })
+                let not_found = || {
+                    Ok(bytes(
+                        404,
+                        br#"{"message":"Not Found","status":"404"}"#.to_vec(),
+                    ))
+                };
+                if let Some(rest) = path.strip_prefix("/api/v3/repos/") {
+                    // A wrong token is refused; none sees public releases only.
+                    let authorized = match auth.as_deref() {
+                        Some(a) if a == format!("Bearer {GITHUB_TOKEN}") => true,
+                        Some(_) => {
+                            return Ok(bytes(401, br#"{"message":"Bad credentials"}"#.to_vec()));
+                        }
+                        None => false,
+                    };
+                    let Some(rel) = r.iter().find(|rel| {
+                        rest.starts_with(&format!("{}/releases/", rel.repo))
+                            && (authorized || !rel.private)
+                    }) else {
+                        return not_found();
+                    };
+                    let rest = &rest[rel.repo.len() + "/releases/".len()..];
+                    if rest == format!("tags/{tag}") {
+                        let assets: Vec<Value> = rel
+                            .assets
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (name, b))| json!({ "id": 100 + i, "name": name, "size": b.len(), "url": format!("/api/v3/repos/{}/releases/assets/{}", rel.repo, 100 + i) }))
+                            .collect();
+                        return Ok(bytes(
+                            200,
+                            serde_json::to_vec_pretty(
+                                &json!({ "tag_name": tag, "assets": assets }),
+                            )
+                            .unwrap(),
+                        ));
+                    }
+                    if let Some(id) = rest
+                        .strip_prefix("assets/")
+                        .and_then(|i| i.parse::<usize>().ok())
+                    {
+                        let Some((name, _)) = id.checked_sub(100).and_then(|i| rel.assets.get(i))
+                        else {
+                            return not_found();
+                        };
+                        if header(&req, "accept").as_deref() != Some("application/octet-stream") {
+                            // Without it the API describes the asset instead.
+                            return Ok(bytes(
+                                200,
+                                json!({ "id": id, "name": name }).to_string().into_bytes(),
+                            ));
+                        }
+                        return Ok(hyper::Response::builder()
+                            .status(302)
+                            .header("Location", format!("{storage_url}/{}/{name}", rel.repo))
+                            .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+                            .unwrap());
+                    }
+                    return not_found();
+                }
+                // Browser downloads: public releases only.
+                let found = r.iter().filter(|rel| !rel.private).find_map(|rel| {
+                    let name =
+                        path.strip_prefix(&format!("/{}/releases/download/{tag}/", rel.repo))?;
+                    rel.assets
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, b)| b.clone())
+                });
+                match found {
+                    Some(b) => Ok(bytes(200, b)),
+                    None => not_found(),
+                }
             }
         });
-        GitHub { server, seen }
+        GitHub {
+            server,
+            _storage: storage,
+            seen,
+        }
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.server.addr)
     }
 
-    fn downloads(&self) -> Vec<String> {
+    /// Every request for a release (API, download, storage).
+    fn downloads(&self) -> Vec<Seen> {
         self.seen
             .lock()
             .unwrap()
             .iter()
-            .filter(|p| p.contains("/releases/"))
+            .filter(|s| s.storage || s.path.contains("/releases/"))
             .cloned()
             .collect()
     }
+
+    fn download_paths(&self) -> Vec<String> {
+        self.downloads().into_iter().map(|s| s.path).collect()
+    }
+}
+
+fn header(req: &hyper::Request<hyper::body::Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn bytes(status: u16, body: Vec<u8>) -> hyper::Response<Body> {
@@ -862,20 +1366,29 @@ fn github_token() -> String {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The release assets of `acme/hoist` v{VERSION} for x86_64 Linux.
-fn release(binary: &[u8], checksum: Option<String>) -> BTreeMap<String, Vec<u8>> {
-    let base = format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux");
-    let mut files = BTreeMap::new();
-    files.insert(base.clone(), binary.to_vec());
+/// Release v{VERSION} of `repo` with the x86_64 Linux binary and (when
+/// given) its checksum file.
+fn release(repo: &str, binary: &[u8], checksum: Option<String>, private: bool) -> Release {
+    let mut assets = vec![("hoist-x86_64-linux".to_string(), binary.to_vec())];
     if let Some(sum) = checksum {
-        files.insert(
-            format!("{base}.sha256"),
+        assets.push((
+            "hoist-x86_64-linux.sha256".into(),
             format!("{sum}  hoist-x86_64-linux\n").into_bytes(),
-        );
+        ));
     }
-    files
+    Release {
+        repo: repo.into(),
+        assets,
+        private,
+    }
 }
 
+/// The installed, verified release ships: OIDC role, push, gate, deploy,
+/// outputs and summary. The release repository is hoist's own, and private
+/// here: only the API with the job's token reaches it — the token goes to
+/// github.com, never on to the storage the download redirects to. Every
+/// output action.yml declares is one a step writes, and every output hoist
+/// writes is declared.
 #[test]
 fn action_installs_the_verified_release_and_ships() {
     let work = tempfile::tempdir().unwrap();
@@ -883,7 +1396,10 @@ fn action_installs_the_verified_release_and_ships() {
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
     let sum = sha256_hex(&binary);
     let token = github_token();
-    let github = GitHub::start(release(&binary, Some(sum.clone())), token.clone());
+    let github = GitHub::start(
+        vec![release(CANONICAL, &binary, Some(sum.clone()), true)],
+        token.clone(),
+    );
     let mut runner = Runner::new(w, &github.url());
     fast_gate(&mut runner.env);
     let image = layout(w);
@@ -918,14 +1434,41 @@ fn action_installs_the_verified_release_and_ships() {
             .all(|l| l.starts_with("::add-mask::") || !l.contains(&token)),
         "the OIDC token reached the log"
     );
+    assert!(
+        !log.contains(GITHUB_TOKEN),
+        "the job's token reached the log"
+    );
 
-    // Installed from the release, checksum verified, cached, on PATH.
+    // Installed from hoist's releases through the API with the job's token,
+    // the files fetched from storage without it; verified, cached, on PATH.
+    let api = format!("/api/v3/repos/{CANONICAL}/releases");
+    let seen: Vec<(bool, String, bool)> = github
+        .downloads()
+        .into_iter()
+        .map(|s| (s.storage, s.path, s.auth.is_some()))
+        .collect();
     assert_eq!(
-        github.downloads(),
+        seen,
         [
-            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux"),
-            format!("/acme/hoist/releases/download/v{VERSION}/hoist-x86_64-linux.sha256"),
-        ]
+            (false, format!("{api}/tags/v{VERSION}"), true),
+            (false, format!("{api}/assets/100"), true),
+            (true, format!("/{CANONICAL}/hoist-x86_64-linux"), false),
+            (false, format!("{api}/assets/101"), true),
+            (
+                true,
+                format!("/{CANONICAL}/hoist-x86_64-linux.sha256"),
+                false
+            ),
+        ],
+        "{log}"
+    );
+    assert!(
+        github
+            .downloads()
+            .iter()
+            .filter(|s| s.auth.is_some())
+            .all(|s| s.auth.as_deref() == Some(&format!("Bearer {GITHUB_TOKEN}"))),
+        "the job's token, as a bearer token"
     );
     assert!(
         log.contains(&format!("verified hoist-x86_64-linux (sha256 {sum})")),
@@ -942,6 +1485,51 @@ fn action_installs_the_verified_release_and_ships() {
         cached.join("hoist").display().to_string()
     );
 
+    // Every output the steps wrote is declared, and every declared output
+    // is written: action.yml's outputs, derived from what hoist wrote.
+    let action: Yaml =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("action.yml")).unwrap())
+            .unwrap();
+    let declared: BTreeSet<(String, String)> = action["outputs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|spec| {
+            let v = spec["value"].as_str().unwrap();
+            let (step, name) = v
+                .trim_start_matches("${{ steps.")
+                .trim_end_matches(" }}")
+                .split_once(".outputs.")
+                .unwrap_or_else(|| panic!("an output that is not a step's: {v}"));
+            (step.to_string(), name.to_string())
+        })
+        .collect();
+    let written: BTreeSet<(String, String)> = run
+        .step_outputs
+        .iter()
+        .flat_map(|(step, o)| o.keys().map(move |k| (step.clone(), k.clone())))
+        .collect();
+    assert_eq!(
+        written.difference(&declared).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "outputs hoist writes that action.yml does not declare"
+    );
+    assert_eq!(
+        declared.difference(&written).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "outputs action.yml declares that no step writes"
+    );
+    for (name, spec) in action["outputs"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        if name != "hoist-path" {
+            assert_eq!(
+                spec["value"].as_str().unwrap(),
+                format!("${{{{ steps.ship.outputs.{name} }}}}"),
+                "action output {name} is hoist's output of the same name"
+            );
+        }
+    }
+
     // The inputs reached hoist: OIDC role (no static keys in the runner's
     // environment), the repository created, both tags; and every input left
     // empty (jobs, duration, …) was not passed as an empty value.
@@ -950,6 +1538,11 @@ fn action_installs_the_verified_release_and_ships() {
             .log
             .contains("assumed-role/ci-deploy/hoist-github-4242-1"),
         "{log}"
+    );
+    assert_eq!(run.outputs["aws-account-id"], "123456789012");
+    assert_eq!(
+        run.outputs["authenticated-arn"],
+        "arn:aws:sts::123456789012:assumed-role/ci-deploy/hoist-github-4242-1"
     );
     let digest = run.outputs["digest"].clone();
     assert!(
@@ -970,10 +1563,13 @@ fn action_installs_the_verified_release_and_ships() {
     // The gate ran on the pushed digest, and said so in the outputs.
     assert_eq!(run.outputs["scan-verdict"], "passed", "{:?}", run.outputs);
     assert_eq!(run.outputs["scan-high"], "1");
+    assert_eq!(run.outputs["scan-informational"], "0");
+    assert_eq!(run.outputs["scan-undefined"], "0");
     // And deployed it: version 2 published, the alias moved from 1.
     assert_eq!(run.outputs["version"], "2", "{:?}", run.outputs);
     assert_eq!(run.outputs["previous-version"], "1");
     assert_eq!(run.outputs["routing"], "2=100%");
+    assert_eq!(run.outputs["deployed-digest"], digest);
     assert_eq!(common::lambda::alias(&function, "live").0, "2");
     let mut tags = registry_tags(&repo);
     tags.sort();
@@ -995,6 +1591,69 @@ fn action_installs_the_verified_release_and_ships() {
         again.log()
     );
     assert_eq!(again.outputs["digest"], digest, "the same image again");
+}
+
+/// Without a token (the token input emptied), the public download URL; with
+/// release-repository, that repository's releases, not hoist's.
+#[test]
+fn action_downloads_publicly_and_from_the_release_repository_given() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let sum = sha256_hex(&binary);
+    for (case, inputs, expected) in [
+        (
+            "no token",
+            vec![("token", "")],
+            vec![
+                format!("/{CANONICAL}/releases/download/v{VERSION}/hoist-x86_64-linux"),
+                format!("/{CANONICAL}/releases/download/v{VERSION}/hoist-x86_64-linux.sha256"),
+            ],
+        ),
+        (
+            "another release repository",
+            vec![("release-repository", "acme/hoist-fork")],
+            vec![
+                format!("/api/v3/repos/acme/hoist-fork/releases/tags/v{VERSION}"),
+                "/api/v3/repos/acme/hoist-fork/releases/assets/100".into(),
+                "/acme/hoist-fork/hoist-x86_64-linux".into(),
+                "/api/v3/repos/acme/hoist-fork/releases/assets/101".into(),
+                "/acme/hoist-fork/hoist-x86_64-linux.sha256".into(),
+            ],
+        ),
+    ] {
+        let case_dir = w.join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&case_dir).unwrap();
+        // hoist's own release would be a wrong binary: only the expected
+        // source can pass.
+        let github = GitHub::start(
+            vec![
+                release(CANONICAL, &binary, Some(sum.clone()), false),
+                release("acme/hoist-fork", &binary, Some(sum.clone()), true),
+            ],
+            github_token(),
+        );
+        let mut runner = Runner::new(&case_dir, &github.url());
+        fast_gate(&mut runner.env);
+        let image = layout(&case_dir);
+        let repo = unique("pkg/public");
+        common::create_repository(&repo, false);
+        let mut given = vec![
+            ("image", image.to_str().unwrap()),
+            ("repository", repo.as_str()),
+            ("role-to-assume", ROLE),
+            ("severity-threshold", "critical"),
+        ];
+        given.extend(inputs);
+        let run = runner.run(&given);
+        run.ok();
+        assert_eq!(github.download_paths(), expected, "{case}: {}", run.log());
+        assert!(
+            run.outputs["digest"].starts_with("sha256:"),
+            "{case}: {}",
+            run.log()
+        );
+    }
 }
 
 #[test]
@@ -1023,12 +1682,18 @@ fn action_refuses_an_unverified_binary() {
     ] {
         let case_dir = w.join(case.replace(' ', "-"));
         std::fs::create_dir_all(&case_dir).unwrap();
-        let github = GitHub::start(release(&binary, checksum), github_token());
+        let github = GitHub::start(
+            vec![release(CANONICAL, &binary, checksum, false)],
+            github_token(),
+        );
         let runner = Runner::new(&case_dir, &github.url());
         let image = layout(&case_dir);
         let run = runner.run(&[
             ("image", image.to_str().unwrap()),
             ("repository", "pkg/never-pushed"),
+            // Even where a source build is allowed: a bad checksum is not a
+            // missing release.
+            ("build-from-source", "true"),
         ]);
         assert_eq!(
             run.steps.len(),
@@ -1044,6 +1709,11 @@ fn action_refuses_an_unverified_binary() {
             "{case}: {}",
             install.log
         );
+        assert!(
+            !install.log.contains("building hoist"),
+            "{case}: {}",
+            install.log
+        );
         let cached = case_dir.join(format!("tool-cache/hoist/{VERSION}"));
         assert!(
             !cached.join("x86_64-linux/hoist").exists()
@@ -1054,14 +1724,9 @@ fn action_refuses_an_unverified_binary() {
     }
 }
 
-/// No release asset for this version, or no release for the runner's
-/// platform: the action builds from its own source with `cargo install`.
-/// cargo here is a stand-in that records its arguments and installs the test
+/// cargo, as a stand-in that records its arguments and installs the test
 /// binary (a real release build takes far longer than a test may).
-#[test]
-fn action_builds_from_source_when_no_release_matches() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
+fn fake_cargo(w: &Path) -> (PathBuf, PathBuf) {
     let fake_bin = w.join("fake-bin");
     std::fs::create_dir_all(&fake_bin).unwrap();
     let cargo_log = w.join("cargo-args");
@@ -1079,60 +1744,112 @@ fn action_builds_from_source_when_no_release_matches() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (fake_bin, cargo_log)
+}
 
-    for (case, os, arch, expect_download) in [
-        ("no release asset", "Linux", "X64", true),
-        ("no release for macOS", "macOS", "ARM64", false),
+/// No release asset for this version, or no release for the runner's
+/// platform: the step fails and says what to change — unless
+/// build-from-source is true, when it says why it builds from the action's
+/// own source with `cargo install`.
+#[test]
+fn action_builds_from_source_only_when_allowed() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (fake_bin, cargo_log) = fake_cargo(w);
+
+    for (case, os, arch, expect_download, why) in [
+        (
+            "no release asset",
+            "Linux",
+            "X64",
+            true,
+            format!("{CANONICAL} has no release v{VERSION} with hoist-x86_64-linux (HTTP 404)"),
+        ),
+        (
+            "no release for macOS",
+            "macOS",
+            "ARM64",
+            false,
+            "hoist's releases have no binary for macOS/ARM64".to_string(),
+        ),
     ] {
-        let case_dir = w.join(case.replace(' ', "-"));
-        std::fs::create_dir_all(&case_dir).unwrap();
-        std::fs::write(&cargo_log, "").unwrap();
-        let github = GitHub::start(BTreeMap::new(), github_token());
-        let mut runner = Runner::new(&case_dir, &github.url());
-        fast_gate(&mut runner.env);
-        let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
-        runner.env.insert("PATH".into(), path);
-        runner.env.insert("RUNNER_OS".into(), os.into());
-        runner.env.insert("RUNNER_ARCH".into(), arch.into());
-        let image = layout(&case_dir);
-        let repo = unique("pkg/source");
-        common::create_repository(&repo, true);
-        let run = runner.run(&[
-            ("image", image.to_str().unwrap()),
-            ("repository", &repo),
-            ("severity-threshold", "critical"),
-            ("role-to-assume", ROLE),
-        ]);
-        run.ok();
-        assert_eq!(
-            !github.downloads().is_empty(),
-            expect_download,
-            "{case}: {:?}",
-            github.downloads()
-        );
-        let args = std::fs::read_to_string(&cargo_log).unwrap();
-        let root = case_dir.join("tool-cache/hoist");
-        let expected_prefix = format!(
-            "install --locked --path {} --root {}/{VERSION}-source-",
-            repo_root().display(),
-            root.display()
-        );
-        // …/<version>-source-<16 hex of the source's hash>/<arch>
-        let source_hash = args
-            .trim_end()
-            .strip_prefix(&expected_prefix)
-            .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
-            .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
-        assert!(
-            source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
-            "{case}: the cache key holds no hash of the source: {args}"
-        );
-        assert!(
-            run.outputs["digest"].starts_with("sha256:"),
-            "{case}: the built binary shipped:\n{}",
-            run.log()
-        );
-        assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
+        for allowed in [false, true] {
+            let case_dir = w.join(format!("{}-{allowed}", case.replace(' ', "-")));
+            std::fs::create_dir_all(&case_dir).unwrap();
+            std::fs::write(&cargo_log, "").unwrap();
+            let github = GitHub::start(vec![], github_token());
+            let mut runner = Runner::new(&case_dir, &github.url());
+            fast_gate(&mut runner.env);
+            let path = format!("{}:{}", fake_bin.display(), runner.env["PATH"]);
+            runner.env.insert("PATH".into(), path);
+            runner.env.insert("RUNNER_OS".into(), os.into());
+            runner.env.insert("RUNNER_ARCH".into(), arch.into());
+            let image = layout(&case_dir);
+            let repo = unique("pkg/source");
+            common::create_repository(&repo, true);
+            let mut inputs = vec![
+                ("image", image.to_str().unwrap()),
+                ("repository", repo.as_str()),
+                ("severity-threshold", "critical"),
+                ("role-to-assume", ROLE),
+            ];
+            if allowed {
+                inputs.push(("build-from-source", "true"));
+            }
+            let run = runner.run(&inputs);
+            assert_eq!(
+                !github.downloads().is_empty(),
+                expect_download,
+                "{case}: {:?}",
+                github.downloads()
+            );
+            let install = run.step("install");
+            let args = std::fs::read_to_string(&cargo_log).unwrap();
+            if !allowed {
+                assert_eq!(run.steps.len(), 1, "{case}: {}", run.log());
+                assert_ne!(install.code, 0);
+                assert!(
+                    install
+                        .log
+                        .contains(&format!("::error title=hoist install::{why}. "))
+                        && install.log.contains("build-from-source: true"),
+                    "{case}: {}",
+                    install.log
+                );
+                assert_eq!(args, "", "{case}: nothing built");
+                continue;
+            }
+            run.ok();
+            assert!(
+                install.log.contains(&format!(
+                    "{why}: building hoist {VERSION} from the action's source, as build-from-source is true"
+                )),
+                "{case}: {}",
+                install.log
+            );
+            let root = case_dir.join("tool-cache/hoist");
+            let expected_prefix = format!(
+                "install --locked --path {} --root {}/{VERSION}-source-",
+                repo_root().display(),
+                root.display()
+            );
+            // …/<version>-source-<16 hex of the source's hash>/<arch>
+            let source_hash = args
+                .trim_end()
+                .strip_prefix(&expected_prefix)
+                .and_then(|rest| rest.strip_suffix(&format!("/{arch}")))
+                .unwrap_or_else(|| panic!("{case}: cargo was called with: {args}"));
+            assert!(
+                source_hash.len() == 16 && source_hash.chars().all(|c| c.is_ascii_hexdigit()),
+                "{case}: the cache key holds no hash of the source: {args}"
+            );
+            assert!(
+                run.outputs["digest"].starts_with("sha256:"),
+                "{case}: the built binary shipped:\n{}",
+                run.log()
+            );
+            assert!(registry_manifest(&repo, &run.outputs["digest"]).is_some());
+        }
     }
 }
 
@@ -1143,7 +1860,15 @@ fn action_fails_with_hoists_exit_code() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
-    let github = GitHub::start(release(&binary, Some(sha256_hex(&binary))), github_token());
+    let github = GitHub::start(
+        vec![release(
+            CANONICAL,
+            &binary,
+            Some(sha256_hex(&binary)),
+            false,
+        )],
+        github_token(),
+    );
     let runner = Runner::new(w, &github.url());
     let image = layout(w);
     let repo = unique("pkg/missing");

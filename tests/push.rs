@@ -333,13 +333,18 @@ fn buildkite_meta_data() {
     let dir = tempfile::tempdir().unwrap();
     let (_, m) = Layout::simple(dir.path(), 1, 1000);
     let repo = unique("buildkite");
-    // A stand-in buildkite-agent on PATH that records what it was asked to set.
+    // A stand-in buildkite-agent on PATH that records what it was asked to
+    // set: the arguments, then the value hoist gives on stdin. (The strict
+    // stand-in, with the agent's rules, is tests/buildkite/bin.)
     let bin = tempfile::tempdir().unwrap();
     let log = bin.path().join("calls");
     let agent = bin.path().join("buildkite-agent");
     std::fs::write(
         &agent,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+        format!(
+            "#!/bin/sh\n{{ printf '%s ' \"$@\"; cat; echo; }} >> {}\n",
+            log.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -40,11 +40,14 @@ const SHOWN: &[&str] = &[
     "pipeline_slug",
     "build_branch",
     // CircleCI
+    "oidc.circleci.com/org-id",
     "oidc.circleci.com/project-id",
+    "oidc.circleci.com/vcs-origin",
     "oidc.circleci.com/vcs-ref",
     // Bitbucket
     "workspaceUuid",
     "repositoryUuid",
+    "deploymentEnvironmentUuid",
     "branchName",
 ];
 
@@ -98,8 +101,9 @@ impl Claims {
     }
 
     /// What STS would refuse anyway, found without asking it: an expired
-    /// token, or one minted for another audience.
-    pub fn check(&self, audience: &str, now: i64) -> Result<(), AuthError> {
+    /// token, or one minted for none of the `accepted` audiences. Returns the
+    /// accepted audience the token carries.
+    pub fn check(&self, accepted: &[String], now: i64) -> Result<String, AuthError> {
         if let Some(exp) = self.expires_at() {
             // STS allows little skew; neither does hoist.
             if exp <= now {
@@ -110,14 +114,14 @@ impl Claims {
             }
         }
         let auds = self.audiences();
-        if !auds.iter().any(|a| a == audience) {
-            return Err(AuthError::WrongAudience {
-                wanted: audience.to_string(),
+        match accepted.iter().find(|a| auds.contains(a)) {
+            Some(a) => Ok(a.clone()),
+            None => Err(AuthError::WrongAudience {
+                wanted: accepted.to_vec(),
                 found: auds,
                 claims: self.shown(),
-            });
+            }),
         }
-        Ok(())
     }
 
     /// The claims worth showing a user comparing them with a trust policy.
@@ -171,20 +175,22 @@ mod tests {
         let c = Claims::from_json(
             json!({ "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com", "sub": "repo:o/r:ref:refs/heads/main", "exp": 1000 }),
         );
-        assert!(c.check("sts.amazonaws.com", 999).is_ok());
+        let sts = ["sts.amazonaws.com".to_string()];
+        assert_eq!(c.check(&sts, 999).unwrap(), "sts.amazonaws.com");
         assert!(matches!(
-            c.check("sts.amazonaws.com", 1000),
+            c.check(&sts, 1000),
             Err(AuthError::Expired { ago_secs: 0, .. })
         ));
         assert!(matches!(
-            c.check("sts.amazonaws.com.cn", 10),
+            c.check(&["sts.amazonaws.com.cn".to_string()], 10),
             Err(AuthError::WrongAudience { .. })
         ));
         let list = Claims::from_json(json!({ "aud": ["a", "sts.amazonaws.com"] }));
-        assert!(
-            list.check("sts.amazonaws.com", 0).is_ok(),
-            "no exp: STS decides"
-        );
+        assert!(list.check(&sts, 0).is_ok(), "no exp: STS decides");
+        let either = ["org-1".to_string(), "sts.amazonaws.com".to_string()];
+        assert_eq!(list.check(&either, 0).unwrap(), "sts.amazonaws.com");
+        let err = c.check(&["x".into(), "y".into()], 10).unwrap_err();
+        assert!(err.to_string().ends_with("not 'x' or 'y'"), "{err}");
     }
 
     #[test]

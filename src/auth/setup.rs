@@ -73,10 +73,7 @@ pub async fn aws_config(
         }
     };
     let region = base.region().map(|r| r.to_string());
-    let audience = g
-        .audience
-        .clone()
-        .unwrap_or_else(|| super::default_audience(region.as_deref()).to_string());
+    let audience = super::Audience::new(g.audience.as_deref(), region.as_deref());
     let source = ci.token_source(
         env,
         &TokenOptions {

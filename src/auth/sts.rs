@@ -92,7 +92,7 @@ pub struct Exchange {
     pub role_arn: String,
     pub chain_role_arn: Option<String>,
     pub session_name: String,
-    pub audience: String,
+    pub audience: super::Audience,
     pub duration_secs: Option<i32>,
     pub session_policy: Option<String>,
     pub source: TokenSource,
@@ -150,7 +150,9 @@ impl Exchange {
             };
             *token.lock().unwrap() = Some(t.clone());
             let claims = Claims::decode(&t).map_err(Try::Done)?;
-            claims.check(&self.audience, now()).map_err(Try::Done)?;
+            claims
+                .check(&self.audience.accepted(&claims), now())
+                .map_err(Try::Done)?;
             let res = self
                 .sts
                 .assume_role_with_web_identity()
@@ -201,7 +203,7 @@ impl Exchange {
     async fn fresh_token(&self) -> Result<crate::secret::Secret, Try> {
         let t = self
             .source
-            .fetch(&self.http, &self.audience)
+            .fetch(&self.http, self.audience.request())
             .await
             .map_err(|e| match e {
                 AuthError::TokenFetch {

@@ -16,23 +16,97 @@ pub fn provider_host(issuer: &str) -> String {
         .to_string()
 }
 
-/// A trust policy that accepts this token's issuer, audience and subject —
-/// exactly this job (its branch, environment, project…), nothing wider.
+/// How a trust policy matches this token's `sub` so that it still holds on
+/// the job's next run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectMatch {
+    /// The subject names only what stays (project, branch, environment…):
+    /// StringEquals.
+    Exact(String),
+    /// The subject carries a per-run part, replaced by a wildcard:
+    /// StringLike, and why.
+    Like { pattern: String, why: &'static str },
+}
+
+/// One UUID in braces, as IAM's StringLike matches it (`?` is one
+/// character): Bitbucket's step UUID, which is new on every run.
+const BRACED_UUID: &str = "{????????-????-????-????-????????????}";
+
+/// The subject's per-run parts, by issuer:
+/// - Bitbucket: `{REPOSITORY}[:{ENVIRONMENT}]:{STEP}` — the step UUID is new
+///   on every run (Atlassian, "Deploy on AWS using Bitbucket Pipelines
+///   OpenID Connect"); kept: repository and environment.
+/// - CircleCI: `org/ORG/project/PROJECT/user/USER[/vcs-origin/…/vcs-ref/…]`
+///   — the user who triggered the pipeline changes; kept: organisation,
+///   project, repository and ref (CircleCI's own example policies do this).
+/// - Buildkite: `organization:…:pipeline:…:ref:…:commit:SHA:step:KEY` — the
+///   commit changes with every build; kept: the rest.
+///
+/// Elsewhere (GitHub, GitLab, Jenkins) the subject holds still.
+pub fn subject_match(claims: &Claims) -> SubjectMatch {
+    let sub = claims.subject().unwrap_or("SUBJECT").to_string();
+    let iss = claims.issuer().unwrap_or_default();
+    let like = |pattern: String, why| {
+        if pattern == sub {
+            SubjectMatch::Exact(sub.clone())
+        } else {
+            SubjectMatch::Like { pattern, why }
+        }
+    };
+    if iss.starts_with("https://api.bitbucket.org/") {
+        if let Some((stable, step)) = sub.rsplit_once(':') {
+            let braced_uuid =
+                step.len() == BRACED_UUID.len() && step.starts_with('{') && step.ends_with('}');
+            let any_step = if braced_uuid { BRACED_UUID } else { "*" };
+            return like(
+                format!("{stable}:{any_step}"),
+                "Bitbucket puts the step UUID, new on every run, in sub",
+            );
+        }
+    } else if iss.starts_with("https://oidc.circleci.com/") {
+        if let Some((before, rest)) = sub.split_once("/user/") {
+            let after = rest.find('/').map(|i| &rest[i..]).unwrap_or_default();
+            return like(
+                format!("{before}/user/*{after}"),
+                "CircleCI puts the id of the user who triggered the pipeline in sub",
+            );
+        }
+    } else if iss.trim_end_matches('/') == "https://agent.buildkite.com"
+        && let Some((before, rest)) = sub.split_once(":commit:")
+    {
+        let after = rest.find(":step:").map(|i| &rest[i..]).unwrap_or_default();
+        return like(
+            format!("{before}:commit:*{after}"),
+            "Buildkite puts the build's commit in sub",
+        );
+    }
+    SubjectMatch::Exact(sub)
+}
+
+/// A trust policy that accepts this token's issuer and audience, and its
+/// subject as [`subject_match`] says: this job (its branch, environment,
+/// project…), on this run and the next ones, nothing wider.
 pub fn policy_for(claims: &Claims, audience: &str, account: Option<&str>) -> Value {
     let host = provider_host(claims.issuer().unwrap_or("ISSUER"));
     let account = account.unwrap_or("ACCOUNT_ID");
+    let aud_key = format!("{host}:aud");
+    let sub_key = format!("{host}:sub");
+    let condition = match subject_match(claims) {
+        SubjectMatch::Exact(sub) => json!({
+            "StringEquals": { aud_key: audience, sub_key: sub }
+        }),
+        SubjectMatch::Like { pattern, .. } => json!({
+            "StringEquals": { aud_key: audience },
+            "StringLike": { sub_key: pattern }
+        }),
+    };
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": { "Federated": format!("arn:aws:iam::{account}:oidc-provider/{host}") },
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {
-                "StringEquals": {
-                    format!("{host}:aud"): audience,
-                    format!("{host}:sub"): claims.subject().unwrap_or("SUBJECT"),
-                }
-            }
+            "Condition": condition
         }]
     })
 }
@@ -311,6 +385,107 @@ mod tests {
         let wrong_provider = json!({ "Statement": { "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": { "Federated": "arn:aws:iam::1:oidc-provider/gitlab.com" } } });
         assert!(
             matches!(evaluate(&wrong_provider, &gh()), Verdict::Rejects(m) if m[0].reason.contains("oidc-provider/token.actions.githubusercontent.com"))
+        );
+    }
+
+    /// Tokens shaped as each platform documents them: the proposed policy
+    /// accepts the token, and the same job's next run (new per-run parts),
+    /// but not another repository, project or environment.
+    #[test]
+    fn policies_hold_across_runs() {
+        let bitbucket = |repo: &str, env: Option<&str>, step: &str| {
+            let sub = match env {
+                Some(e) => format!("{{{repo}}}:{{{e}}}:{{{step}}}"),
+                None => format!("{{{repo}}}:{{{step}}}"),
+            };
+            Claims::from_json(json!({
+                "iss": "https://api.bitbucket.org/2.0/workspaces/acme/pipelines-config/identity/oidc",
+                "aud": "ari:cloud:bitbucket::workspace/7c4b5c76-3a1e-4a57-93f0-c6c5e0b9e0a1",
+                "sub": sub, "workspaceUuid": "{7c4b5c76-3a1e-4a57-93f0-c6c5e0b9e0a1}",
+                "repositoryUuid": format!("{{{repo}}}"), "stepUuid": format!("{{{step}}}"),
+            }))
+        };
+        let repo = "1de489be-ce6a-42a0-a8c8-eadbf1174ac7";
+        let env = "bd715740-c970-486b-b68a-b421ec2a1f8b";
+        let (step1, step2) = (
+            "759de0c6-eaee-4eaa-b7a6-c507eec759a7",
+            "0f5e2a39-8c1d-4b7e-9a6f-2d3c4b5a6978",
+        );
+        let circleci = |user: &str, project: &str| {
+            let org = "b6c5d1ee-6f4a-4e3c-9a59-0e4b4c2d8f11";
+            Claims::from_json(json!({
+                "iss": format!("https://oidc.circleci.com/org/{org}"), "aud": org,
+                "sub": format!("org/{org}/project/{project}/user/{user}/vcs-origin/github.com/acme/app/vcs-ref/refs/heads/main"),
+                "oidc.circleci.com/project-id": project,
+            }))
+        };
+        let project = "2f1a9c3e-7d8b-4a6f-b5e4-1c2d3e4f5a6b";
+        let buildkite = |commit: &str, step: &str| {
+            Claims::from_json(json!({
+                "iss": "https://agent.buildkite.com", "aud": "sts.amazonaws.com",
+                "sub": format!("organization:acme:pipeline:app:ref:refs/heads/main:commit:{commit}:step:{step}"),
+            }))
+        };
+        let cases = [
+            (
+                bitbucket(repo, None, step1),
+                bitbucket(repo, None, step2),
+                vec![
+                    bitbucket("00000000-0000-0000-0000-000000000000", None, step1),
+                    bitbucket(repo, Some(env), step1),
+                ],
+            ),
+            (
+                bitbucket(repo, Some(env), step1),
+                bitbucket(repo, Some(env), step2),
+                vec![
+                    bitbucket(repo, None, step1),
+                    bitbucket(repo, Some("00000000-0000-0000-0000-000000000000"), step1),
+                ],
+            ),
+            (
+                circleci("9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b", project),
+                circleci("11111111-2222-4333-8444-555555555555", project),
+                vec![circleci(
+                    "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b",
+                    "33333333-3333-4333-8333-333333333333",
+                )],
+            ),
+            (
+                buildkite("abc123", "deploy"),
+                buildkite("def456", "deploy"),
+                vec![buildkite("abc123", "test")],
+            ),
+        ];
+        for (token, next_run, others) in cases {
+            let aud = token.audiences()[0].clone();
+            let p = policy_for(&token, &aud, Some("123456789012"));
+            assert!(
+                matches!(subject_match(&token), SubjectMatch::Like { .. }),
+                "{p}"
+            );
+            assert_eq!(
+                evaluate(&p, &token),
+                Verdict::Accepts { statement: 1 },
+                "{p}"
+            );
+            assert_eq!(
+                evaluate(&p, &next_run),
+                Verdict::Accepts { statement: 1 },
+                "next run: {p}"
+            );
+            for other in others {
+                assert!(
+                    matches!(evaluate(&p, &other), Verdict::Rejects(_)),
+                    "{p} accepts {:?}",
+                    other.subject()
+                );
+            }
+        }
+        // GitHub's subject holds still: matched exactly.
+        assert_eq!(
+            subject_match(&gh()),
+            SubjectMatch::Exact("repo:acme/app:environment:production".into())
         );
     }
 

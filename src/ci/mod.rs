@@ -100,18 +100,23 @@ impl Ci {
         }
     }
 
-    /// Ask the CI system to hide a secret in its logs. Only GitHub has such a
-    /// command; elsewhere secrets are simply never printed.
+    /// Ask the CI system to hide a secret in its logs: GitHub's
+    /// `::add-mask::`, Buildkite's log redactor. Elsewhere secrets are simply
+    /// never printed.
     ///
-    /// The command goes to stderr: the runner reads workflow commands from
-    /// both streams, and stdout carries the digest for `$(hoist push …)`.
+    /// GitHub's command goes to stderr: the runner reads workflow commands
+    /// from both streams, and stdout carries the digest for `$(hoist push …)`.
     pub fn mask(&self, secret: &str) {
         // hoist scrubs it from any outside text it prints, whatever the CI.
         crate::secret::register(secret);
-        if let Ci::GitHub(_) = self {
-            for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-                eprintln!("::add-mask::{line}");
+        match self {
+            Ci::GitHub(_) => {
+                for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+                    eprintln!("::add-mask::{line}");
+                }
             }
+            Ci::Buildkite(b) => b.redact(secret),
+            _ => {}
         }
     }
 
@@ -124,28 +129,36 @@ impl Ci {
     }
 
     /// Hand a stage's outputs to the CI system: GitHub's `$GITHUB_OUTPUT` and
-    /// step summary, GitLab's dotenv report, Buildkite's meta-data; plus the
-    /// dotenv file the user asked for anywhere.
+    /// step summary, GitLab's dotenv report, Buildkite's meta-data and
+    /// annotation; plus the dotenv file the user asked for anywhere.
     pub fn publish(&self, outputs: &Outputs, dotenv: Option<&Path>) -> Vec<String> {
         let mut warnings = Vec::new();
-        let mut note = |what: &str, r: std::io::Result<()>| {
+        let note = |warnings: &mut Vec<String>, what: &str, r: std::io::Result<()>| {
             if let Err(e) = r {
                 warnings.push(format!("could not write {what}: {e}"));
             }
         };
         match self {
             Ci::GitHub(g) => {
-                note("$GITHUB_OUTPUT", g.write_outputs(outputs));
-                note("$GITHUB_STEP_SUMMARY", g.write_summary(&outputs.summary));
+                note(&mut warnings, "$GITHUB_OUTPUT", g.write_outputs(outputs));
+                note(
+                    &mut warnings,
+                    "$GITHUB_STEP_SUMMARY",
+                    g.write_summary(&outputs.summary),
+                );
             }
-            Ci::Buildkite(b) => note("buildkite-agent meta-data", b.set_meta_data(outputs)),
+            Ci::Buildkite(b) => warnings.extend(b.publish(outputs)),
             _ => {}
         }
         if let Some(path) = dotenv
             .map(Path::to_path_buf)
             .or_else(|| self.default_dotenv())
         {
-            note(&path.display().to_string(), write_dotenv(&path, outputs));
+            note(
+                &mut warnings,
+                &path.display().to_string(),
+                write_dotenv(&path, outputs),
+            );
         }
         warnings
     }
@@ -158,6 +171,9 @@ pub struct Outputs {
     pub values: Vec<(String, String)>,
     /// Markdown for the step summary.
     pub summary: String,
+    /// The run ended blocked (a gate, a rollback): the summary is shown as a
+    /// failure where the CI system has styles (Buildkite's annotations).
+    pub blocked: bool,
 }
 
 impl Outputs {
