@@ -555,8 +555,9 @@ fn first_deploy_writes_every_other_key_under_the_step_key() {
 }
 
 /// The agent refusing one key (here the API, for the first one written)
-/// does not stop the others; the warning names the key and why, and the
-/// step still succeeds: the deploy it reports on is done.
+/// does not stop the others; the error names the key and why, and the step
+/// fails (exit 2): a later step would go on without the output it needs.
+/// The push itself is done, and re-running is safe.
 #[test]
 fn a_refused_key_does_not_stop_the_others() {
     let build = Build::new();
@@ -573,7 +574,7 @@ fn a_refused_key_does_not_stop_the_others() {
         ],
         &[("BUILDKITE_AGENT_STANDIN_REFUSE", "push:hoist-digest")],
     );
-    assert_eq!(step.code, 0, "{}", step.log);
+    assert_eq!(step.code, 2, "{}", step.log);
     assert!(
         step.log.contains("buildkite-agent meta-data set failed for 1 of")
             && step.log.contains(

@@ -1115,7 +1115,8 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     // Each preflight check, in the plan.
     for want in [
         "check: region: the image and function".to_string(),
-        format!("check: pull: same account; repository {repo} (account 123456789012) has no policy: Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy"),
+        // --create-repository gave the repository the Lambda statement.
+        format!("check: pull: same account; the policy of repository {repo} (account 123456789012) lets lambda.amazonaws.com pull for this function"),
         "check: weighted routing: version 1 and the new version share the execution role and the dead-letter queue (none)".to_string(),
         "check: provisioned concurrency: none on alias live".to_string(),
         format!("check: alarms: {name} (metric alarm, OK)"),
