@@ -68,7 +68,7 @@ pub struct Global {
     pub session_policy: Option<PathBuf>,
 
     /// How long a connection may stay silent (no answer, no body bytes moving) before hoist gives the attempt up and retries (e.g. 30s, 2m)
-    #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::scan::parse_duration)]
+    #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse)]
     pub http_timeout: std::time::Duration,
 
     /// No progress lines
@@ -113,14 +113,14 @@ pub struct ShipArgs {
     pub gate: GateOptions,
 
     /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
-    #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::scan::parse_duration)]
+    #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse)]
     pub scan_timeout: std::time::Duration,
 
     #[command(flatten)]
     pub deploy: DeployOptions,
 
     /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
-    #[arg(long, env = "HOIST_DEPLOY_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
+    #[arg(long, env = "HOIST_DEPLOY_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout)]
     pub deploy_timeout: std::time::Duration,
 
     /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
@@ -174,7 +174,7 @@ pub struct GateArgs {
     pub repository: Option<String>,
 
     /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
-    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::scan::parse_duration)]
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse)]
     pub timeout: std::time::Duration,
 
     #[command(flatten)]
@@ -209,11 +209,11 @@ pub struct GateOptions {
     pub gitlab_report: Option<PathBuf>,
 
     /// First pause between scan polls; it grows by half each poll, up to 30 s
-    #[arg(long, env = "HOIST_POLL_INTERVAL", default_value = "5s", value_parser = crate::scan::parse_duration)]
+    #[arg(long, env = "HOIST_POLL_INTERVAL", default_value = "5s", value_parser = crate::duration::parse)]
     pub poll_interval: std::time::Duration,
 
     /// Enhanced scanning: how long an empty or unmatched result must hold still after COMPLETE before it counts (aws/aws-sdk#289)
-    #[arg(long, env = "HOIST_FINDINGS_SETTLE", default_value = "30s", value_parser = crate::scan::parse_duration)]
+    #[arg(long, env = "HOIST_FINDINGS_SETTLE", default_value = "30s", value_parser = crate::duration::parse)]
     pub findings_settle: std::time::Duration,
 }
 
@@ -242,7 +242,7 @@ pub struct DeployArgs {
     pub repository: Option<String>,
 
     /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
-    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout)]
     pub timeout: std::time::Duration,
 
     /// Check everything and print the plan; write nothing
@@ -251,14 +251,6 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub options: DeployOptions,
-}
-
-fn parse_timeout(raw: &str) -> Result<std::time::Duration, String> {
-    match crate::deploy::strategy::parse_duration(raw) {
-        Ok(d) if d.is_zero() => Err("a timeout of 0 s would fail every wait".into()),
-        Ok(d) => Ok(d),
-        Err(why) => Err(why.replace("has ", "")),
-    }
 }
 
 /// How to deploy: the deploy stage's own options (flattened into `ship`).

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod ci;
 pub mod cli;
 pub mod deploy;
+pub mod duration;
 pub mod env;
 pub mod error;
 pub mod files;

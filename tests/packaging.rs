@@ -523,13 +523,13 @@ fn gitlab_component_inputs_are_typed_and_described() {
     for (name, good, bad) in [
         (
             "scan-timeout",
-            vec!["10m", "90s", "1.5h", "600", "500ms"],
-            vec!["ten", "10 m", ""],
+            vec!["10m", "90s", "1.5h", "600", "500ms", "1m30s"],
+            vec!["ten", "10 m", "", "5d"],
         ),
         (
             "deploy-timeout",
-            vec!["10m", "1m30s", "300"],
-            vec!["1.5m", "soon"],
+            vec!["10m", "1m30s", "300", "1.5m"],
+            vec!["soon", "1m30"],
         ),
         (
             "strategy",
@@ -540,8 +540,10 @@ fn gitlab_component_inputs_are_typed_and_described() {
                 "LambdaCanary10Percent5Minutes",
                 "LambdaLinear10PercentEvery1Minute",
                 "LambdaAllAtOnce",
+                "Canary10Percent5Minutes",
+                "CodeDeployDefault.LambdaCanary10Percent5Minutes",
             ],
-            vec!["canary", "blue-green", "Canary10Percent5Minutes"],
+            vec!["canary", "blue-green", "Canary10Percent5Hours"],
         ),
         ("duration", vec!["", "900"], vec!["15m"]),
     ] {

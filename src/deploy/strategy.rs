@@ -50,7 +50,7 @@ pub struct Step {
     pub bake: Duration,
 }
 
-const USAGE: &str = "use all-at-once, canary:PERCENT%:BAKE, linear:PERCENT%:BAKE (BAKE like 30s, 5m, 1h), or a CodeDeploy name such as LambdaCanary10Percent5Minutes or LambdaLinear10PercentEvery1Minute";
+const USAGE: &str = "use all-at-once, canary:PERCENT%:BAKE, linear:PERCENT%:BAKE (BAKE like 30s, 5m, 1h), or a CodeDeploy name such as LambdaCanary10Percent5Minutes (also CodeDeployDefault.LambdaCanary10Percent5Minutes, or SAM's Canary10Percent5Minutes) or LambdaLinear10PercentEvery1Minute";
 
 impl Strategy {
     pub fn parse(raw: &str) -> Result<Strategy, ConfigError> {
@@ -59,12 +59,21 @@ impl Strategy {
         let lower = s.to_ascii_lowercase();
         if matches!(
             lower.as_str(),
-            "all-at-once" | "allatonce" | "lambdaallatonce"
+            "all-at-once" | "allatonce" | "lambdaallatonce" | "codedeploydefault.lambdaallatonce"
         ) {
             return Ok(Strategy::AllAtOnce);
         }
-        if let Some(rest) = s.strip_prefix("Lambda") {
-            return codedeploy(rest)
+        // The three spellings users know: CodeDeploy's full name
+        // (CodeDeployDefault.LambdaCanary10Percent5Minutes), its short one
+        // (LambdaCanary10Percent5Minutes), and SAM's DeploymentPreference
+        // type (Canary10Percent5Minutes).
+        let named = s.strip_prefix("CodeDeployDefault.").unwrap_or(s);
+        let named = named.strip_prefix("Lambda").unwrap_or(named);
+        if named == "AllAtOnce" {
+            return Ok(Strategy::AllAtOnce);
+        }
+        if (named.starts_with("Canary") || named.starts_with("Linear")) && !named.contains(':') {
+            return codedeploy(named)
                 .ok_or_else(|| bad("is not a CodeDeploy Lambda configuration hoist knows"));
         }
         let mut parts = lower.split(':');
@@ -82,7 +91,11 @@ impl Strategy {
                 "shifts {percent}%: use 1 to 99 (all-at-once is 100)"
             )));
         }
-        let bake = parse_duration(t).map_err(|why| bad(&why))?;
+        let bake = crate::duration::parse(t).map_err(|_| {
+            bad(&format!(
+                "has '{t}' where a duration (30s, 5m, 1h, 1m30s) belongs"
+            ))
+        })?;
         if bake.is_zero() {
             return Err(bad("bakes for 0 s: alarms need time to fire"));
         }
@@ -145,53 +158,7 @@ fn codedeploy(rest: &str) -> Option<Strategy> {
     })
 }
 
-/// `30s`, `5m`, `1h`, `1m30s`, or plain seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let s = raw.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => {
-                return Err(format!(
-                    "has '{raw}' where a duration (30s, 5m, 1h) belongs"
-                ));
-            }
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("has '{raw}' where a duration (30s, 5m, 1h) belongs"))?;
-        total += n * unit;
-        digits.clear();
-    }
-    if !digits.is_empty() || s.is_empty() {
-        return Err(format!(
-            "has '{raw}' where a duration (30s, 5m, 1h) belongs"
-        ));
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// `5m`, `1m30s`, `45s`: how durations are shown.
-pub fn show(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
-}
+pub use crate::duration::show;
 
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +187,29 @@ mod tests {
         let cases: &[(&str, Strategy)] = &[
             ("all-at-once", Strategy::AllAtOnce),
             ("LambdaAllAtOnce", Strategy::AllAtOnce),
+            ("CodeDeployDefault.LambdaAllAtOnce", Strategy::AllAtOnce),
+            ("AllAtOnce", Strategy::AllAtOnce),
+            (
+                "Canary10Percent5Minutes",
+                Strategy::Canary {
+                    percent: 10,
+                    bake: secs(300),
+                },
+            ),
+            (
+                "CodeDeployDefault.LambdaCanary10Percent15Minutes",
+                Strategy::Canary {
+                    percent: 10,
+                    bake: secs(900),
+                },
+            ),
+            (
+                "Linear10PercentEvery2Minutes",
+                Strategy::Linear {
+                    percent: 10,
+                    bake: secs(120),
+                },
+            ),
             (
                 "LambdaCanary10Percent5Minutes",
                 Strategy::Canary {
@@ -371,24 +361,5 @@ mod tests {
             .total_bake(),
             secs(540)
         );
-    }
-
-    #[test]
-    fn durations() {
-        for (raw, want) in [
-            ("30s", 30),
-            ("5m", 300),
-            ("1h", 3600),
-            ("1m30s", 90),
-            ("45", 45),
-        ] {
-            assert_eq!(parse_duration(raw), Ok(secs(want)), "{raw}");
-        }
-        for bad in ["", "5x", "m", "1.5m", "-3s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        for (d, want) in [(30, "30s"), (300, "5m"), (90, "1m30s"), (3660, "1h1m")] {
-            assert_eq!(show(secs(d)), want);
-        }
     }
 }

@@ -143,7 +143,7 @@ async fn gate(
         } else {
             String::new()
         },
-        show_duration(timeout)
+        crate::duration::show(timeout)
     ));
     let deadline = clock + timeout;
     let waits = targets.iter().map(|t| {
@@ -505,7 +505,7 @@ async fn wait_for_scan(
                 status: last_status,
                 message: format!(
                     "no final scan result within --timeout {}: {message}",
-                    show_duration(timeout)
+                    crate::duration::show(timeout)
                 ),
                 hint: status::timeout_hint(&situation, seen),
             });
@@ -538,40 +538,6 @@ fn write_json(path: &Path, flag: &str, v: &serde_json::Value) -> Result<(), Conf
 }
 
 /// `90s`, `10m`, `1h`, `500ms`, or plain seconds (`600`, `0.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration: write e.g. 90s, 10m, 1h or 600"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || !(0.0..=7.0 * 86_400.0).contains(&secs) {
-        return Err(format!("'{s}' is out of range (0 to a week)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-pub fn show_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 60.0 && s % 60.0 == 0.0 {
-        format!("{}m", s as u64 / 60)
-    } else if s >= 1.0 {
-        format!("{}s", (s * 10.0).round() / 10.0)
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
 // --- the report ----------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -821,25 +787,6 @@ mod tests {
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const E: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const F: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
-    #[test]
-    fn durations() {
-        for (s, want) in [
-            ("90s", 90.0),
-            ("10m", 600.0),
-            ("1h", 3600.0),
-            ("600", 600.0),
-            ("0.5", 0.5),
-            ("50ms", 0.05),
-        ] {
-            assert_eq!(parse_duration(s).unwrap().as_secs_f64(), want, "{s}");
-        }
-        for bad in ["soon", "10x", "-1", "9999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        assert_eq!(show_duration(Duration::from_secs(600)), "10m");
-        assert_eq!(show_duration(Duration::from_millis(1500)), "1.5s");
-    }
 
     #[test]
     fn an_index_is_gated_per_platform() {
