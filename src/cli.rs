@@ -274,7 +274,7 @@ pub struct DeployOptions {
 
     /// Switch the function to this architecture with the new image (x86_64 or arm64)
     #[arg(long, env = "HOIST_ARCHITECTURE", value_enum)]
-    pub architecture: Option<crate::deploy::platform::Arch>,
+    pub architecture: Option<ArchArg>,
 
     /// Invoke the new version with this JSON event before any traffic moves; a function error stops the deploy
     #[arg(long, env = "HOIST_SMOKE_EVENT")]
@@ -314,4 +314,113 @@ pub struct RollbackArgs {
     /// Go back to the recorded previous version even if the alias was moved since, outside hoist
     #[arg(long, env = "HOIST_FORCE")]
     pub force: bool,
+}
+
+/// `--architecture`, as Lambda names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "arm64")]
+    Arm64,
+}
+
+impl From<ArchArg> for crate::deploy::platform::Arch {
+    fn from(a: ArchArg) -> Self {
+        match a {
+            ArchArg::X86_64 => crate::deploy::platform::Arch::X86_64,
+            ArchArg::Arm64 => crate::deploy::platform::Arch::Arm64,
+        }
+    }
+}
+
+impl DeployOptions {
+    /// The deploy's flags as the deploy stage takes them.
+    pub fn flags(&self, timeout: std::time::Duration) -> crate::deploy::settings::Flags {
+        crate::deploy::settings::Flags {
+            function: self.function.clone(),
+            alias: self.alias.clone(),
+            strategy: self.strategy.clone(),
+            alarms: self.alarms.clone(),
+            architecture: self.architecture.map(Into::into),
+            smoke_event: self.smoke_event.clone(),
+            smoke_expect: self.smoke_expect.clone(),
+            force: self.force,
+            ignore_alarms_at_start: self.ignore_alarms_at_start,
+            watch_errors: self.watch_errors,
+            max_errors: self.max_errors,
+            timeout,
+        }
+    }
+}
+
+impl TryFrom<&DeployArgs> for crate::deploy::Settings {
+    type Error = crate::error::ConfigError;
+
+    fn try_from(a: &DeployArgs) -> Result<Self, Self::Error> {
+        a.options.flags(a.timeout).try_into()
+    }
+}
+
+impl TryFrom<&RollbackArgs> for crate::deploy::Rollback {
+    type Error = crate::error::ConfigError;
+
+    fn try_from(a: &RollbackArgs) -> Result<Self, Self::Error> {
+        crate::deploy::Rollback::new(a.function.clone(), a.alias.clone(), a.force)
+    }
+}
+
+impl GateOptions {
+    /// The gate's flags as the gate stage takes them.
+    pub fn flags(&self, timeout: std::time::Duration) -> crate::scan::settings::Flags {
+        crate::scan::settings::Flags {
+            severity_threshold: self.severity_threshold,
+            max: self.max.clone(),
+            allowlist: self.allowlist.clone(),
+            fail_on_scan_error: self.fail_on_scan_error,
+            sarif: self.sarif.clone(),
+            gitlab_report: self.gitlab_report.clone(),
+            poll_interval: self.poll_interval,
+            findings_settle: self.findings_settle,
+            timeout,
+        }
+    }
+}
+
+impl TryFrom<&GateArgs> for crate::scan::Settings {
+    type Error = crate::error::ConfigError;
+
+    fn try_from(a: &GateArgs) -> Result<Self, Self::Error> {
+        a.options.flags(a.timeout).try_into()
+    }
+}
+
+impl Global {
+    /// The authentication flags as the auth stage takes them.
+    pub fn auth_flags(&self) -> crate::auth::settings::Flags {
+        crate::auth::settings::Flags {
+            role_arn: self.role_arn.clone(),
+            chain_role_arn: self.chain_role_arn.clone(),
+            duration: self.duration,
+            session_policy: self.session_policy.clone(),
+            audience: self.audience.clone(),
+            id_token_file: self.id_token_file.clone(),
+            id_token_env: self.id_token_env.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the definitions: no two flags of a command
+    /// share a name (ship flattens push's, the gate's and the deploy's),
+    /// defaults parse, and so on.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

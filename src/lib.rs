@@ -41,8 +41,18 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
     };
     let mut net = net::Network::from_env(&env)?;
     net.idle_timeout = cli.global.http_timeout;
+    // Every flag every command shares, checked before anything else.
+    let auth = auth::Settings::try_from(cli.global.auth_flags())?;
+    let registry_endpoint = cli
+        .global
+        .registry_endpoint
+        .as_deref()
+        .map(registry::parse_endpoint)
+        .transpose()?;
     let ctx = Context {
-        global: cli.global.clone(),
+        quiet: cli.global.quiet,
+        registry_endpoint,
+        auth,
         ci: ci.clone(),
         env: env.clone(),
         net: net.clone(),
@@ -72,19 +82,24 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             };
             Outcome::Auth(report::AuthReport::new(&ci, assumed, exported))
         }
-        Command::Doctor(args) => {
-            Outcome::Doctor(doctor(&cli.global, &args, &ci, &env, &net).await?)
-        }
+        Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, &args, &ci, &env, &net).await?),
         Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
-        Command::Gate(args) => Outcome::Gate(scan::run_args(&ctx, args).await?),
+        Command::Gate(args) => {
+            let image =
+                registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
+            let settings = scan::Settings::try_from(&args)?;
+            Outcome::Gate(scan::run(&ctx, &image, &settings).await?)
+        }
         Command::Deploy(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
-            Outcome::Deploy(
-                deploy::run(&ctx, &image, args.timeout, args.dry_run, &args.options).await?,
-            )
+            let settings = deploy::Settings::try_from(&args)?;
+            Outcome::Deploy(deploy::run(&ctx, &image, &settings, args.dry_run).await?)
         }
-        Command::Rollback(args) => Outcome::Rollback(deploy::rollback(&ctx, &args).await?),
+        Command::Rollback(args) => {
+            let settings = deploy::Rollback::try_from(&args)?;
+            Outcome::Rollback(deploy::rollback(&ctx, &settings).await?)
+        }
         Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
     };
     let mut outputs = outcome.outputs();
@@ -121,7 +136,11 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
 /// system, the environment snapshot, the network settings, and — set up once,
 /// on first use — the AWS configuration with its (refreshing) credentials.
 pub struct Context {
-    pub global: cli::Global,
+    /// `-q`: no progress lines.
+    pub quiet: bool,
+    /// `--registry-endpoint`, checked.
+    pub registry_endpoint: Option<url::Url>,
+    pub auth: auth::Settings,
     pub ci: Ci,
     pub env: Env,
     pub net: net::Network,
@@ -140,9 +159,7 @@ impl Context {
         &self,
     ) -> Result<&(aws_config::SdkConfig, Option<auth::sts::Assumed>), Error> {
         self.aws
-            .get_or_try_init(|| {
-                auth::setup::aws_config(&self.global, &self.ci, &self.env, &self.net)
-            })
+            .get_or_try_init(|| auth::setup::aws_config(&self.auth, &self.ci, &self.env, &self.net))
             .await
     }
 }
@@ -150,7 +167,7 @@ impl Context {
 /// `hoist doctor`: everything about the token and the trust policy that can
 /// be known without asking STS.
 async fn doctor(
-    g: &cli::Global,
+    g: &auth::Settings,
     args: &cli::DoctorArgs,
     ci: &Ci,
     env: &Env,

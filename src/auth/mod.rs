@@ -3,11 +3,13 @@
 //! No stored keys.
 
 pub mod claims;
+pub mod settings;
 pub mod setup;
 pub mod sts;
 pub mod trust;
 
 use crate::error::{Class, Diagnose};
+pub use settings::Settings;
 
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 

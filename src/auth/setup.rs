@@ -10,68 +10,24 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use super::sts::{Assumed, Exchange, Refreshing};
 use crate::ci::{Ci, TokenOptions};
-use crate::cli::Global;
 use crate::env::Env;
-use crate::error::{ConfigError, Error};
+use crate::error::Error;
 use crate::net::Network;
 
 /// The SDK configuration for the run, and who it authenticates as when a role
 /// was assumed.
 pub async fn aws_config(
-    g: &Global,
+    settings: &super::Settings,
     ci: &Ci,
     env: &Env,
     net: &Network,
 ) -> Result<(SdkConfig, Option<Assumed>), Error> {
+    let g = settings;
     let base = crate::aws::sdk_config(g.region.as_deref(), net).await?;
     let Some(role_arn) = g.role_arn.clone() else {
         return Ok((base, None));
     };
-    check_arn("--role-arn", &role_arn)?;
-    if let Some(chain) = &g.chain_role_arn {
-        check_arn("--chain-role-arn", chain)?;
-    }
-    if let Some(d) = g.duration {
-        if !(900..=43200).contains(&d) {
-            return Err(ConfigError::new(format!("--duration {d} is out of range")).hint("STS sessions last 900 to 43200 seconds (and at most the role's maximum session duration)").into());
-        }
-    }
-    // AWS caps a role-chained session at one hour, whatever the role allows.
-    if let (Some(d), Some(_)) = (g.duration, &g.chain_role_arn) {
-        if d > 3600 {
-            return Err(ConfigError::new(format!("--duration {d} is too long with --chain-role-arn"))
-                .hint("AWS limits a chained role session to 3600 seconds; hoist refreshes the credentials before they expire, so a shorter session is fine")
-                .into());
-        }
-    }
-    let session_policy = match &g.session_policy {
-        None => None,
-        Some(path) => {
-            let text =
-                crate::files::read_to_string(path, "--session-policy", crate::files::POLICY)?;
-            let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
-                return Err(ConfigError::new(format!(
-                    "--session-policy {} is not JSON",
-                    path.display()
-                ))
-                .hint("give an IAM policy document")
-                .into());
-            };
-            // STS counts the characters it is sent: send it without the
-            // file's indentation, and check its limit here, before any call.
-            let packed = doc.to_string();
-            if packed.len() > 2048 {
-                return Err(ConfigError::new(format!(
-                    "--session-policy {} is {} characters without whitespace; STS takes at most 2048",
-                    path.display(),
-                    packed.len()
-                ))
-                .hint("narrow it with fewer statements, or wildcards in resource ARNs")
-                .into());
-            }
-            Some(packed)
-        }
-    };
+    let session_policy = settings.session_policy.clone();
     let region = base.region().map(|r| r.to_string());
     let audience = super::Audience::new(g.audience.as_deref(), region.as_deref());
     let source = ci.token_source(
@@ -115,15 +71,4 @@ pub async fn aws_config(
         .credentials_provider(SharedCredentialsProvider::new(provider))
         .build();
     Ok((config, Some(assumed)))
-}
-
-fn check_arn(flag: &str, arn: &str) -> Result<(), ConfigError> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    if parts.len() < 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[5].starts_with("role/") {
-        return Err(
-            ConfigError::new(format!("{flag} '{arn}' is not an IAM role ARN"))
-                .hint("e.g. arn:aws:iam::123456789012:role/ci-deploy"),
-        );
-    }
-    Ok(())
 }

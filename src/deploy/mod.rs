@@ -17,16 +17,16 @@ pub mod platform;
 pub mod preflight;
 pub mod provenance;
 pub mod pull;
+pub mod settings;
 pub mod shift;
 pub mod states;
 pub mod strategy;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::DeployOptions;
 use crate::error::{Class, Error};
 use crate::image::Digest;
 use crate::registry::reference::ImageRef;
@@ -36,6 +36,7 @@ use lambda::Lambda;
 use plan::{Start, StartProblem, Watch, routing};
 use platform::{Arch, Config, Manifest};
 use preflight::{ImageFacts, Layer};
+pub use settings::{Rollback, Settings};
 use strategy::{Strategy, show};
 
 /// How a deploy ended.
@@ -100,65 +101,37 @@ const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 pub async fn run(
     ctx: &Context,
     image: &ImageRef,
-    timeout: Duration,
+    settings: &Settings,
     dry_run: bool,
-    opts: &DeployOptions,
 ) -> Result<Report, Error> {
-    deploy(ctx, image, timeout, dry_run, opts, None).await
+    deploy(ctx, image, settings, dry_run, None).await
 }
 
-/// `ship --dry-run`: the plan for an image read from disk (`contents`: its
-/// manifests and configs), which need not be in the registry yet.
+/// `ship --dry-run` and ship's check before it pushes: the plan for an image
+/// read from disk (`contents`: its manifests and configs), which need not be
+/// in the registry yet.
 pub async fn plan(
     ctx: &Context,
     image: &ImageRef,
-    timeout: Duration,
-    opts: &DeployOptions,
+    settings: &Settings,
     contents: &crate::image::Contents,
 ) -> Result<Report, Error> {
-    deploy(ctx, image, timeout, true, opts, Some(contents)).await
+    deploy(ctx, image, settings, true, Some(contents)).await
 }
 
 async fn deploy(
     ctx: &Context,
     image: &ImageRef,
-    timeout: Duration,
+    opts: &Settings,
     dry_run: bool,
-    opts: &DeployOptions,
     local: Option<&crate::image::Contents>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let quiet = ctx.global.quiet;
-    let (function_name, alias_name) = opts.target()?;
-    let strategy = Strategy::parse(&opts.strategy)?;
-    check_alias_name(&alias_name)?;
-    let smoke = match &opts.smoke_event {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            crate::error::ConfigError::new(format!(
-                "--smoke-event {} cannot be read",
-                path.display()
-            ))
-            .source(e)
-        })?),
-        None => None,
-    };
-    if let Some(bytes) = &smoke {
-        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| {
-            crate::error::ConfigError::new(format!(
-                "--smoke-event {} is not JSON",
-                opts.smoke_event.as_ref().expect("read above").display()
-            ))
-            .source(e)
-            .hint("Lambda's Invoke takes a JSON payload")
-        })?;
-    }
-    if opts.smoke_expect.is_some() && smoke.is_none() {
-        return Err(
-            crate::error::ConfigError::new("--smoke-expect needs --smoke-event")
-                .hint("pass the event to invoke the new version with")
-                .into(),
-        );
-    }
+    let quiet = ctx.quiet;
+    let (function_name, alias_name) = (opts.function.clone(), opts.alias.clone());
+    let strategy = opts.strategy;
+    let timeout = opts.timeout;
+    let smoke = opts.smoke.as_ref().map(|s| s.payload.clone());
     let sdk = ctx.aws().await?;
     let lambda = Lambda::new(sdk, &function_name, quiet);
     let cloudwatch = alarms::CloudWatch::new(sdk);
@@ -179,8 +152,8 @@ async fn deploy(
         }
         .into());
     }
-    let endpoint = match (&ctx.global.registry_endpoint, image.account()) {
-        (Some(e), _) => Some(crate::registry::parse_endpoint(e)?),
+    let endpoint = match (&ctx.registry_endpoint, image.account()) {
+        (Some(e), _) => Some(e.clone()),
         // An image URI in another registry (another account): read it there.
         (None, Some(_)) => Some(crate::registry::parse_endpoint(&format!(
             "https://{}",
@@ -529,12 +502,12 @@ async fn deploy(
             ));
         }
     }
-    if !opts.alarms.is_empty() || opts.watch_errors {
+    if !opts.alarms.is_empty() || opts.max_errors.is_some() {
         let mut w = opts.alarms.clone();
-        if opts.watch_errors {
+        if let Some(max_errors) = opts.max_errors {
             w.push(format!(
                 "the Errors metric of the new version (more than {} rolls back)",
-                opts.max_errors
+                max_errors
             ));
         }
         lines.push(format!("watch during every bake: {}", w.join(", ")));
@@ -639,7 +612,8 @@ async fn deploy(
 
     if let Some(payload) = smoke {
         let (error, body) = lambda.invoke(&version, payload).await?;
-        let failed = match (&error, &opts.smoke_expect) {
+        let expect = opts.smoke.as_ref().and_then(|s| s.expect.as_ref());
+        let failed = match (&error, expect) {
             (Some(e), _) => Some(format!("the function returned an error ({e})")),
             (None, Some(want)) if !body.contains(want.as_str()) => {
                 Some(format!("the response does not contain '{want}'"))
@@ -705,7 +679,7 @@ async fn deploy(
         steps,
         alarms: &opts.alarms,
         watch,
-        max_errors: opts.watch_errors.then_some(opts.max_errors),
+        max_errors: opts.max_errors,
         record,
         revision_id: alias_revision,
         provisioned: provisioned.is_some(),
@@ -736,23 +710,6 @@ pub fn outside(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Lambda alias names: 1–128 of letters, digits, `-` and `_`, not all digits
-/// (those are versions).
-fn check_alias_name(name: &str) -> Result<(), crate::error::ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !name.chars().all(|c| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::error::ConfigError::new(format!("--alias '{name}' is not a Lambda alias name"))
-            .hint("use 1–128 letters, digits, - and _ (not only digits: those name versions), e.g. live"))
-    }
 }
 
 /// Read what would run: the manifest, the child for `arch` when it is an
@@ -986,13 +943,9 @@ pub struct RollbackReport {
 /// Point the alias back at the version it served before the last hoist
 /// deploy (recorded in its description), or clear a split a killed deploy
 /// left behind.
-pub async fn rollback(
-    ctx: &Context,
-    args: &crate::cli::RollbackArgs,
-) -> Result<RollbackReport, Error> {
-    check_alias_name(&args.alias)?;
+pub async fn rollback(ctx: &Context, args: &Rollback) -> Result<RollbackReport, Error> {
     let sdk = ctx.aws().await?;
-    let lambda = Lambda::new(sdk, &args.function, ctx.global.quiet);
+    let lambda = Lambda::new(sdk, &args.function, ctx.quiet);
     let alias = lambda.alias(&args.alias).await?.ok_or_else(|| {
         DeployError::refused(
             format!("function {} has no alias {}", args.function, args.alias),
@@ -1072,31 +1025,5 @@ mod tests {
             super::outside("line\n::error::x\u{1b}[31m"),
             "line\\n::error::x\\u{1b}[31m"
         );
-    }
-
-    #[test]
-    fn alias_names() {
-        for ok in ["live", "prod-eu_1", "a"] {
-            assert!(super::check_alias_name(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "12", "live!", "$LATEST", &"a".repeat(129)] {
-            assert!(super::check_alias_name(bad).is_err(), "{bad}");
-        }
-    }
-}
-
-impl DeployOptions {
-    /// The function and the alias, both required to deploy (clap leaves
-    /// them optional so that `hoist ship` can stop after the gate).
-    pub fn target(&self) -> Result<(String, String), crate::error::ConfigError> {
-        match (&self.function, &self.alias) {
-            (Some(f), Some(a)) => Ok((f.clone(), a.clone())),
-            (None, _) => Err(crate::error::ConfigError::new("which Lambda function?")
-                .hint("pass --function NAME (or set HOIST_FUNCTION)")),
-            (_, None) => Err(
-                crate::error::ConfigError::new("which alias of the function?")
-                    .hint("pass --alias NAME (or set HOIST_ALIAS); it is created when missing"),
-            ),
-        }
     }
 }

@@ -7,12 +7,10 @@ use serde::Deserialize;
 use crate::image::Digest;
 
 /// Lambda's two architectures, as Lambda names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
-    #[value(name = "x86_64")]
     X86_64,
-    #[value(name = "arm64")]
     Arm64,
 }
 

@@ -63,16 +63,11 @@ async fn prepare(
         mount_from: args.mount_from,
         jobs: args.jobs,
         create_repository: args.create_repository,
-        quiet: ctx.global.quiet,
+        quiet: ctx.quiet,
         dry_run,
     };
     settings.validate()?;
-    let endpoint = ctx
-        .global
-        .registry_endpoint
-        .as_deref()
-        .map(crate::registry::parse_endpoint)
-        .transpose()?;
+    let endpoint = ctx.registry_endpoint.clone();
     let image = open(&settings).await?;
     let sdk = ctx.aws().await?;
     let ecr = Ecr::new(sdk);

@@ -11,6 +11,7 @@ pub mod allowlist;
 pub mod ecr;
 pub mod gitlab;
 pub mod sarif;
+pub mod settings;
 pub mod status;
 pub mod summary;
 pub mod verdict;
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::{GateArgs, GateOptions};
 use crate::error::{ConfigError, Error};
 use crate::image::{DOCKER_LIST, Digest, OCI_INDEX};
 use crate::registry::reference::ImageRef;
@@ -31,21 +31,13 @@ use ecr::{ScanApi, Started};
 use status::{Frequency, Next, Observation, Refusal, Registry, ScanType, Situation};
 use verdict::{Allowed, Blocking, Finding, Policy, Severity};
 
-/// `hoist gate IMAGE`: parse the image reference, then gate.
-pub async fn run_args(ctx: &Context, args: GateArgs) -> Result<Report, Error> {
-    let image = ImageRef::parse(&args.image, args.repository.as_deref())?;
-    run(ctx, &image, args.timeout, &args.options).await
-}
+pub use settings::Settings;
 
-/// Gate `image`: wait (up to `timeout` overall) for ECR's scan of it — of
-/// each platform, for an index — and judge the findings by the policy.
-pub async fn run(
-    ctx: &Context,
-    image: &ImageRef,
-    timeout: Duration,
-    opts: &GateOptions,
-) -> Result<Report, Error> {
-    gate(ctx, image, timeout, opts, Mode::Wait).await
+/// Gate `image`: wait (up to the settings' timeout overall) for ECR's scan
+/// of it — of each platform, for an index — and judge the findings by the
+/// policy.
+pub async fn run(ctx: &Context, image: &ImageRef, settings: &Settings) -> Result<Report, Error> {
+    gate(ctx, image, settings, Mode::Wait).await
 }
 
 /// Whether the gate may act on ECR, or only look.
@@ -59,31 +51,25 @@ pub enum Mode {
 }
 
 /// What `ship --dry-run` shows: the scan as it stands, judged by the policy.
-pub async fn look(ctx: &Context, image: &ImageRef, opts: &GateOptions) -> Result<Report, Error> {
-    let opts = GateOptions {
-        fail_on_scan_error: false,
-        ..opts.clone()
-    };
-    gate(ctx, image, Duration::ZERO, &opts, Mode::Look).await
+pub async fn look(ctx: &Context, image: &ImageRef, settings: &Settings) -> Result<Report, Error> {
+    gate(ctx, image, settings, Mode::Look).await
 }
 
 async fn gate(
     ctx: &Context,
     image: &ImageRef,
-    timeout: Duration,
-    opts: &GateOptions,
+    opts: &Settings,
     mode: Mode,
 ) -> Result<Report, Error> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    // Bad input fails before any AWS call.
-    let policy = opts.policy()?;
-    let allow = match &opts.allowlist {
-        Some(p) => AllowList::load(p)?,
-        None => AllowList::default(),
+    // A look does not wait, and what it cannot see is a warning.
+    let (timeout, fail_on_scan_error) = match mode {
+        Mode::Wait => (opts.timeout, opts.fail_on_scan_error),
+        Mode::Look => (Duration::ZERO, false),
     };
-    check_writable(opts.sarif.as_deref(), "--sarif")?;
-    check_writable(opts.gitlab_report.as_deref(), "--gitlab-report")?;
+    let policy = opts.policy.clone();
+    let allow = &opts.allow;
     let sdk = ctx.aws().await?;
     let api = ScanApi::new(sdk, image.region(), image.account().map(str::to_string));
     // Independent calls, made at once.
@@ -123,7 +109,7 @@ async fn gate(
     };
     let (targets, skipped) = targets(&media_type, &body, &image.digest)?;
     let say = |line: String| {
-        if !ctx.global.quiet {
+        if !ctx.quiet {
             eprintln!("{line}");
         }
     };
@@ -223,8 +209,8 @@ async fn gate(
         image,
         scan_type,
         policy,
-        opts.fail_on_scan_error,
-        &allow,
+        fail_on_scan_error,
+        allow,
         platforms,
         skipped,
         clock.elapsed().as_secs_f64(),
@@ -365,7 +351,7 @@ async fn wait_for_scan(
     frequency: Frequency,
     registry: Registry,
     (deadline, timeout): (Instant, Duration),
-    opts: &GateOptions,
+    opts: &Settings,
     mode: Mode,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Obtained, Error> {
@@ -513,25 +499,10 @@ async fn wait_for_scan(
     }
 }
 
-fn check_writable(path: Option<&Path>, flag: &str) -> Result<(), ConfigError> {
-    let Some(path) = path else { return Ok(()) };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(ConfigError::new(format!(
-            "{flag} {}: the directory {} does not exist",
-            path.display(),
-            dir.display()
-        ))
-        .hint("create it first, or write the report elsewhere"));
-    }
-    Ok(())
-}
-
 fn write_json(path: &Path, flag: &str, v: &serde_json::Value) -> Result<(), ConfigError> {
-    let text = serde_json::to_string_pretty(v).expect("a report serializes");
+    let text = serde_json::to_string_pretty(v).map_err(|e| {
+        ConfigError::new(format!("could not write {flag} {}", path.display())).source(e)
+    })?;
     std::fs::write(path, text + "\n").map_err(|e| {
         ConfigError::new(format!("could not write {flag} {}", path.display())).source(e)
     })
@@ -759,27 +730,6 @@ impl Report {
     }
 }
 
-impl GateOptions {
-    /// The policy the flags describe.
-    pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let mut max = BTreeMap::new();
-        for (sev, n) in &self.max {
-            if let Some(old) = max.insert(*sev, *n)
-                && old != *n
-            {
-                return Err(ConfigError::new(format!(
-                    "--max gives {sev} two limits ({old} and {n})"
-                ))
-                .hint("name each severity once, e.g. --max HIGH=0,MEDIUM=10"));
-            }
-        }
-        Ok(Policy {
-            threshold: self.severity_threshold,
-            max,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,23 +771,6 @@ mod tests {
         );
         let empty = serde_json::json!({ "manifests": [] }).to_string();
         assert!(targets(DOCKER_LIST, &empty, &d).is_err());
-    }
-
-    /// `hoist ship` flattens GateOptions next to push's flags: no name may
-    /// clash (clap's debug_assert panics on duplicates).
-    #[test]
-    fn gate_options_flatten_beside_push_args() {
-        use clap::CommandFactory;
-        #[derive(clap::Parser)]
-        struct Both {
-            #[command(flatten)]
-            _push: crate::cli::PushArgs,
-            #[command(flatten)]
-            _gate: GateOptions,
-            #[arg(long)]
-            _scan_timeout: Option<String>,
-        }
-        Both::command().debug_assert();
     }
 
     #[test]

@@ -31,10 +31,15 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
     let dry_run = args.dry_run;
     // Without --function (and --alias) ship stops after the gate; with only
     // one of them it is a mistake, found before anything is pushed.
-    let deploying = args.deploy.function.is_some() || args.deploy.alias.is_some();
-    if deploying {
-        args.deploy.target()?;
-    }
+    // Every flag of every stage is checked before anything is pushed.
+    let gate_settings = scan::Settings::try_from(args.gate.flags(args.scan_timeout))?;
+    let deploy_flags = args.deploy.flags(args.deploy_timeout);
+    let deploying = deploy_flags.wanted();
+    let deploy_settings = if deploying {
+        Some(deploy::Settings::try_from(deploy_flags)?)
+    } else {
+        None
+    };
     let (pushed, contents) = if dry_run {
         let (report, contents) = push::plan(ctx, args.push).await?;
         (report, Some(contents))
@@ -55,8 +60,8 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
         digest: report.push.digest.clone(),
     };
     let gate = match (dry_run, report.push.already_present) {
-        (false, _) => Some(scan::run(ctx, &image, args.scan_timeout, &args.gate).await?),
-        (true, true) => Some(scan::look(ctx, &image, &args.gate).await?),
+        (false, _) => Some(scan::run(ctx, &image, &gate_settings).await?),
+        (true, true) => Some(scan::look(ctx, &image, &gate_settings).await?),
         (true, false) => {
             report.skipped.push(
                 "gate: the image is not in ECR yet, so it has no scan; the real run waits for it"
@@ -73,18 +78,18 @@ pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
             .push("deploy: the gate did not pass; nothing was deployed".into());
         return Ok(report);
     }
-    if !deploying {
+    let Some(deploy_settings) = deploy_settings else {
         report
             .skipped
             .push("deploy: no --function and --alias given".into());
         return Ok(report);
-    }
+    };
     // A dry run plans the deploy from the image on disk: it need not be in
     // ECR yet. A deploy that fails after a clean gate fails the run with its
     // own error; what was pushed stays pushed (and is reported in the log).
     let deployed = match &contents {
-        Some(c) => deploy::plan(ctx, &image, args.deploy_timeout, &args.deploy, c).await,
-        None => deploy::run(ctx, &image, args.deploy_timeout, false, &args.deploy).await,
+        Some(c) => deploy::plan(ctx, &image, &deploy_settings, c).await,
+        None => deploy::run(ctx, &image, &deploy_settings, false).await,
     };
     match deployed {
         Ok(d) => report.deploy = Some(d),

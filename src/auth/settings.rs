@@ -1,0 +1,183 @@
+//! How to authenticate, checked before any call: the role ARNs, the
+//! session length (and AWS's one-hour cap on chained sessions), the session
+//! policy read, minified and measured against STS's limit. `cli.rs` builds
+//! these from the flags; the auth stage knows nothing of clap.
+
+use std::path::PathBuf;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The role to assume with the CI job's OIDC token; None: the AWS
+    /// default credential chain.
+    pub role_arn: Option<String>,
+    pub chain_role_arn: Option<String>,
+    /// Session length in seconds.
+    pub duration: Option<i32>,
+    /// The session policy, minified, as STS is sent it.
+    pub session_policy: Option<String>,
+    pub audience: Option<String>,
+    pub id_token_file: Option<PathBuf>,
+    pub id_token_env: Option<String>,
+    pub region: Option<String>,
+}
+
+/// The flags as given.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub role_arn: Option<String>,
+    pub chain_role_arn: Option<String>,
+    pub duration: Option<i32>,
+    pub session_policy: Option<PathBuf>,
+    pub audience: Option<String>,
+    pub id_token_file: Option<PathBuf>,
+    pub id_token_env: Option<String>,
+    pub region: Option<String>,
+}
+
+impl TryFrom<Flags> for Settings {
+    type Error = ConfigError;
+
+    fn try_from(g: Flags) -> Result<Settings, ConfigError> {
+        if let Some(arn) = &g.role_arn {
+            check_arn("--role-arn", arn)?;
+        }
+        if let Some(chain) = &g.chain_role_arn {
+            check_arn("--chain-role-arn", chain)?;
+        }
+        if let Some(d) = g.duration {
+            if !(900..=43200).contains(&d) {
+                return Err(ConfigError::new(format!("--duration {d} is out of range")).hint("STS sessions last 900 to 43200 seconds (and at most the role's maximum session duration)"));
+            }
+        }
+        // AWS caps a role-chained session at one hour, whatever the role allows.
+        if let (Some(d), Some(_)) = (g.duration, &g.chain_role_arn) {
+            if d > 3600 {
+                return Err(ConfigError::new(format!("--duration {d} is too long with --chain-role-arn"))
+                    .hint("AWS limits a chained role session to 3600 seconds; hoist refreshes the credentials before they expire, so a shorter session is fine"));
+            }
+        }
+        let session_policy = match &g.session_policy {
+            None => None,
+            Some(path) => Some(session_policy(path)?),
+        };
+        Ok(Settings {
+            role_arn: g.role_arn,
+            chain_role_arn: g.chain_role_arn,
+            duration: g.duration,
+            session_policy,
+            audience: g.audience,
+            id_token_file: g.id_token_file,
+            id_token_env: g.id_token_env,
+            region: g.region,
+        })
+    }
+}
+
+/// The policy file, minified: STS counts the characters it is sent, so it
+/// goes without the file's indentation, and its limit is checked here.
+fn session_policy(path: &std::path::Path) -> Result<String, ConfigError> {
+    let text = crate::files::read_to_string(path, "--session-policy", crate::files::POLICY)?;
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Err(
+            ConfigError::new(format!("--session-policy {} is not JSON", path.display()))
+                .hint("give an IAM policy document"),
+        );
+    };
+    let packed = doc.to_string();
+    if packed.len() > 2048 {
+        return Err(ConfigError::new(format!(
+            "--session-policy {} is {} characters without whitespace; STS takes at most 2048",
+            path.display(),
+            packed.len()
+        ))
+        .hint("narrow it with fewer statements, or wildcards in resource ARNs"));
+    }
+    Ok(packed)
+}
+
+fn check_arn(flag: &str, arn: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[5].starts_with("role/") {
+        return Err(ConfigError::new(format!(
+            "{flag} '{}' is not an IAM role ARN",
+            crate::text::external(arn, 200)
+        ))
+        .hint("e.g. arn:aws:iam::123456789012:role/ci-deploy"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_refused_before_any_call() {
+        let role = || Some("arn:aws:iam::123456789012:role/ci".to_string());
+        let table: Vec<(Flags, &str)> = vec![
+            (
+                Flags {
+                    role_arn: Some("ci".into()),
+                    ..Default::default()
+                },
+                "not an IAM role ARN",
+            ),
+            (
+                Flags {
+                    role_arn: role(),
+                    chain_role_arn: Some("arn:aws:s3:::b".into()),
+                    ..Default::default()
+                },
+                "--chain-role-arn",
+            ),
+            (
+                Flags {
+                    role_arn: role(),
+                    duration: Some(60),
+                    ..Default::default()
+                },
+                "out of range",
+            ),
+            (
+                Flags {
+                    role_arn: role(),
+                    duration: Some(7200),
+                    chain_role_arn: role(),
+                    ..Default::default()
+                },
+                "too long with --chain-role-arn",
+            ),
+            (
+                Flags {
+                    role_arn: role(),
+                    session_policy: Some("/nonexistent".into()),
+                    ..Default::default()
+                },
+                "cannot be read",
+            ),
+        ];
+        for (f, want) in table {
+            let e = Settings::try_from(f).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("policy.json");
+        std::fs::write(
+            &p,
+            "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": []\n}\n",
+        )
+        .unwrap();
+        let s = Settings::try_from(Flags {
+            role_arn: role(),
+            session_policy: Some(p),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.session_policy.as_deref(),
+            Some(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        );
+    }
+}
