@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Write an OCI image layout of random, incompressible layers for benchmarks.
 
-    gen_image.py DIR --layers 8 --total-mib 1024
+    gen_image.py DIR --layers 8 --total-mib 1024 [--gzip]
 
 Each layer is an uncompressed tar (application/vnd.oci.image.layer.v1.tar)
 holding one file of random bytes, so generating a GiB takes seconds and both
 tools push exactly the same bytes. The image is named `bench` in index.json.
+With --gzip the layers are gzip-compressed tars (…layer.v1.tar+gzip), as
+Lambda requires (it refuses uncompressed layers); random bytes do not shrink,
+so the sizes stay. Every call writes new random bytes: a new image.
 """
-import argparse, hashlib, io, json, os, tarfile
+import argparse, gzip, hashlib, io, json, os, shutil, tarfile
 
 def blob(root, data_or_path, media_type):
     if isinstance(data_or_path, bytes):
@@ -44,20 +47,31 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--total-mib", type=int, default=1024)
+    ap.add_argument("--gzip", action="store_true", help="gzip-compressed layers (as Lambda needs)")
     a = ap.parse_args()
     os.makedirs(os.path.join(a.dir, "blobs/sha256"), exist_ok=True)
     with open(os.path.join(a.dir, "oci-layout"), "w") as f:
         f.write('{"imageLayoutVersion":"1.0.0"}')
     per = a.total_mib * (1 << 20) // a.layers
-    layers = []
+    layers, diff_ids = [], []
     for i in range(a.layers):
         tmp = os.path.join(a.dir, f"layer-{i}.tmp")
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as t:
             info = tarfile.TarInfo(f"data-{i}.bin")
             info.size = per
             t.addfile(info, io.BufferedReader(RandomFile(per), 1 << 20))
-        layers.append(blob(a.dir, tmp, "application/vnd.oci.image.layer.v1.tar"))
-    diff_ids = [l["digest"] for l in layers]
+        if a.gzip:
+            # The config lists the uncompressed tar's digest (diff_id); the
+            # manifest the compressed blob's.
+            diff_ids.append(blob(a.dir, tmp, "")["digest"])
+            tar = os.path.join(a.dir, "blobs/sha256", diff_ids[-1].split(":")[1])
+            with open(tar, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.remove(tar)
+            layers.append(blob(a.dir, tmp, "application/vnd.oci.image.layer.v1.tar+gzip"))
+        else:
+            layers.append(blob(a.dir, tmp, "application/vnd.oci.image.layer.v1.tar"))
+            diff_ids.append(layers[-1]["digest"])
     config = blob(a.dir, json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
                                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode(),
                   "application/vnd.oci.image.config.v1+json")
