@@ -11,7 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use crate::error::ConfigError;
+use crate::error::{Class, ConfigError};
 use crate::net::Network;
 
 pub async fn sdk_config(region: Option<&str>, net: &Network) -> Result<SdkConfig, ConfigError> {
@@ -90,6 +90,308 @@ mod tests {
             "x-y-1",
         ] {
             assert!(!super::is_region_name(bad), "{bad}");
+        }
+    }
+}
+
+/// What an AWS failure means for the user: the one classifier every stage
+/// shares (table-tested below). The stage adds the hint that names its own
+/// flags; the class — and so the exit code — is decided here alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The thing named does not exist (a function, a repository).
+    NotFound,
+    /// The identity may not do this (IAM).
+    Denied,
+    /// The credentials themselves were refused or have expired.
+    Credentials,
+    /// The request was refused as invalid.
+    Invalid,
+    /// Someone else changed it meanwhile (RevisionId, a concurrent update).
+    Conflict,
+    /// AWS kept saying "slow down" after the SDK's retries.
+    Throttled,
+    /// AWS could not be reached, or stopped answering.
+    Unreachable,
+    /// Anything else AWS failed with, after retries.
+    Failed,
+}
+
+impl Kind {
+    /// The kind of failure an AWS error code (and, without one, what
+    /// happened on the wire) stands for.
+    pub fn of(code: Option<&str>, unreachable: bool) -> Kind {
+        match code {
+            Some(
+                "ResourceNotFoundException"
+                | "RepositoryNotFoundException"
+                | "ImageNotFoundException"
+                | "ResourceNotFound"
+                | "NoSuchEntity",
+            ) => Kind::NotFound,
+            Some(
+                "AccessDeniedException"
+                | "AccessDenied"
+                | "UnauthorizedOperation"
+                | "UnauthorizedException",
+            ) => Kind::Denied,
+            Some(
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException"
+                | "ExpiredToken"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "MissingAuthenticationToken",
+            ) => Kind::Credentials,
+            Some(
+                "InvalidParameterValueException"
+                | "InvalidParameterException"
+                | "ValidationException"
+                | "InvalidParameterValue"
+                | "InvalidParameterCombination",
+            ) => Kind::Invalid,
+            Some("PreconditionFailedException" | "ResourceConflictException") => Kind::Conflict,
+            Some(
+                "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded",
+            ) => Kind::Throttled,
+            _ if unreachable => Kind::Unreachable,
+            _ => Kind::Failed,
+        }
+    }
+
+    pub fn class(self) -> Class {
+        match self {
+            Kind::NotFound | Kind::Denied | Kind::Credentials | Kind::Invalid => Class::Usage,
+            Kind::Conflict | Kind::Throttled | Kind::Unreachable | Kind::Failed => {
+                Class::Infrastructure
+            }
+        }
+    }
+
+    /// The fix when the stage knows no better one.
+    pub fn hint(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::NotFound => "check the names given and --region",
+            Kind::Denied => {
+                "the AWS identity lacks a permission hoist needs here: see the README's IAM permissions"
+            }
+            Kind::Credentials => {
+                "the AWS credentials were refused or have expired: check which credentials the job has (aws sts get-caller-identity), or use --role-arn so hoist gets and refreshes its own"
+            }
+            Kind::Invalid => return None,
+            Kind::Conflict => {
+                "someone else changed it while hoist was working (another deployment?); re-run when it is done"
+            }
+            Kind::Throttled => {
+                "AWS throttled the calls even after retries; re-running later is safe"
+            }
+            Kind::Unreachable => {
+                "the AWS API could not be reached: check the network, HTTPS_PROXY / NO_PROXY, AWS_CA_BUNDLE and the region; --http-timeout sets how long hoist waits on a silent connection"
+            }
+            Kind::Failed => "AWS kept failing after retries; re-running is safe",
+        })
+    }
+}
+
+/// An AWS call that failed: what hoist was doing, AWS's code and words (one
+/// line, escaped), its kind, and the SDK's error kept as the source — so
+/// the chain prints as `caused by:` lines, never as a `Debug` dump.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+pub struct AwsError {
+    pub op: String,
+    pub code: Option<String>,
+    /// AWS's own message (`CODE: words`), when it sent one.
+    pub message: Option<String>,
+    pub kind: Kind,
+    hint: Option<String>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl AwsError {
+    pub fn new<E>(
+        op: impl Into<String>,
+        e: aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> AwsError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+        let code = e.code().map(str::to_string);
+        let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+        let message = match (&e, e.message()) {
+            (SdkError::ServiceError(_), Some(m)) => Some(format!(
+                "{}: {}",
+                code.as_deref().unwrap_or("error"),
+                crate::text::external(m, crate::text::SNIPPET)
+            )),
+            (SdkError::ServiceError(s), None) => Some(format!(
+                "{} (HTTP {})",
+                code.as_deref().unwrap_or("an error without a code"),
+                s.raw().status().as_u16()
+            )),
+            _ => None,
+        };
+        // No credentials at all: the SDK fails before sending (construction)
+        // or in its credentials step (a dispatch failure that is not the
+        // network's).
+        let no_credentials = match &e {
+            SdkError::ConstructionFailure(_) => true,
+            SdkError::DispatchFailure(d) => d.is_user() || d.is_other(),
+            _ => false,
+        };
+        let kind = if no_credentials {
+            Kind::Credentials
+        } else {
+            Kind::of(code.as_deref(), unreachable)
+        };
+        // The service error's own Display says only "service error": its
+        // code and message are above. Other kinds keep their chain.
+        let source: Option<Box<dyn std::error::Error + Send + Sync>> = match &e {
+            SdkError::ServiceError(_) => None,
+            other => Some(Box::new(Chain::of(other))),
+        };
+        AwsError {
+            op: op.into(),
+            kind,
+            code,
+            message,
+            hint: no_credentials.then(|| "no usable AWS credentials were found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), or pass --role-arn; and check AWS_ENDPOINT_URL".to_string()),
+            source,
+        }
+    }
+
+    /// The stage's own hint for this failure (it names the stage's flags).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> AwsError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn class(&self) -> Class {
+        self.kind.class()
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        self.hint
+            .clone()
+            .or_else(|| self.kind.hint().map(str::to_string))
+    }
+}
+
+impl crate::error::Diagnose for AwsError {
+    fn class(&self) -> Class {
+        self.kind.class()
+    }
+    fn hint(&self) -> Option<String> {
+        AwsError::hint(self)
+    }
+}
+
+/// An error and its causes in one line of plain `Display` text (escaped),
+/// never the SDK's `Debug` dump.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    crate::text::external(&parts.join(": "), crate::text::SNIPPET)
+}
+
+/// An error's chain of causes as plain `Display` text, one link each: the
+/// SDK's own Display of its errors is short ("dispatch failure"), and its
+/// `DisplayErrorContext` ends in a `Debug` dump of the raw response.
+#[derive(Debug)]
+struct Chain {
+    text: String,
+    next: Option<Box<Chain>>,
+}
+
+impl Chain {
+    fn of(e: &(dyn std::error::Error + 'static)) -> Chain {
+        Chain {
+            text: crate::text::external(&e.to_string(), crate::text::SNIPPET),
+            next: e.source().map(|s| Box::new(Chain::of(s))),
+        }
+    }
+}
+
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Chain {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn one_table_for_every_stage() {
+        let table = [
+            (Some("ResourceNotFoundException"), false, Kind::NotFound, 2),
+            (
+                Some("RepositoryNotFoundException"),
+                false,
+                Kind::NotFound,
+                2,
+            ),
+            (Some("AccessDeniedException"), false, Kind::Denied, 2),
+            (Some("AccessDenied"), false, Kind::Denied, 2),
+            (Some("ExpiredTokenException"), false, Kind::Credentials, 2),
+            (
+                Some("UnrecognizedClientException"),
+                false,
+                Kind::Credentials,
+                2,
+            ),
+            (
+                Some("InvalidParameterValueException"),
+                false,
+                Kind::Invalid,
+                2,
+            ),
+            (
+                Some("PreconditionFailedException"),
+                false,
+                Kind::Conflict,
+                3,
+            ),
+            (Some("TooManyRequestsException"), false, Kind::Throttled, 3),
+            (Some("ThrottlingException"), false, Kind::Throttled, 3),
+            (Some("ServiceUnavailableException"), false, Kind::Failed, 3),
+            (None, true, Kind::Unreachable, 3),
+            (None, false, Kind::Failed, 3),
+        ];
+        for (code, unreachable, kind, exit) in table {
+            let k = Kind::of(code, unreachable);
+            assert_eq!(k, kind, "{code:?}");
+            assert_eq!(k.class().exit_code(), exit, "{code:?}");
         }
     }
 }

@@ -75,12 +75,16 @@ impl std::io::Write for Scrubbed {
     }
 }
 
-fn init_logging(verbose: u8, user_filter: Option<&str>) {
+fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>) {
     use tracing_subscriber::prelude::*;
-    let level = match verbose {
-        0 => "warn,hoist=info",
-        1 => "info,hoist=debug",
-        _ => "debug",
+    // By default only hoist's own lines: the SDK's and HTTP stack's
+    // warnings (IMDS probing, a missing config file) are for -v; what
+    // matters of them reaches the user as hoist's own error and hint.
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "error,hoist=info",
+        (false, 1) => "info,hoist=debug",
+        (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_new(user_filter.unwrap_or(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -104,7 +108,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
     let env = Env::from_process();
-    init_logging(cli.global.verbose, env.get("HOIST_LOG"));
+    init_logging(cli.global.verbose, cli.global.quiet, env.get("HOIST_LOG"));
     if env.get("LOG_SENSITIVE_BODIES").is_some() {
         // The AWS SDK logs whole request and response bodies — STS's
         // credentials among them — when this is set. hoist's log filter

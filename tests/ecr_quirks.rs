@@ -901,7 +901,7 @@ fn a_creation_template_creates_the_repository_on_push() {
     let dir = tempfile::tempdir().unwrap();
     let (_, m) = Layout::simple(dir.path(), 1, 2_000);
     let repo = format!("hoist-template-test/{}", unique("app"));
-    let run = common::push_via(
+    let run = common::push_via_logged(
         &proxy.endpoint(),
         dir.path(),
         &repo,
@@ -963,14 +963,14 @@ fn digest_only_pushes_into_expiring_repositories_are_warned_about() {
     let (_, m) = Layout::simple(dir.path(), 1, 2_000);
     let warning =
         "rule 7 (\"untagged go after 3 days\") expires untagged images 3 days after the push";
-    let run = common::push(dir.path(), &repo, &[]);
+    let run = common::push_logged(dir.path(), &repo, &[]);
     run.ok();
     assert!(
         run.stderr.contains(warning) && run.stderr.contains("--tag"),
         "{}",
         run.stderr
     );
-    let run = common::push(dir.path(), &repo, &["--tag", "v1"]);
+    let run = common::push_logged(dir.path(), &repo, &["--tag", "v1"]);
     run.ok();
     assert!(!run.stderr.contains("expires untagged"), "{}", run.stderr);
     assert_eq!(run.json()["digest"], m.digest);

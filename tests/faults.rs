@@ -48,7 +48,7 @@ fn faults_of_every_kind_are_retried_and_the_push_is_intact() {
     });
     let repo = unique("faults");
     // Parallel uploads (hoist's default --jobs 4), as in real use.
-    let run = common::push_via(
+    let run = common::push_via_logged(
         &proxy.endpoint(),
         dir.path(),
         &repo,

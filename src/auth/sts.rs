@@ -242,7 +242,10 @@ impl Exchange {
         })
     }
 
-    fn judge<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: fmt::Debug>(
+    fn judge<
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: fmt::Debug + 'static,
+    >(
         &self,
         e: SdkError<E, R>,
         claims: Option<&Claims>,
@@ -255,7 +258,7 @@ impl Exchange {
         let message = e
             .message()
             .map(str::to_string)
-            .unwrap_or_else(|| aws_sdk_sts::error::DisplayErrorContext(&e).to_string());
+            .unwrap_or_else(|| crate::aws::describe(&e));
         match fate(code.as_deref(), status) {
             Fate::Refused => Try::Done(AuthError::Refused {
                 role_arn: self.role_arn.clone(),

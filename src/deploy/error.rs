@@ -2,7 +2,6 @@
 //! about, its class (exit code) and, when the fix is known, a hint.
 
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::preflight::Problem;
@@ -11,15 +10,8 @@ use crate::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("{op}: {message}")]
-    Aws {
-        op: String,
-        /// The AWS error code, when AWS sent one.
-        code: Option<String>,
-        message: String,
-        class: Class,
-        hint: Option<String>,
-    },
+    #[error(transparent)]
+    Aws(crate::aws::AwsError),
     #[error("the image cannot be deployed to function {function}:{}", problems.iter().map(|p| format!("\n  - {}", p.message)).collect::<String>())]
     Preflight {
         function: String,
@@ -83,67 +75,56 @@ impl DeployError {
         }
     }
 
-    /// An AWS SDK error, sorted by what the user can do about it.
-    pub fn aws<E, R>(op: impl Into<String>, e: SdkError<E, R>) -> DeployError
+    /// An AWS SDK error, classified by the one classifier (aws.rs), with
+    /// the deploy's own hints where they name its flags.
+    pub fn aws<E>(
+        op: impl Into<String>,
+        e: SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> DeployError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let op = op.into();
-        let code = e.code().map(str::to_string);
-        let message = match (&e, e.message()) {
-            (SdkError::ServiceError(_), Some(m)) => {
-                format!("{}: {m}", code.as_deref().unwrap_or("error"))
-            }
-            _ => DisplayErrorContext(&e).to_string(),
+        use crate::aws::{AwsError, Kind};
+        let e = AwsError::new(op, e);
+        let hint = match e.kind {
+            Kind::NotFound => Some(
+                "check --function and --region (and, with --role-arn, that the role is in the function's account)",
+            ),
+            Kind::Denied => Some(
+                "the AWS identity lacks a permission hoist deploy needs (see the README's IAM permissions for deploy)",
+            ),
+            Kind::Conflict => Some(
+                "the function or alias changed between hoist reading it and writing it: another deployment ran at the same time; re-run when it is done",
+            ),
+            _ => None,
         };
-        let (class, hint) = classify(code.as_deref(), &e);
-        DeployError::Aws {
-            op,
-            code,
-            message,
-            class,
-            hint,
-        }
+        DeployError::Aws(match hint {
+            Some(h) => e.with_hint(h),
+            None => e,
+        })
     }
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            DeployError::Aws { code, .. } => code.as_deref(),
+            DeployError::Aws(e) => e.code.as_deref(),
             _ => None,
         }
     }
-}
 
-fn classify<E, R>(code: Option<&str>, e: &SdkError<E, R>) -> (Class, Option<String>) {
-    match code {
-        Some("ResourceNotFoundException") => (
-            Class::Usage,
-            Some("check --function and --region (and, with --role-arn, that the role is in the function's account)".into()),
-        ),
-        Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation") => (
-            Class::Usage,
-            Some("the AWS identity lacks a permission hoist deploy needs (see the README's IAM permissions for deploy)".into()),
-        ),
-        Some("InvalidParameterValueException" | "ValidationException" | "InvalidParameterValue") => (Class::Usage, None),
-        Some("PreconditionFailedException") => (
-            Class::Infrastructure,
-            Some("the function or alias changed between hoist reading it and writing it: another deployment ran at the same time; re-run when it is done".into()),
-        ),
-        _ => match e {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
-                Class::Infrastructure,
-                Some("could not reach AWS: check the network path (HTTPS_PROXY / NO_PROXY, VPC endpoints) and the region".into()),
-            ),
-            _ => (Class::Infrastructure, Some("AWS kept failing after retries; re-running is safe".into())),
-        },
+    /// AWS's message, when the error is AWS's.
+    pub fn aws_message(&self) -> Option<&str> {
+        match self {
+            DeployError::Aws(e) => e.message.as_deref(),
+            _ => None,
+        }
     }
 }
 
 impl Diagnose for DeployError {
     fn class(&self) -> Class {
         match self {
-            DeployError::Aws { class, .. } | DeployError::Refused { class, .. } => *class,
+            DeployError::Aws(e) => e.class(),
+            DeployError::Refused { class, .. } => *class,
             DeployError::Preflight { .. } | DeployError::Image(_) => Class::Usage,
             DeployError::Registry(e) => e.class(),
             // Lambda's verdict on the image, the role, a key…: most are the
@@ -159,7 +140,7 @@ impl Diagnose for DeployError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            DeployError::Aws { hint, .. } => hint.clone(),
+            DeployError::Aws(e) => e.hint(),
             DeployError::Refused { hint, .. } => Some(hint.clone()),
             DeployError::Preflight { problems, .. } => Some(
                 problems.iter().map(|p| p.fix.as_str()).collect::<Vec<_>>().join("; "),

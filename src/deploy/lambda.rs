@@ -404,12 +404,12 @@ impl Lambda {
                         e,
                         "its RevisionId moved on after hoist read it",
                     );
-                    match &e {
-                        DeployError::Aws { message, .. } if states::deleted_image(message) => {
+                    match e.aws_message() {
+                        Some(message) if states::deleted_image(message) => {
                             DeployError::UpdateFailed {
                                 function: self.function.clone(),
                                 code: "ImageDeleted".into(),
-                                reason: message.clone(),
+                                reason: message.to_string(),
                             }
                         }
                         _ => e,
@@ -419,10 +419,13 @@ impl Lambda {
         .await
     }
 
-    fn guarded<E, R>(
+    fn guarded<E>(
         &self,
         op: String,
-        e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+        e: aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
         what: &str,
     ) -> DeployError
     where
@@ -431,7 +434,6 @@ impl Lambda {
             + Send
             + Sync
             + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let e = DeployError::aws(op, e);
         if e.code() == Some("PreconditionFailedException") {
@@ -473,10 +475,8 @@ impl Lambda {
                         e,
                         what,
                     );
-                    match &e {
-                        DeployError::Aws { code, message, .. }
-                            if states::code_sha_mismatch(code.as_deref(), message) =>
-                        {
+                    match (e.code(), e.aws_message()) {
+                        (code, Some(message)) if states::code_sha_mismatch(code, message) => {
                             DeployError::Changed {
                                 function: self.function.clone(),
                                 what: format!("{what}: CodeSha256 no longer matched $LATEST"),

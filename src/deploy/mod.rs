@@ -839,7 +839,7 @@ async fn repository_policy(
                 e.code(),
                 Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
             ),
-            why: outside(&aws_sdk_ecr::error::DisplayErrorContext(&e).to_string()),
+            why: crate::aws::describe(&e),
         },
     }
 }

@@ -3,12 +3,11 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability, Repository};
 use url::Url;
 
 use super::RegistryError;
-use crate::error::Class;
 use crate::secret::Secret;
 
 #[derive(Clone)]
@@ -139,32 +138,15 @@ impl RepoInfo {
     }
 }
 
-/// An SDK failure as a registry error: what was being done, the SDK's own
-/// words (with its context), and what usually fixes it.
-pub fn aws_error<E, R>(op: &str, e: SdkError<E, R>) -> RegistryError
+/// An SDK failure as a registry error (the one classifier in aws.rs).
+pub fn aws_error<E>(
+    op: &str,
+    e: SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = e.code().unwrap_or_default().to_string();
-    let (class, hint) = match (&e, code.as_str()) {
-        (_, "AccessDeniedException" | "AccessDenied") => (Class::Usage, Some(format!("the AWS identity is not allowed to {op}; see the README's IAM policies"))),
-        (_, "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId") => {
-            (Class::Usage, Some("the AWS credentials were refused: check which credentials the job has (aws sts get-caller-identity) and that they have not expired".into()))
-        }
-        (SdkError::ConstructionFailure(_), _) => (Class::Usage, Some("no usable AWS credentials were found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN)".into())),
-        (SdkError::DispatchFailure(d), _) if d.is_user() || d.is_other() => {
-            (Class::Usage, Some("no usable AWS credentials were found, or the request could not be sent: set AWS credentials, and check AWS_ENDPOINT_URL and the network".into()))
-        }
-        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => (Class::Infrastructure, Some("the AWS API could not be reached: check the network, HTTPS_PROXY / NO_PROXY and AWS_CA_BUNDLE".into())),
-        _ => (Class::Infrastructure, None),
-    };
-    RegistryError::Aws {
-        op: op.to_string(),
-        source: DisplayErrorContext(e).to_string().into(),
-        class,
-        hint,
-    }
+    RegistryError::Aws(crate::aws::AwsError::new(op, e))
 }
 
 impl Ecr {
@@ -290,7 +272,7 @@ impl Ecr {
                     };
                     tracing::debug!(
                         "could not read the repository creation templates: {}",
-                        DisplayErrorContext(&e)
+                        crate::aws::describe(&e)
                     );
                     return Ok(Templates::Unreadable(why));
                 }
@@ -330,7 +312,7 @@ impl Ecr {
             Err(e) => {
                 tracing::debug!(
                     "no lifecycle policy read for {name}: {}",
-                    DisplayErrorContext(&e)
+                    crate::aws::describe(&e)
                 );
                 None
             }
@@ -356,7 +338,7 @@ impl Ecr {
         {
             tracing::warn!(
                 "created repository {name}, but could not let Lambda pull from it (ecr:SetRepositoryPolicy: {}); the first deploy needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy instead (see the README's IAM policies)",
-                crate::text::external(&DisplayErrorContext(&e).to_string(), crate::text::SNIPPET)
+                crate::aws::describe(&e)
             );
         }
     }

@@ -108,14 +108,8 @@ pub enum RegistryError {
         expected: Digest,
         registry_said: String,
     },
-    #[error("{op} failed")]
-    Aws {
-        op: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-        class: Class,
-        hint: Option<String>,
-    },
+    #[error(transparent)]
+    Aws(#[from] crate::aws::AwsError),
     #[error("{0}")]
     Protocol(String),
 }
@@ -204,7 +198,7 @@ impl Diagnose for RegistryError {
             RegistryError::Status { code, .. } if code.as_deref() == Some("NAME_UNKNOWN") => {
                 Class::Usage
             }
-            RegistryError::Aws { class, .. } => *class,
+            RegistryError::Aws(e) => e.class(),
             _ => Class::Infrastructure,
         }
     }
@@ -221,7 +215,7 @@ impl Diagnose for RegistryError {
             )),
             RegistryError::TagConflict { .. } => Some("push under a new tag (e.g. the commit SHA); re-pushing the same image under the same tag succeeds. Do not push by digest only for a deploy if a lifecycle rule expires untagged images".into()),
             RegistryError::Denied { .. } => Some(DENIED_HINT.into()),
-            RegistryError::Aws { hint, .. } => hint.clone(),
+            RegistryError::Aws(e) => e.hint(),
             RegistryError::DigestMismatch { .. } => Some("the registry (or a proxy in front of it) changed the bytes hoist sent; check --registry-endpoint and any proxy in the path".into()),
             RegistryError::TooLarge { .. } => Some("the registry (or a proxy in front of it) is not answering as a registry does; check --registry-endpoint".into()),
             e if e.is_unreachable() => Some(

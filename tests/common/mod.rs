@@ -123,6 +123,28 @@ pub fn push(source: &Path, repo: &str, extra: &[&str]) -> Run {
     hoist(&args, &[])
 }
 
+/// `hoist push SOURCE --repository REPO --output json EXTRA…` without -q:
+/// for tests that read hoist's warnings (-q silences them).
+pub fn push_logged(source: &Path, repo: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "push",
+        source.to_str().unwrap(),
+        "--repository",
+        repo,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    hoist(&args, &[])
+}
+
+/// `push_logged` through `endpoint`.
+pub fn push_via_logged(endpoint: &str, source: &Path, repo: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["--registry-endpoint", endpoint];
+    args.extend_from_slice(extra);
+    push_logged(source, repo, &args)
+}
+
 /// The same, through `endpoint` (a proxy in front of the registry) as
 /// --registry-endpoint.
 pub fn push_via(endpoint: &str, source: &Path, repo: &str, extra: &[&str]) -> Run {
