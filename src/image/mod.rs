@@ -453,13 +453,6 @@ impl Image {
             });
         } else if magic.len() >= 262 && &magic[257..262] == b"ustar" {
             (Store::tar_file(source)?, false)
-        } else if n < 512 && meta.len() < 512 && !magic.is_empty() {
-            return Err(ImageError::TruncatedArchive {
-                what: shown,
-                reason: format!(
-                    "it is {n} bytes, less than one tar header (512): an interrupted write?"
-                ),
-            });
         } else {
             return Err(ImageError::UnknownFormat {
                 path: shown,

@@ -188,8 +188,9 @@ pub fn gunzip(source: &Path, dir: &Path) -> Result<Arc<Backing>, ImageError> {
             return Err(ImageError::GzipBomb {
                 what: shown,
                 detail: format!(
-                    "more than {MAX_TRAILER} bytes follow the end of its tar archive ({} bytes of tar)",
-                    tee.written - trailer
+                    "more than {} follow the end of its tar archive ({} of tar)",
+                    crate::progress::bytes(MAX_TRAILER),
+                    crate::progress::bytes(tee.written - trailer)
                 ),
             });
         }
