@@ -222,6 +222,7 @@ fn nested_repeated_indexes_are_opened_and_pushed_once_per_digest() {
     }
     assert_eq!(rec.count("PATCH", ""), 3, "three blobs, three uploads");
     for m in [&image.digest, &i1.digest, &i2.digest, &i3.digest] {
+        assert_eq!(rec.count("HEAD", &format!("/manifests/{m}")), 1, "{m}");
         assert_eq!(rec.count("PUT", &format!("/manifests/{m}")), 1, "{m}");
         assert!(
             registry_manifest(&repo, m).is_some(),

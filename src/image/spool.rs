@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::ImageError;
-use super::store::{Backing, Guarded, MAX_EXTENSION, padded};
+use super::store::{Backing, Guarded, MAX_EXTENSION, MAX_MEMBERS, padded, too_many_members};
 
 /// The largest decompressed archive hoist copies to disk: three times
 /// Lambda's 10 GB limit on an image. A larger one can still be pushed —
@@ -127,6 +127,7 @@ pub fn gunzip(source: &Path, dir: &Path) -> Result<Arc<Backing>, ImageError> {
         reason: format!("gzip stream is corrupt or truncated: {e}"),
     };
     let mut accounted = 0u64;
+    let mut members = 0usize;
     {
         let entries = archive.entries().map_err(|e| corrupt(&e))?;
         for entry in entries {
@@ -144,6 +145,10 @@ pub fn gunzip(source: &Path, dir: &Path) -> Result<Arc<Backing>, ImageError> {
                     tar_error(&shown, &e, eof.get())
                 }
             })?;
+            members += 1;
+            if members > MAX_MEMBERS {
+                return Err(too_many_members(&shown));
+            }
             let size = padded(entry.size());
             accounted = accounted.saturating_add(size).saturating_add(512);
             if accounted > MAX_SPOOL {

@@ -186,6 +186,19 @@ impl<R: Seek> Seek for Guarded<R> {
     }
 }
 
+/// The most files an image archive may hold. A `docker save` archive holds
+/// a few per layer, an OCI one one per blob: even at the descriptor cap
+/// (10,000) that is far fewer; a tar of millions of empty files would only
+/// fill memory with their names.
+pub(super) const MAX_MEMBERS: usize = 100_000;
+
+pub(super) fn too_many_members(shown: &str) -> ImageError {
+    ImageError::Malformed {
+        what: shown.to_string(),
+        reason: format!("it holds more than {MAX_MEMBERS} files, far more than any image archive"),
+    }
+}
+
 /// A tar member's data rounded up to whole 512-byte blocks.
 pub(super) fn padded(size: u64) -> u64 {
     size.div_ceil(512).saturating_mul(512)
@@ -238,6 +251,7 @@ impl Store {
         let mut archive = tar::Archive::new(guarded);
         let mut members: HashMap<String, (u64, u64)> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
+        let mut count = 0usize;
         let entries = archive.entries_with_seek().map_err(read_err)?;
         for entry in entries {
             let entry = match entry {
@@ -263,6 +277,10 @@ impl Store {
             // Data is seeked past, never read here: each member may read
             // only its headers and extensions.
             budget.set(MAX_EXTENSION);
+            count += 1;
+            if count > MAX_MEMBERS {
+                return Err(too_many_members(&shown));
+            }
             let name = match entry.path() {
                 Ok(p) => match normalize(&p) {
                     Some(n) => n,

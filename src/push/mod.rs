@@ -423,8 +423,16 @@ pub async fn push(
                 let mut manifests: Vec<&Manifest> = Vec::new();
                 root.visit(&mut |m| manifests.push(m));
                 for m in manifests {
-                    pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type)
-                        .await? as usize;
+                    if m.digest == root.digest {
+                        // Looked up above: it is not there.
+                        registry
+                            .put_manifest(name, &m.digest.to_string(), &m.bytes, &m.media_type)
+                            .await?;
+                        pushed += 1;
+                    } else {
+                        pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type)
+                            .await? as usize;
+                    }
                 }
             }
             (
