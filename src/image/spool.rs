@@ -34,8 +34,9 @@ pub const MAX_SPOOL: u64 = 32 << 30;
 const MAX_TRAILER: u64 = 1 << 20;
 
 /// Space left free on TMPDIR's file system after a member is written, so a
-/// large archive does not fill the disk the CI job (and others) run on.
-pub const RESERVE: u64 = 256 << 20;
+/// large archive does not fill the disk the CI job (and others) run on —
+/// small enough that a small archive still fits a small TMPDIR.
+pub const RESERVE: u64 = 64 << 20;
 
 /// Whether a member of `need` bytes may be written where `free` bytes are
 /// available: it must fit with [`RESERVE`] to spare.

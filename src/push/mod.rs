@@ -122,6 +122,9 @@ fn check_digest_file(path: Option<&std::path::Path>) -> Result<(), ConfigError> 
     };
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err(fail("it is a directory".into(), None)),
+        // A pipe or a device (/dev/stdout) is taken as it is: opening a
+        // pipe nobody reads would block.
+        Ok(m) if !m.is_file() => Ok(()),
         Ok(_) => std::fs::OpenOptions::new()
             .write(true)
             .open(path)
