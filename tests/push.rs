@@ -90,10 +90,12 @@ fn docker_save_archive_plain_and_gzip_is_compressed_on_the_way_up() {
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         );
     }
-    // The uncompressed archive compresses to the same bytes: same digest, tag unchanged.
+    // The uncompressed archive compresses to the same bytes: same digest, tag
+    // unchanged — and v1 already names this image, so nothing is uploaded.
     let again = push_and_verify(&archive, &repo, &["--tag", "v1"]);
     assert_eq!(again["digest"], report["digest"]);
     assert_eq!(again["tags"][0]["action"], "unchanged");
+    assert_eq!(again["blobs"]["uploaded"], 0, "{again}");
 }
 
 #[test]
@@ -473,4 +475,63 @@ fn mount_from_another_repository() {
     let report = push_and_verify(dir.path(), &c, &["--create-repository", "--mount-from", &a]);
     assert_eq!(report["blobs"]["mounted"], 0, "{report}");
     assert_eq!(report["blobs"]["uploaded"], 3, "{report}");
+}
+
+#[test]
+fn repeated_tags_are_pushed_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 1000);
+    // --create-repository makes IMMUTABLE tags: a second PUT of v1 would be
+    // refused.
+    let repo = unique("duptags");
+    let run = push(
+        dir.path(),
+        &repo,
+        &[
+            "--create-repository",
+            "--tag",
+            "v1",
+            "--tag",
+            "v1",
+            "--tag",
+            "v2",
+        ],
+    );
+    run.ok();
+    let tags: Vec<String> = run.json()["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}={}",
+                t["tag"].as_str().unwrap(),
+                t["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(tags, ["v1=pushed", "v2=pushed"]);
+    // From the environment, in order, each once.
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &repo,
+            "--output",
+            "json",
+            "-q",
+        ],
+        &[("HOIST_TAG", "v3,v1,v3")],
+    );
+    run.ok();
+    let report = run.json();
+    let tags: Vec<&str> = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["v3", "v1"]);
+    assert_eq!(run.json()["digest"], m.digest.as_str());
 }

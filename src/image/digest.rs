@@ -52,8 +52,10 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // What is not a digest came from outside: it is shown escaped.
+        let invalid = || DigestError::Invalid(crate::text::external(s, 100));
         let Some((alg, hex)) = s.split_once(':') else {
-            return Err(DigestError::Invalid(s.to_string()));
+            return Err(invalid());
         };
         if alg != "sha256" {
             if !alg.is_empty()
@@ -61,16 +63,16 @@ impl FromStr for Digest {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c))
             {
-                return Err(DigestError::Algorithm(alg.to_string()));
+                return Err(DigestError::Algorithm(crate::text::external(alg, 40)));
             }
-            return Err(DigestError::Invalid(s.to_string()));
+            return Err(invalid());
         }
         if hex.len() != 64
             || !hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(DigestError::Invalid(s.to_string()));
+            return Err(invalid());
         }
         Ok(Digest {
             hex: hex.to_string(),

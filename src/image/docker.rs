@@ -2,13 +2,15 @@
 //! manifest.json naming a config file and layer tars. There is no registry
 //! manifest in them; hoist writes one after the layers are compressed.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::store::Store;
 use super::{
-    Blob, Compression, DOCKER_CONFIG, Digest, DockerImage, DockerLayer, ImageError, Platform,
+    Blob, Compression, DOCKER_CONFIG, Digest, DockerImage, DockerLayer, ImageError,
+    MAX_DESCRIPTORS, Platform, check_name, check_platform,
 };
 
 /// A config larger than this is not a config.
@@ -46,11 +48,22 @@ pub fn open(
 ) -> Result<DockerImage, ImageError> {
     let bytes = store
         .read("manifest.json", super::MAX_MANIFEST)?
-        .expect("caller checked manifest.json exists");
+        .ok_or_else(|| ImageError::UnknownFormat {
+            path: shown.to_string(),
+            reason: "manifest.json is missing".into(),
+        })?;
     let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
         what: "manifest.json".into(),
         source: e,
     })?;
+    // Every entry may be listed in a message: check what would be printed.
+    for (i, e) in entries.iter().enumerate() {
+        let what = format!("entry {} of manifest.json", i + 1);
+        for t in e.repo_tags.iter().flatten() {
+            check_name(t, "a RepoTag", &what)?;
+        }
+        clean(&e.config)?;
+    }
     let listing = || {
         entries
             .iter()
@@ -101,6 +114,15 @@ pub fn open(
         what: format!("config {config_name}"),
         source: e,
     })?;
+    // The config and each layer are descriptors of the manifest hoist
+    // writes: a manifest.json listing one layer 10,000 times once made
+    // 10,001 uploads (issue 12).
+    if 1 + entry.layers.len() > MAX_DESCRIPTORS {
+        return Err(ImageError::TooManyDescriptors {
+            what: format!("the image of config {config_name}"),
+            limit: MAX_DESCRIPTORS,
+        });
+    }
     if config.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(ImageError::Malformed {
             what: format!("config {config_name}"),
@@ -111,16 +133,23 @@ pub fn open(
             ),
         });
     }
-    let mut layers = Vec::with_capacity(entry.layers.len());
-    for (name, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-        let name = clean(name)?;
+    let mut layers: Vec<DockerLayer> = Vec::with_capacity(entry.layers.len());
+    // A layer listed again is looked at once.
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    for (raw_name, raw_diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
+        if let Some(&i) = seen.get(&(raw_name.as_str(), raw_diff_id.as_str())) {
+            layers.push(layers[i].clone());
+            continue;
+        }
+        seen.insert((raw_name, raw_diff_id), layers.len());
+        let name = clean(raw_name)?;
         let region = store
             .region(&name)?
             .ok_or_else(|| ImageError::MissingFile {
                 what: format!("layer {name}"),
                 referenced_by: "manifest.json".into(),
             })?;
-        let diff_id: Digest = diff_id.parse().map_err(|e| ImageError::Digest {
+        let diff_id: Digest = raw_diff_id.parse().map_err(|e| ImageError::Digest {
             what: format!("config {config_name} (rootfs.diff_ids)"),
             source: e,
         })?;
@@ -147,14 +176,18 @@ pub fn open(
             compression,
         });
     }
-    let platform = match (config.os, config.architecture) {
+    let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let platform = match (nonempty(config.os), nonempty(config.architecture)) {
         (Some(os), Some(architecture)) => Some(Platform {
             os,
             architecture,
-            variant: config.variant,
+            variant: nonempty(config.variant),
         }),
         _ => None,
     };
+    if let Some(p) = &platform {
+        check_platform(p, &format!("config {config_name}"))?;
+    }
     let config = Blob {
         digest: Digest::of(&config_bytes),
         size: config_bytes.len() as u64,
@@ -169,8 +202,16 @@ pub fn open(
 }
 
 /// manifest.json names files relative to the archive's root; a name that
-/// climbs out of it is refused.
+/// climbs out of it is refused, and so is one that could not be printed.
 fn clean(name: &str) -> Result<String, ImageError> {
+    if name.chars().any(char::is_control) || name.len() > 4096 {
+        return Err(ImageError::BadText {
+            field: "a file name".into(),
+            what: "manifest.json".into(),
+            shown: crate::text::external(name, 80),
+            why: "names of files in the archive are printable text",
+        });
+    }
     let mut parts: Vec<&str> = Vec::new();
     for c in Path::new(name).components() {
         match c {

@@ -1,14 +1,17 @@
 //! OCI image layouts (directory or tar): index.json, then manifests and blobs
 //! under blobs/sha256/.
 
-use super::store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::store::{Region, Store};
 use super::{
-    Blob, Content, Digest, ImageError, MAX_MANIFEST, Manifest, OCI_INDEX, OCI_MANIFEST,
-    RawDescriptor, RawManifest, check_media_type,
+    Blob, Content, Digest, ImageError, MAX_DESCRIPTORS, MAX_MANIFEST, Manifest, OCI_INDEX,
+    OCI_MANIFEST, RawDescriptor, RawManifest, check_descriptor, check_media_type,
 };
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub(super) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(super) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// Nested indexes deeper than this are refused (and cycles cannot loop).
 const MAX_DEPTH: usize = 4;
 
@@ -18,7 +21,11 @@ struct RawIndex {
     manifests: Vec<RawDescriptor>,
 }
 
-pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Manifest, ImageError> {
+pub fn open(
+    store: &Store,
+    shown: &str,
+    reference: Option<&str>,
+) -> Result<Arc<Manifest>, ImageError> {
     let bytes =
         store
             .read("index.json", MAX_MANIFEST)?
@@ -53,8 +60,21 @@ pub fn open(store: &Store, shown: &str, reference: Option<&str>) -> Result<Manif
             reason: "it lists no images".into(),
         });
     }
+    // Every entry may be listed in a message: check them all first.
+    for (i, e) in index.manifests.iter().enumerate() {
+        let what = format!("entry {} of index.json", i + 1);
+        parse_digest(&e.digest, &what)?;
+        check_descriptor(e, &what)?;
+    }
     let entry = choose(&index.manifests, shown, reference)?;
-    load(store, entry, "index.json", 0)
+    let mut loader = Loader {
+        store,
+        root: entry.digest.clone(),
+        manifests: HashMap::new(),
+        regions: HashMap::new(),
+        descriptors: 1,
+    };
+    loader.load(entry, "index.json", 0).map(|(m, _)| m)
 }
 
 /// The entry `--ref` names (by ref name, image name, tag or digest); the only
@@ -123,113 +143,161 @@ fn parse_digest(s: &str, what: &str) -> Result<Digest, ImageError> {
     })
 }
 
-/// Read, verify and parse the manifest `desc` points at, and everything below it.
-fn load(
-    store: &Store,
-    desc: &RawDescriptor,
-    parent: &str,
-    depth: usize,
-) -> Result<Manifest, ImageError> {
-    if depth > MAX_DEPTH {
-        return Err(ImageError::Malformed {
-            what: parent.to_string(),
-            reason: format!("indexes nest deeper than {MAX_DEPTH} levels"),
-        });
-    }
-    let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
-    let what = format!("manifest {digest}");
-    if let Some(mt) = &desc.media_type {
-        check_media_type(mt, &format!("the descriptor of {what}"))?;
-    }
-    let region = store
-        .region(&digest.layout_path())?
-        .ok_or_else(|| ImageError::MissingBlob {
-            digest: digest.clone(),
-            referenced_by: parent.to_string(),
-        })?;
-    size_check(&what, desc.size, region.len)?;
-    let bytes = region.read_all(MAX_MANIFEST, &what)?;
-    let actual = Digest::of(&bytes);
-    if actual != digest {
-        return Err(ImageError::DigestMismatch {
-            what,
-            expected: digest,
-            actual,
-        });
-    }
-    let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
-        what: what.clone(),
-        source: e,
-    })?;
-    if raw.schema_version == Some(1) {
-        return Err(ImageError::Unsupported {
-            what,
-            reason: "Docker schema 1 manifests are obsolete; ECR and Lambda need schema 2 or OCI"
-                .into(),
-        });
-    }
-    // The manifest's own mediaType is what the registry checks the
-    // Content-Type against; the descriptor's is the fallback.
-    let is_index = raw.manifests.is_some();
-    let media_type = raw
-        .media_type
-        .clone()
-        .or_else(|| desc.media_type.clone())
-        .unwrap_or_else(|| if is_index { OCI_INDEX } else { OCI_MANIFEST }.to_string());
-    check_media_type(&media_type, &what)?;
-    if raw.subject.is_some() {
-        return Err(ImageError::Referrer { what });
-    }
-
-    let content = if let Some(children) = &raw.manifests {
-        let children = children
-            .iter()
-            .map(|c| load(store, c, &what, depth + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        Content::Index { children }
-    } else {
-        let config = raw.config.as_ref().ok_or_else(|| ImageError::Malformed {
-            what: what.clone(),
-            reason: "it has neither `config` nor `manifests`".into(),
-        })?;
-        let config = blob(store, config, &what)?;
-        let layers = raw
-            .layers
-            .iter()
-            .flatten()
-            .map(|l| blob(store, l, &what))
-            .collect::<Result<Vec<_>, _>>()?;
-        Content::Image { config, layers }
-    };
-    Ok(Manifest {
-        digest,
-        media_type,
-        bytes,
-        platform: desc.platform.clone(),
-        content,
-    })
+/// Opens an image's manifests once each, whatever the number of entries that
+/// name them, and counts the descriptors they list (issue 12: 20 repeats over
+/// 3 levels of nested indexes made 8,000 opens, and 8,421 registry requests,
+/// for 4 distinct manifests).
+struct Loader<'s> {
+    store: &'s Store,
+    root: String,
+    /// Each manifest opened so far, with the depth of indexes below it.
+    manifests: HashMap<Digest, (Arc<Manifest>, usize)>,
+    /// Where each blob's bytes are, looked up once.
+    regions: HashMap<Digest, Region>,
+    descriptors: usize,
 }
 
-fn blob(store: &Store, desc: &RawDescriptor, parent: &str) -> Result<Blob, ImageError> {
-    let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
-    let media_type = desc
-        .media_type
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
-    check_media_type(&media_type, &format!("blob {digest}"))?;
-    let region = store
-        .region(&digest.layout_path())?
-        .ok_or_else(|| ImageError::MissingBlob {
-            digest: digest.clone(),
-            referenced_by: parent.to_string(),
+impl Loader<'_> {
+    /// Count `n` more descriptors, refusing past the cap.
+    fn count(&mut self, n: usize) -> Result<(), ImageError> {
+        self.descriptors = self.descriptors.saturating_add(n);
+        if self.descriptors > MAX_DESCRIPTORS {
+            return Err(ImageError::TooManyDescriptors {
+                what: format!("image {}", self.root),
+                limit: MAX_DESCRIPTORS,
+            });
+        }
+        Ok(())
+    }
+
+    fn region(&mut self, digest: &Digest, referenced_by: &str) -> Result<Region, ImageError> {
+        if let Some(r) = self.regions.get(digest) {
+            return Ok(r.clone());
+        }
+        let region =
+            self.store
+                .region(&digest.layout_path())?
+                .ok_or_else(|| ImageError::MissingBlob {
+                    digest: digest.clone(),
+                    referenced_by: referenced_by.to_string(),
+                })?;
+        self.regions.insert(digest.clone(), region.clone());
+        Ok(region)
+    }
+
+    /// Read, verify and parse the manifest `desc` points at, and everything
+    /// below it — unless it was opened already. Returns it and the depth of
+    /// indexes below it.
+    fn load(
+        &mut self,
+        desc: &RawDescriptor,
+        parent: &str,
+        depth: usize,
+    ) -> Result<(Arc<Manifest>, usize), ImageError> {
+        let too_deep = || ImageError::Malformed {
+            what: parent.to_string(),
+            reason: format!("indexes nest deeper than {MAX_DEPTH} levels"),
+        };
+        if depth > MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
+        let what = format!("manifest {digest}");
+        check_descriptor(desc, &format!("the descriptor of {what}"))?;
+        let region = self.region(&digest, parent)?;
+        size_check(&what, desc.size, region.len)?;
+        if let Some((m, height)) = self.manifests.get(&digest) {
+            if depth + height > MAX_DEPTH {
+                return Err(too_deep());
+            }
+            return Ok((m.clone(), *height));
+        }
+        let bytes = region.read_all(MAX_MANIFEST, &what)?;
+        let actual = Digest::of(&bytes);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: digest,
+                actual,
+            });
+        }
+        let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+            what: what.clone(),
+            source: e,
         })?;
-    size_check(&format!("blob {digest}"), desc.size, region.len)?;
-    Ok(Blob {
-        digest,
-        size: desc.size,
-        media_type,
-        region,
-    })
+        if raw.schema_version == Some(1) {
+            return Err(ImageError::Unsupported {
+                what,
+                reason:
+                    "Docker schema 1 manifests are obsolete; ECR and Lambda need schema 2 or OCI"
+                        .into(),
+            });
+        }
+        // The manifest's own mediaType is what the registry checks the
+        // Content-Type against; the descriptor's is the fallback.
+        let is_index = raw.manifests.is_some();
+        let media_type = raw
+            .media_type
+            .clone()
+            .or_else(|| desc.media_type.clone())
+            .unwrap_or_else(|| if is_index { OCI_INDEX } else { OCI_MANIFEST }.to_string());
+        check_media_type(&media_type, &what)?;
+        if raw.subject.is_some() {
+            return Err(ImageError::Referrer { what });
+        }
+
+        let (content, height) = if let Some(children) = &raw.manifests {
+            self.count(children.len())?;
+            let mut loaded = Vec::with_capacity(children.len());
+            let mut height = 0;
+            for c in children {
+                let (m, h) = self.load(c, &what, depth + 1)?;
+                height = height.max(h + 1);
+                loaded.push(m);
+            }
+            (Content::Index { children: loaded }, height)
+        } else {
+            let config = raw.config.as_ref().ok_or_else(|| ImageError::Malformed {
+                what: what.clone(),
+                reason: "it has neither `config` nor `manifests`".into(),
+            })?;
+            let layers = raw.layers.as_deref().unwrap_or_default();
+            self.count(1 + layers.len())?;
+            let config = self.blob(config, &what)?;
+            let layers = layers
+                .iter()
+                .map(|l| self.blob(l, &what))
+                .collect::<Result<Vec<_>, _>>()?;
+            (Content::Image { config, layers }, 0)
+        };
+        let m = Arc::new(Manifest {
+            digest: digest.clone(),
+            media_type,
+            bytes,
+            platform: desc.platform.clone(),
+            content,
+        });
+        self.manifests.insert(digest, (m.clone(), height));
+        Ok((m, height))
+    }
+
+    fn blob(&mut self, desc: &RawDescriptor, parent: &str) -> Result<Blob, ImageError> {
+        let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
+        let what = format!("blob {digest}");
+        check_descriptor(desc, &format!("the descriptor of {what} in {parent}"))?;
+        let media_type = desc
+            .media_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let region = self.region(&digest, parent)?;
+        size_check(&what, desc.size, region.len)?;
+        Ok(Blob {
+            digest,
+            size: desc.size,
+            media_type,
+            region,
+        })
+    }
 }
 
 fn size_check(what: &str, expected: u64, actual: u64) -> Result<(), ImageError> {

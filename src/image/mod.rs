@@ -10,13 +10,15 @@
 pub mod digest;
 mod docker;
 mod layout;
+pub mod spool;
 mod store;
 pub mod stream;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,17 @@ pub const MANIFEST_TYPES: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCK
 
 /// ECR's limit on a manifest (4,194,304 characters).
 pub const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
+
+/// The most descriptors (child manifests, configs, layers) an image may list,
+/// counted over every distinct manifest below the one pushed. Real images
+/// list dozens to a few thousand (ten platforms of 127 layers); the cap is
+/// there so that a small hostile layout cannot make hoist open, verify or
+/// push without end (issue 12: a 68 KB layout of nested, repeated indexes took
+/// 5.4 GB of memory to open).
+pub const MAX_DESCRIPTORS: usize = 10_000;
+
+/// How many entries a listing in an error or hint shows.
+pub const MAX_LISTED: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -97,6 +110,40 @@ pub enum ImageError {
     #[error("media type '{media_type}' of {what} has parameters (';'), which ECR refuses")]
     MediaTypeParams { media_type: String, what: String },
     #[error(
+        "media type '{media_type}' of {what} is not a media type (type/subtype of letters, digits and !#$&^_.+-)"
+    )]
+    MediaTypeInvalid { media_type: String, what: String },
+    #[error("{what} lists more than {limit} descriptors (manifests, configs and layers)")]
+    TooManyDescriptors { what: String, limit: usize },
+    #[error("{what} is truncated: {reason}")]
+    TruncatedArchive { what: String, reason: String },
+    #[error("{what} decompresses to more than its tar archive holds: {detail}")]
+    GzipBomb { what: String, detail: String },
+    #[error(
+        "not enough space in {dir} (TMPDIR) to decompress {what}: the next {} must fit with {} to spare, and {} are free",
+        crate::progress::bytes(*need), crate::progress::bytes(spool::RESERVE), crate::progress::bytes(*free)
+    )]
+    NoSpace {
+        what: String,
+        dir: String,
+        need: u64,
+        free: u64,
+    },
+    #[error(
+        "{what} decompresses to more than {} ({} so far)",
+        crate::progress::bytes(*limit), crate::progress::bytes(*size)
+    )]
+    SpoolTooLarge { what: String, size: u64, limit: u64 },
+    #[error("{what} is a {kind}, not a file")]
+    NotAFile { what: String, kind: &'static str },
+    #[error("{field} of {what} is not allowed: '{shown}' ({why})")]
+    BadText {
+        field: String,
+        what: String,
+        shown: String,
+        why: &'static str,
+    },
+    #[error(
         "{what} is an OCI 1.1 referrer manifest (it has a `subject`), which ECR refuses with 405 (aws/containers-roadmap#2783)"
     )]
     Referrer { what: String },
@@ -124,12 +171,20 @@ impl Diagnose for ImageError {
         Some(match self {
             ImageError::UnknownFormat { .. } => "SOURCE must be an OCI layout directory (index.json + blobs/), an OCI layout tarball, or a `docker save` archive, plain or gzip-compressed".into(),
             ImageError::RefNeeded { entries, .. } | ImageError::RefNotFound { entries, .. } => {
-                format!("the images in it:\n  {}", entries.join("\n  "))
+                format!("the images in it:\n  {}", listing(entries, MAX_LISTED).join("\n  "))
             }
             ImageError::MissingBlob { .. } | ImageError::Truncated { .. } | ImageError::SizeMismatch { .. } | ImageError::DigestMismatch { .. } => {
                 "the image on disk is incomplete or corrupt; build or export it again (no manifest was pushed; blobs already uploaded are harmless and will be reused)".into()
             }
             ImageError::MediaTypeParams { .. } => "rebuild without media type parameters (e.g. buildx `oci-mediatypes`), or convert with `skopeo copy --format oci`".into(),
+            ImageError::MediaTypeInvalid { .. } => "the image on disk is damaged or was edited by hand: export it again (nothing was pushed)".into(),
+            ImageError::TooManyDescriptors { .. } => format!("no real image comes close to {MAX_DESCRIPTORS} (each distinct manifest's entries are counted once); the layout is damaged or was generated wrongly: build or export it again (nothing was pushed)"),
+            ImageError::TruncatedArchive { .. } => "the file was cut short (an interrupted download, copy or `docker save`); export it again (nothing was pushed)".into(),
+            ImageError::GzipBomb { .. } => "a tar archive ends with its end-of-archive marker and at most a little padding; this file goes on, so it is damaged or hostile: export the image again (nothing was pushed)".into(),
+            ImageError::NoSpace { .. } => "point TMPDIR at a file system with room, or decompress the archive first (gunzip): a plain tar is read in place, never copied".into(),
+            ImageError::SpoolTooLarge { .. } => "decompress the archive first (gunzip): a plain tar is read in place, never copied — or it is damaged or hostile".into(),
+            ImageError::NotAFile { .. } => "hoist reads the image more than once (to check it, then to upload it): save it to a file or directory first (e.g. `docker save -o image.tar app:tag`, not `<(docker save …)` or a pipe)".into(),
+            ImageError::BadText { .. } => "platform fields are short tokens (os linux, architecture amd64, variant v8) and names and annotations are printable text: the image on disk is damaged or hostile; build or export it again (nothing was pushed)".into(),
             ImageError::Referrer { .. } => "push the image without the artifacts attached to it (signatures, SBOMs: pick the image itself with --ref), and attach them after the push in a form ECR stores (e.g. cosign's tag-based signatures)".into(),
             ImageError::Escapes { .. } => "an image layout must be self-contained; copy the blob into it instead of linking".into(),
             _ => return None,
@@ -167,7 +222,7 @@ pub struct Platform {
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
+        if let Some(v) = self.variant.as_ref().filter(|v| !v.is_empty()) {
             write!(f, "/{v}")?;
         }
         Ok(())
@@ -196,8 +251,15 @@ pub struct Manifest {
 
 #[derive(Debug)]
 pub enum Content {
-    Image { config: Blob, layers: Vec<Blob> },
-    Index { children: Vec<Manifest> },
+    Image {
+        config: Blob,
+        layers: Vec<Blob>,
+    },
+    /// Entries listed twice share one child: each manifest is opened,
+    /// verified and pushed once.
+    Index {
+        children: Vec<Arc<Manifest>>,
+    },
 }
 
 impl Manifest {
@@ -207,7 +269,7 @@ impl Manifest {
 
     /// Every blob below this manifest, each digest once.
     pub fn blobs(&self) -> Vec<&Blob> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         self.visit(&mut |m| {
             if let Content::Image { config, layers } = &m.content {
@@ -221,28 +283,41 @@ impl Manifest {
         out
     }
 
-    /// Children before parents: the order manifests must reach the registry.
+    /// Every manifest below and including this one, each digest once,
+    /// children before parents: the order manifests must reach the registry.
     pub fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Manifest)) {
+        self.visit_once(&mut HashSet::new(), f);
+    }
+
+    fn visit_once<'a>(&'a self, seen: &mut HashSet<&'a Digest>, f: &mut impl FnMut(&'a Manifest)) {
+        if !seen.insert(&self.digest) {
+            return;
+        }
         if let Content::Index { children } = &self.content {
             for c in children {
-                c.visit(f);
+                c.visit_once(seen, f);
             }
         }
         f(self);
     }
 
-    /// The platforms an index holds (`linux/amd64`, …), or this image's own.
+    /// The platforms an index holds (`linux/amd64`, …), each child once, or
+    /// this image's own.
     pub fn platforms(&self) -> Vec<String> {
         match &self.content {
-            Content::Index { children } => children
-                .iter()
-                .map(|c| {
-                    c.platform
-                        .as_ref()
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "unknown".into())
-                })
-                .collect(),
+            Content::Index { children } => {
+                let mut seen = HashSet::new();
+                children
+                    .iter()
+                    .filter(|c| seen.insert(&c.digest))
+                    .map(|c| {
+                        c.platform
+                            .as_ref()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "unknown".into())
+                    })
+                    .collect()
+            }
             Content::Image { .. } => self.platform.iter().map(|p| p.to_string()).collect(),
         }
     }
@@ -275,7 +350,7 @@ pub enum Compression {
 
 #[derive(Debug)]
 pub enum Root {
-    Stored(Manifest),
+    Stored(Arc<Manifest>),
     Docker(DockerImage),
 }
 
@@ -298,6 +373,9 @@ impl Contents {
             }
         });
         for c in configs {
+            if out.contains_key(&c.digest) {
+                continue;
+            }
             let bytes = c
                 .region
                 .read_all(MAX_MANIFEST, &format!("config {}", c.digest))?;
@@ -317,8 +395,6 @@ pub struct Image {
     pub gzipped: bool,
     pub root: Root,
     pub source: PathBuf,
-    /// The decompressed copy of a gzip source; removed when the image is dropped.
-    _spool: Option<tempfile::TempDir>,
 }
 
 impl Image {
@@ -338,6 +414,9 @@ impl Image {
                 });
             }
         };
+        if let Some(kind) = not_a_file(&meta) {
+            return Err(ImageError::NotAFile { what: shown, kind });
+        }
         if meta.is_dir() {
             let store = Store::dir(source)?;
             let (format, root) = Self::from_store(&store, &shown, reference)?;
@@ -351,7 +430,6 @@ impl Image {
                 gzipped: false,
                 root,
                 source: source.to_path_buf(),
-                _spool: None,
             });
         }
         let mut magic = [0u8; 512];
@@ -362,9 +440,11 @@ impl Image {
                 source: e,
             })?;
         let magic = &magic[..n];
-        let (tar_path, spool, gzipped) = if magic.starts_with(&[0x1f, 0x8b]) {
-            let (dir, path) = spool_gunzip(source)?;
-            (path, Some(dir), true)
+        let (store, gzipped) = if magic.starts_with(&[0x1f, 0x8b]) {
+            (
+                Store::tar(spool::gunzip(source, &std::env::temp_dir())?)?,
+                true,
+            )
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             return Err(ImageError::Unsupported {
                 what: shown,
@@ -372,21 +452,19 @@ impl Image {
                     .into(),
             });
         } else if magic.len() >= 262 && &magic[257..262] == b"ustar" {
-            (source.to_path_buf(), None, false)
+            (Store::tar_file(source)?, false)
         } else {
             return Err(ImageError::UnknownFormat {
                 path: shown,
                 reason: "it is a file but neither a tar archive nor gzip".into(),
             });
         };
-        let store = Store::tar(&tar_path)?;
         let (format, root) = Self::from_store(&store, &shown, reference)?;
         Ok(Image {
             format,
             gzipped,
             root,
             source: source.to_path_buf(),
-            _spool: spool,
         })
     }
 
@@ -420,12 +498,13 @@ impl Image {
         let gz = if self.gzipped { ", gzip" } else { "" };
         match &self.root {
             Root::Stored(m) if m.is_index() => {
+                let platforms = m.platforms();
                 format!(
                     "{}{gz}: index {} with {} ({})",
                     self.format,
                     m.digest.short(),
-                    plural(m.platforms().len(), "manifest"),
-                    m.platforms().join(", ")
+                    plural(platforms.len(), "manifest"),
+                    listing(&platforms, MAX_LISTED).join(", ")
                 )
             }
             Root::Stored(m) => format!(
@@ -462,33 +541,29 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// A gzip stream cannot be seeked, so a gzip archive is decompressed once into
-/// a private temporary directory (TMPDIR) and read from there.
-fn spool_gunzip(source: &Path) -> Result<(tempfile::TempDir, PathBuf), ImageError> {
-    let shown = source.display().to_string();
-    let dir = tempfile::Builder::new()
-        .prefix("hoist-")
-        .tempdir()
-        .map_err(|e| ImageError::Read {
-            what: "a temporary directory (TMPDIR)".into(),
-            source: e,
-        })?;
-    let path = dir.path().join("source.tar");
-    let input = std::fs::File::open(source).map_err(|e| ImageError::Read {
-        what: shown.clone(),
-        source: e,
-    })?;
-    let mut decoder =
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
-    let mut out = std::fs::File::create(&path).map_err(|e| ImageError::Read {
-        what: path.display().to_string(),
-        source: e,
-    })?;
-    std::io::copy(&mut decoder, &mut out).map_err(|e| ImageError::Malformed {
-        what: shown,
-        reason: format!("gzip stream is corrupt or truncated: {e}"),
-    })?;
-    Ok((dir, path))
+/// What SOURCE is when it is not a file or directory hoist can read twice: a
+/// pipe (`<(docker save …)`, `/dev/stdin`), a device, a socket.
+fn not_a_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        Some("pipe (FIFO)")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("device")
+    } else if t.is_socket() {
+        Some("socket")
+    } else {
+        None
+    }
+}
+
+/// The first `max` entries of a listing, and how many more there are.
+pub fn listing(entries: &[String], max: usize) -> Vec<String> {
+    let mut out: Vec<String> = entries.iter().take(max).cloned().collect();
+    if entries.len() > max {
+        out.push(format!("… and {} more", entries.len() - max));
+    }
+    out
 }
 
 /// Descriptors as they appear in index.json and manifests. Parsed loosely: the
@@ -524,14 +599,129 @@ pub(crate) struct RawManifest {
     pub subject: Option<serde_json::Value>,
 }
 
-/// ECR refuses media types with parameters (`…+json; charset=utf-8`); find
-/// them before anything is pushed.
+/// ECR refuses media types with parameters (`…+json; charset=utf-8`); and a
+/// media type becomes a Content-Type header, so anything that is not one
+/// (a CR/LF, a control character, a space) would fail only once the blobs
+/// were uploaded. Find both before anything is pushed.
 pub(crate) fn check_media_type(media_type: &str, what: &str) -> Result<(), ImageError> {
-    if media_type.contains(';') {
+    if media_type.contains(';') && is_media_type(media_type.split(';').next().unwrap_or("")) {
         return Err(ImageError::MediaTypeParams {
-            media_type: media_type.to_string(),
+            media_type: crate::text::external(media_type, 200),
             what: what.to_string(),
         });
+    }
+    if !is_media_type(media_type) {
+        return Err(ImageError::MediaTypeInvalid {
+            media_type: crate::text::external(media_type, 200),
+            what: what.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// RFC 6838's `type/subtype`: each a restricted name — a letter or digit,
+/// then up to 126 of letters, digits and `!#$&^_.+-`.
+fn is_media_type(s: &str) -> bool {
+    let name = |n: &str| {
+        (1..=127).contains(&n.len())
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    matches!(s.split_once('/'), Some((t, sub)) if name(t) && name(sub))
+}
+
+/// Platform fields (os, architecture, variant) are short tokens (`linux`,
+/// `arm64`, `v8`): anything else is refused when the image is opened, so it
+/// never reaches a log line or a step summary.
+pub(crate) fn check_platform(p: &Platform, what: &str) -> Result<(), ImageError> {
+    let fields = [
+        ("os", Some(&p.os)),
+        ("architecture", Some(&p.architecture)),
+        ("variant", p.variant.as_ref()),
+    ];
+    for (field, value) in fields {
+        let Some(v) = value else { continue };
+        let ok = v.len() <= 64
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            return Err(ImageError::BadText {
+                field: format!("platform {field}"),
+                what: what.to_string(),
+                shown: crate::text::external(v, 80),
+                why: "a platform field is at most 64 letters, digits, '.', '_' and '-'",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An image name hoist may list (an OCI ref name, containerd's image name, a
+/// `docker save` RepoTag): the characters of OCI's ref-name grammar.
+pub(crate) fn check_name(name: &str, field: &str, what: &str) -> Result<(), ImageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 1024
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:@/+".contains(c));
+    if !ok {
+        return Err(ImageError::BadText {
+            field: field.to_string(),
+            what: what.to_string(),
+            shown: crate::text::external(name, 80),
+            why: "a name is letters, digits and -._:@/+",
+        });
+    }
+    Ok(())
+}
+
+/// Annotation keys and values are text: no control characters (a value may
+/// hold tabs and line breaks: a description may have several lines) and no
+/// invisible characters that reorder text.
+pub(crate) fn check_annotations(
+    annotations: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(), ImageError> {
+    let bad = |c: char, in_value: bool| {
+        (c.is_control() && !(in_value && matches!(c, '\t' | '\n' | '\r')))
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    for (k, v) in annotations {
+        if k.chars().any(|c| bad(c, false) || c.is_whitespace()) {
+            return Err(ImageError::BadText {
+                field: "an annotation key".into(),
+                what: what.to_string(),
+                shown: crate::text::external(k, 80),
+                why: "an annotation key is printable text without spaces",
+            });
+        }
+        if v.chars().any(|c| bad(c, true)) {
+            return Err(ImageError::BadText {
+                field: format!("annotation {}", crate::text::external(k, 80)),
+                what: what.to_string(),
+                shown: crate::text::external(v, 80),
+                why: "it holds a control or invisible character",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A descriptor's outside text — annotations, platform, and the names hoist
+/// lists from them — checked before any of it can be printed.
+pub(crate) fn check_descriptor(d: &RawDescriptor, what: &str) -> Result<(), ImageError> {
+    check_annotations(&d.annotations, what)?;
+    for key in [layout::REF_NAME, layout::CONTAINERD_NAME] {
+        if let Some(n) = d.annotations.get(key) {
+            check_name(n, &format!("annotation {key}"), what)?;
+        }
+    }
+    if let Some(p) = &d.platform {
+        check_platform(p, what)?;
+    }
+    if let Some(mt) = &d.media_type {
+        check_media_type(mt, what)?;
     }
     Ok(())
 }

@@ -1,32 +1,106 @@
 //! Where the files of a source live: a directory, or a tar archive read in
 //! place. A tar is indexed once (names → offset and length of each member's
-//! data) and blobs are then read by seeking to their member, so a multi-GiB
+//! data) and blobs are then read at their member's offset, so a multi-GiB
 //! `oci-archive` is never unpacked to disk.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::ImageError;
+
+/// The most a tar reader may read between two members beyond their data:
+/// headers, and PAX or GNU long-name extensions (which the tar crate reads
+/// into memory). Real ones are a few hundred bytes.
+pub(super) const MAX_EXTENSION: u64 = 1 << 20;
+
+/// Where a region's bytes are.
+#[derive(Debug)]
+pub enum Backing {
+    /// A file opened anew for every read: a layout directory holds one file
+    /// per blob, too many to keep open.
+    Path(PathBuf),
+    /// One open file read at offsets (`pread`, no shared cursor): a tar, and
+    /// the decompressed copy of a gzip source, which has no name to open
+    /// again (it is unlinked at once, so no exit path — a signal included —
+    /// leaves it behind).
+    Open { file: File, shown: String },
+}
+
+impl Backing {
+    pub fn shown(&self) -> String {
+        match self {
+            Backing::Path(p) => p.display().to_string(),
+            Backing::Open { shown, .. } => shown.clone(),
+        }
+    }
+}
 
 /// A byte range of a file on disk: a whole file in a layout directory, or a
 /// member's data inside a tar.
 #[derive(Clone, Debug)]
 pub struct Region {
-    pub path: Arc<PathBuf>,
+    pub backing: Arc<Backing>,
     pub offset: u64,
     pub len: u64,
 }
 
+/// A reader over one region. Each `open` makes a new one, which is what makes
+/// retries possible: a retry reads the region again from its first byte.
+pub enum RegionReader {
+    Own(std::io::Take<File>),
+    Shared {
+        backing: Arc<Backing>,
+        pos: u64,
+        end: u64,
+    },
+}
+
+impl Read for RegionReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RegionReader::Own(r) => r.read(buf),
+            RegionReader::Shared { backing, pos, end } => {
+                let Backing::Open { file, .. } = &**backing else {
+                    return Err(std::io::Error::other("a shared region needs an open file"));
+                };
+                let want = ((*end - *pos) as usize).min(buf.len());
+                if want == 0 {
+                    return Ok(0);
+                }
+                let n = file.read_at(&mut buf[..want], *pos)?;
+                *pos += n as u64;
+                Ok(n)
+            }
+        }
+    }
+}
+
 impl Region {
     /// A reader positioned at the start of the region, limited to its length.
-    /// Opened anew for every attempt, which is what makes retries possible.
-    pub fn open(&self) -> std::io::Result<std::io::Take<File>> {
-        let mut f = File::open(&*self.path)?;
-        f.seek(SeekFrom::Start(self.offset))?;
-        Ok(f.take(self.len))
+    pub fn open(&self) -> std::io::Result<RegionReader> {
+        match &*self.backing {
+            Backing::Path(path) => {
+                let mut f = File::open(path)?;
+                f.seek(SeekFrom::Start(self.offset))?;
+                Ok(RegionReader::Own(f.take(self.len)))
+            }
+            Backing::Open { .. } => Ok(RegionReader::Shared {
+                backing: self.backing.clone(),
+                pos: self.offset,
+                end: self.offset + self.len,
+            }),
+        }
+    }
+
+    /// What the region's file is called in messages.
+    pub fn shown(&self) -> String {
+        self.backing.shown()
     }
 
     pub fn read_all(&self, limit: u64, what: &str) -> Result<Vec<u8>, ImageError> {
@@ -60,9 +134,74 @@ pub enum Store {
         root: PathBuf,
     },
     Tar {
-        path: Arc<PathBuf>,
+        backing: Arc<Backing>,
         members: HashMap<String, (u64, u64)>,
     },
+}
+
+/// A reader that counts what the tar crate reads and allows it only so much
+/// between two members (`budget`), and notes when it met the end of the file.
+/// A tar reader that meets the end of the file before the end-of-archive
+/// marker (a zero block) was reading a truncated archive.
+pub(super) struct Guarded<R> {
+    pub inner: R,
+    pub budget: Rc<Cell<u64>>,
+    pub eof: Rc<Cell<bool>>,
+    pub over: Rc<Cell<bool>>,
+}
+
+impl<R> Guarded<R> {
+    pub fn new(inner: R) -> Guarded<R> {
+        Guarded {
+            inner,
+            budget: Rc::new(Cell::new(MAX_EXTENSION)),
+            eof: Rc::new(Cell::new(false)),
+            over: Rc::new(Cell::new(false)),
+        }
+    }
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.budget.get();
+        if left == 0 && !buf.is_empty() {
+            self.over.set(true);
+            return Err(std::io::Error::other(
+                "the archive holds more than its headers account for",
+            ));
+        }
+        let want = buf.len().min(left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 && want > 0 {
+            self.eof.set(true);
+        }
+        self.budget.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Guarded<R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The most files an image archive may hold. A `docker save` archive holds
+/// a few per layer, an OCI one one per blob: even at the descriptor cap
+/// (10,000) that is far fewer; a tar of millions of empty files would only
+/// fill memory with their names.
+pub(super) const MAX_MEMBERS: usize = 100_000;
+
+pub(super) fn too_many_members(shown: &str) -> ImageError {
+    ImageError::Malformed {
+        what: shown.to_string(),
+        reason: format!("it holds more than {MAX_MEMBERS} files, far more than any image archive"),
+    }
+}
+
+/// A tar member's data rounded up to whole 512-byte blocks.
+pub(super) fn padded(size: u64) -> u64 {
+    size.div_ceil(512).saturating_mul(512)
 }
 
 impl Store {
@@ -74,23 +213,74 @@ impl Store {
         Ok(Store::Dir { root })
     }
 
-    /// Index a plain (uncompressed) tar: one pass over its headers, seeking
-    /// past the data.
-    pub fn tar(path: &Path) -> Result<Store, ImageError> {
-        let read_err = |e| ImageError::Read {
+    /// A plain tar on disk, opened once and read in place.
+    pub fn tar_file(path: &Path) -> Result<Store, ImageError> {
+        let file = File::open(path).map_err(|e| ImageError::Read {
             what: path.display().to_string(),
             source: e,
+        })?;
+        Store::tar(Arc::new(Backing::Open {
+            file,
+            shown: path.display().to_string(),
+        }))
+    }
+
+    /// Index a plain (uncompressed) tar: one pass over its headers, seeking
+    /// past the data. An archive that ends before its end-of-archive marker
+    /// is truncated, and said to be.
+    pub fn tar(backing: Arc<Backing>) -> Result<Store, ImageError> {
+        let shown = backing.shown();
+        let Backing::Open { file, .. } = &*backing else {
+            return Err(ImageError::Read {
+                what: shown,
+                source: std::io::Error::other("a tar is read from an open file"),
+            });
         };
-        let file = File::open(path).map_err(read_err)?;
-        let mut archive = tar::Archive::new(file);
+        let read_err = |e| ImageError::Read {
+            what: shown.clone(),
+            source: e,
+        };
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        let guarded = Guarded::new(reader);
+        let (budget, eof, over) = (
+            guarded.budget.clone(),
+            guarded.eof.clone(),
+            guarded.over.clone(),
+        );
+        let mut archive = tar::Archive::new(guarded);
         let mut members: HashMap<String, (u64, u64)> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
+        let mut count = 0usize;
         let entries = archive.entries_with_seek().map_err(read_err)?;
         for entry in entries {
-            let entry = entry.map_err(|e| ImageError::Malformed {
-                what: path.display().to_string(),
-                reason: format!("not a valid tar archive: {e}"),
-            })?;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    return Err(if eof.get() {
+                        truncated(&shown)
+                    } else if over.get() {
+                        ImageError::Malformed {
+                            what: shown.clone(),
+                            reason: format!(
+                                "a tar header's extension data is over {MAX_EXTENSION} bytes"
+                            ),
+                        }
+                    } else {
+                        ImageError::Malformed {
+                            what: shown.clone(),
+                            reason: format!("not a valid tar archive: {e}"),
+                        }
+                    });
+                }
+            };
+            // Data is seeked past, never read here: each member may read
+            // only its headers and extensions.
+            budget.set(MAX_EXTENSION);
+            count += 1;
+            if count > MAX_MEMBERS {
+                return Err(too_many_members(&shown));
+            }
             let name = match entry.path() {
                 Ok(p) => match normalize(&p) {
                     Some(n) => n,
@@ -119,6 +309,11 @@ impl Store {
                 }
             }
         }
+        // The tar crate ends at the first zero block, or at the end of the
+        // file: only the first is a whole archive.
+        if eof.get() {
+            return Err(truncated(&shown));
+        }
         // Links to links: resolve a few levels, then give up on that name.
         for _ in 0..8 {
             let mut progressed = false;
@@ -134,10 +329,7 @@ impl Store {
                 break;
             }
         }
-        Ok(Store::Tar {
-            path: Arc::new(path.to_path_buf()),
-            members,
-        })
+        Ok(Store::Tar { backing, members })
     }
 
     /// The region holding `rel` (a path like `blobs/sha256/<hex>`), or None if
@@ -172,13 +364,13 @@ impl Store {
                     return Ok(None);
                 }
                 Ok(Some(Region {
-                    path: Arc::new(real),
+                    backing: Arc::new(Backing::Path(real)),
                     offset: 0,
                     len: meta.len(),
                 }))
             }
-            Store::Tar { path, members } => Ok(members.get(rel).map(|&(offset, len)| Region {
-                path: path.clone(),
+            Store::Tar { backing, members } => Ok(members.get(rel).map(|&(offset, len)| Region {
+                backing: backing.clone(),
                 offset,
                 len,
             })),
@@ -194,6 +386,13 @@ impl Store {
             Some(r) => r.read_all(limit, rel).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+fn truncated(shown: &str) -> ImageError {
+    ImageError::TruncatedArchive {
+        what: shown.to_string(),
+        reason: "the file ends before the tar archive does (no end-of-archive marker)".into(),
     }
 }
 
@@ -249,7 +448,7 @@ mod tests {
         b.append_link(&mut l, "d2/layer.tar", "../d1/layer.tar")
             .unwrap();
         b.into_inner().unwrap();
-        let store = Store::tar(&path).unwrap();
+        let store = Store::tar_file(&path).unwrap();
         let r = store.region("d2/layer.tar").unwrap().unwrap();
         assert_eq!(r.read_all(100, "x").unwrap(), b"hello");
         assert!(store.region("d3").unwrap().is_none());

@@ -122,8 +122,52 @@ pub fn docker_layer(layer: &DockerLayer, on_bytes: OnBytes) -> BlobStream {
                     size: out.count,
                 })
             }
-            // Already compressed: sent as it is; its digest is computed here.
-            Compression::Gzip | Compression::Zstd => {
+            // Already compressed: sent as it is, its digest computed here,
+            // and decompressed alongside to check it against its diff_id
+            // like an uncompressed one (issue 12: a gzip layer that did not
+            // match its config was pushed as an inconsistent image).
+            Compression::Gzip => {
+                let mut hasher = Sha256::new();
+                let mut raw = flate2::write::MultiGzDecoder::new(Hashing(Sha256::new()));
+                let mut gzip_error = None;
+                let n = pump(reader, &mut |chunk| {
+                    hasher.update(chunk);
+                    if gzip_error.is_none()
+                        && let Err(e) = raw.write_all(chunk)
+                    {
+                        gzip_error = Some(e);
+                    }
+                    sink.send(Bytes::copy_from_slice(chunk))
+                })?;
+                let raw = match gzip_error {
+                    Some(e) => Err(e),
+                    None => raw.finish(),
+                };
+                let actual = match raw {
+                    Ok(Hashing(h)) => Digest::from_hasher(h),
+                    Err(e) => {
+                        return Err(ImageError::Malformed {
+                            what,
+                            reason: format!("its gzip stream is corrupt or truncated: {e}"),
+                        }
+                        .into());
+                    }
+                };
+                if actual != layer.diff_id {
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("{what} (decompressed, vs. the config's diff_id)"),
+                        expected: layer.diff_id,
+                        actual,
+                    }
+                    .into());
+                }
+                Ok(Sent {
+                    digest: Digest::from_hasher(hasher),
+                    size: n,
+                })
+            }
+            // Refused when the image is opened (Lambda takes no zstd layers).
+            Compression::Zstd => {
                 let mut hasher = Sha256::new();
                 let n = pump(reader, &mut |chunk| {
                     hasher.update(chunk);
@@ -136,6 +180,20 @@ pub fn docker_layer(layer: &DockerLayer, on_bytes: OnBytes) -> BlobStream {
             }
         }
     })
+}
+
+/// A writer that only hashes: where a gzip layer's decompressed bytes go.
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.update(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Why a producer stopped early.
@@ -200,7 +258,7 @@ impl Write for HashingSink {
 
 /// The region's reader, reporting progress as bytes are read.
 struct Counted {
-    inner: std::io::Take<std::fs::File>,
+    inner: super::store::RegionReader,
     on_bytes: OnBytes,
     what: String,
 }
@@ -212,7 +270,7 @@ where
     let (tx, rx) = mpsc::channel(DEPTH);
     let (verdict_tx, verdict_rx) = oneshot::channel();
     std::thread::spawn(move || {
-        let what = region.path.display().to_string();
+        let what = region.shown();
         let error_tx = tx.clone();
         let result = match region.open() {
             Err(e) => Err(Stop::Failed(ImageError::Read { what, source: e })),
@@ -273,7 +331,6 @@ fn pump(
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::path::PathBuf;
 
     use super::*;
 
@@ -281,7 +338,7 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, data).unwrap();
         Region {
-            path: Arc::new(PathBuf::from(path)),
+            backing: Arc::new(super::super::store::Backing::Path(path)),
             offset: 0,
             len: data.len() as u64,
         }
@@ -361,5 +418,51 @@ mod tests {
         let (_, failed, v) = drain(docker_layer(&wrong, Arc::new(|_| {})));
         assert!(failed);
         assert!(matches!(v, Err(ImageError::DigestMismatch { .. })));
+    }
+
+    #[test]
+    fn gzip_docker_layer_is_sent_as_is_and_checked_against_its_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 3)).map(|i| (i % 241) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let layer = DockerLayer {
+            name: "l/layer.tar".into(),
+            region: region_of(&dir, "l", &gz),
+            diff_id: Digest::of(&data),
+            compression: Compression::Gzip,
+        };
+        let (out, failed, v) = drain(docker_layer(&layer, Arc::new(|_| {})));
+        assert!(!failed);
+        assert_eq!(out, gz, "sent as it is");
+        assert_eq!(
+            v.unwrap(),
+            Sent {
+                digest: Digest::of(&gz),
+                size: gz.len() as u64
+            }
+        );
+
+        let wrong = DockerLayer {
+            diff_id: Digest::of(b"another layer"),
+            ..layer.clone()
+        };
+        let (_, failed, v) = drain(docker_layer(&wrong, Arc::new(|_| {})));
+        assert!(failed, "the body must end in an error");
+        assert!(
+            matches!(&v, Err(ImageError::DigestMismatch { what, .. }) if what.contains("diff_id")),
+            "{v:?}"
+        );
+
+        let mut cut = gz.clone();
+        cut.truncate(gz.len() / 2);
+        let broken = DockerLayer {
+            region: region_of(&dir, "cut", &cut),
+            ..layer
+        };
+        let (_, failed, v) = drain(docker_layer(&broken, Arc::new(|_| {})));
+        assert!(failed);
+        assert!(matches!(v, Err(ImageError::Malformed { .. })), "{v:?}");
     }
 }

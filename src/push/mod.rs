@@ -12,7 +12,10 @@ use serde::Serialize;
 
 use crate::error::{ConfigError, Error};
 use crate::image::stream::Sent;
-use crate::image::{DOCKER_MANIFEST, Digest, Format, Image, ImageError, Manifest, Root, plural};
+use crate::image::{
+    DOCKER_MANIFEST, Digest, DockerImage, DockerLayer, Format, Image, ImageError, Manifest, Root,
+    plural,
+};
 use crate::progress::{Progress, bytes};
 use crate::registry::ecr::Templates;
 use crate::registry::{BlobOutcome, Ecr, Registry, RegistryError, RepoInfo, Upload};
@@ -22,6 +25,7 @@ use plan::TagAction;
 /// fails fast and touches nothing), then push it.
 pub async fn run(ctx: &crate::Context, args: crate::cli::PushArgs) -> Result<Report, Error> {
     let digest_file = args.digest_file.clone();
+    check_digest_file(digest_file.as_deref())?;
     let p = prepare(ctx, args, false).await?;
     let report = push(&p.settings, &p.image, &p.registry, p.repo).await?;
     write_digest(digest_file.as_deref(), &report)?;
@@ -37,6 +41,7 @@ pub async fn plan(
     args: crate::cli::PushArgs,
 ) -> Result<(Report, crate::image::Contents), Error> {
     let digest_file = args.digest_file.clone();
+    check_digest_file(digest_file.as_deref())?;
     let p = prepare(ctx, args, true).await?;
     let planned = plan_only(&p.settings, &p.image, &p.registry, p.repo).await?;
     write_digest(digest_file.as_deref(), &planned.0)?;
@@ -58,7 +63,7 @@ async fn prepare(
     let settings = Settings {
         source: args.source,
         repository: args.repository,
-        tags: args.tags,
+        tags: plan::unique_tags(args.tags),
         reference: args.reference,
         mount_from: args.mount_from,
         jobs: args.jobs,
@@ -91,6 +96,55 @@ async fn prepare(
         registry: registry?,
         repo: repo?,
     })
+}
+
+/// `--digest-file` must be writable before anything is pushed: a push whose
+/// digest cannot be handed on is a failed step, and finding out afterwards
+/// leaves an image nobody knows about. Nothing is written here: an existing
+/// file is opened for writing without truncating it; for a new one, a
+/// temporary file is made (and removed) in its directory.
+fn check_digest_file(path: Option<&std::path::Path>) -> Result<(), ConfigError> {
+    let Some(path) = path else { return Ok(()) };
+    let shown = path.display();
+    let fail = |what: String, e: Option<std::io::Error>| {
+        let err = ConfigError::new(format!("--digest-file {shown}: {what}")).hint(
+            "point --digest-file (HOIST_DIGEST_FILE) at a file in a directory that exists and that this user may write to",
+        );
+        match e {
+            Some(e) => err.source(e),
+            None => err,
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(fail("it is a directory".into(), None)),
+        // A pipe or a device (/dev/stdout) is taken as it is: opening a
+        // pipe nobody reads would block.
+        Ok(m) if !m.is_file() => Ok(()),
+        Ok(_) => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| fail("it cannot be written".into(), Some(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(fail(
+                    format!("its directory {} does not exist", dir.display()),
+                    None,
+                ));
+            }
+            tempfile::NamedTempFile::new_in(dir).map(drop).map_err(|e| {
+                fail(
+                    format!("its directory {} cannot be written to", dir.display()),
+                    Some(e),
+                )
+            })
+        }
+        Err(e) => Err(fail("it cannot be checked".into(), Some(e))),
+    }
 }
 
 fn write_digest(path: Option<&std::path::Path>, report: &Report) -> Result<(), ConfigError> {
@@ -239,18 +293,30 @@ pub async fn repository(settings: &Settings, ecr: &Ecr) -> Result<Found, Registr
     Ok(Ok(r))
 }
 
+/// What each tag points at now (one HEAD per tag).
+async fn tag_lookups(
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<Vec<(String, Option<Digest>)>, RegistryError> {
+    let mut out = Vec::with_capacity(settings.tags.len());
+    for tag in &settings.tags {
+        let existing = registry.manifest_digest(&settings.repository, tag).await?;
+        out.push((tag.clone(), existing));
+    }
+    Ok(out)
+}
+
 /// What each tag needs, checked before anything is written: a tag that
 /// cannot be moved fails the push while the registry is still untouched
 /// (or, for docker archives, holds only blobs).
-async fn tag_plan(
+fn tag_plan(
     settings: &Settings,
-    registry: &Registry,
+    lookups: &[(String, Option<Digest>)],
     repo: &RepoInfo,
     digest: &Digest,
 ) -> Result<Vec<(String, TagAction)>, RegistryError> {
     let mut out = Vec::new();
-    for tag in &settings.tags {
-        let existing = registry.manifest_digest(&settings.repository, tag).await?;
+    for (tag, existing) in lookups {
         match plan::tag_action(existing.as_ref(), digest, repo.mutability.is_immutable(tag)) {
             TagAction::Conflict { existing } => {
                 return Err(RegistryError::TagConflict {
@@ -264,6 +330,53 @@ async fn tag_plan(
         }
     }
     Ok(out)
+}
+
+/// A `docker save` image's layers, each distinct one once: a layer listed
+/// again (same diff_id) is the same content, and hoist's deterministic
+/// compression makes it the same blob. Returns the distinct layers and, for
+/// each layer of the image, which of them it is.
+fn distinct_layers(d: &DockerImage) -> (Vec<&DockerLayer>, Vec<usize>) {
+    let mut index: std::collections::HashMap<&Digest, usize> = Default::default();
+    let mut distinct = Vec::new();
+    let positions = d
+        .layers
+        .iter()
+        .map(|l| {
+            *index.entry(&l.diff_id).or_insert_with(|| {
+                distinct.push(l);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, positions)
+}
+
+/// The layers of a manifest already under one of the tags, when it is a
+/// manifest of this image (see [`plan::reusable_layers`]): a re-push of a
+/// `docker save` archive then uploads nothing.
+async fn reuse_layers(
+    registry: &Registry,
+    name: &str,
+    d: &DockerImage,
+    lookups: &[(String, Option<Digest>)],
+) -> Result<Option<(String, Vec<Sent>)>, RegistryError> {
+    let config = Sent {
+        digest: d.config.digest.clone(),
+        size: d.config.size,
+    };
+    let mut tried = std::collections::HashSet::new();
+    for (tag, existing) in lookups {
+        let Some(existing) = existing else { continue };
+        if !tried.insert(existing) {
+            continue;
+        }
+        let (bytes, _) = registry.get_manifest(name, &existing.to_string()).await?;
+        if let Some(layers) = plan::reusable_layers(&bytes, &config, d.layers.len()) {
+            return Ok(Some((tag.clone(), layers)));
+        }
+    }
+    Ok(None)
 }
 
 pub async fn push(
@@ -286,7 +399,8 @@ pub async fn push(
     let (root_digest, root_bytes, media_type, platforms, manifests_pushed, tags) = match &image.root
     {
         Root::Stored(root) => {
-            let tags = tag_plan(settings, registry, &repo, &root.digest).await?;
+            let lookups = tag_lookups(settings, registry).await?;
+            let tags = tag_plan(settings, &lookups, &repo, &root.digest)?;
             let blobs = root.blobs();
             let mut pushed = 0;
             // A registry accepts a manifest only once every blob it names is
@@ -307,8 +421,16 @@ pub async fn push(
                 let mut manifests: Vec<&Manifest> = Vec::new();
                 root.visit(&mut |m| manifests.push(m));
                 for m in manifests {
-                    pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type)
-                        .await? as usize;
+                    if m.digest == root.digest {
+                        // Looked up above: it is not there.
+                        registry
+                            .put_manifest(name, &m.digest.to_string(), &m.bytes, &m.media_type)
+                            .await?;
+                        pushed += 1;
+                    } else {
+                        pushed += push_manifest(registry, name, &m.digest, &m.bytes, &m.media_type)
+                            .await? as usize;
+                    }
                 }
             }
             (
@@ -321,13 +443,33 @@ pub async fn push(
             )
         }
         Root::Docker(d) => {
-            let mut uploads = vec![Upload::Stored(&d.config)];
-            uploads.extend(d.layers.iter().map(Upload::Docker));
-            let total = d.config.size + d.layers.iter().map(|l| l.region.len).sum::<u64>();
-            let sent = upload_all(settings, registry, &uploads, total, &mut counts).await?;
-            let bytes = plan::docker_manifest(&sent[0], &sent[1..]);
+            let lookups = tag_lookups(settings, registry).await?;
+            let config = Sent {
+                digest: d.config.digest.clone(),
+                size: d.config.size,
+            };
+            let layers = match reuse_layers(registry, name, d, &lookups).await? {
+                Some((tag, layers)) => {
+                    eprintln!(
+                        "tag {tag} already names this image (config {}): its layers are reused, nothing to upload",
+                        d.config.digest.short()
+                    );
+                    counts.total = 1 + layers.len();
+                    counts.present = counts.total;
+                    layers
+                }
+                None => {
+                    let (distinct, positions) = distinct_layers(d);
+                    let mut uploads = vec![Upload::Stored(&d.config)];
+                    uploads.extend(distinct.iter().map(|l| Upload::Docker(l)));
+                    let total = d.config.size + distinct.iter().map(|l| l.region.len).sum::<u64>();
+                    let sent = upload_all(settings, registry, &uploads, total, &mut counts).await?;
+                    positions.iter().map(|&i| sent[1 + i].clone()).collect()
+                }
+            };
+            let bytes = plan::docker_manifest(&config, &layers);
             let digest = Digest::of(&bytes);
-            let tags = tag_plan(settings, registry, &repo, &digest).await?;
+            let tags = tag_plan(settings, &lookups, &repo, &digest)?;
             let pushed =
                 push_manifest(registry, name, &digest, &bytes, DOCKER_MANIFEST).await? as usize;
             already_present = pushed == 0;
@@ -391,6 +533,11 @@ pub async fn plan_only(
     let repo = require(settings, registry, repo)?;
     let name = settings.repository.as_str();
     let mut contents = crate::image::Contents::default();
+    let lookups = if repo.created {
+        vec![]
+    } else {
+        tag_lookups(settings, registry).await?
+    };
     let (digest, media_type, platforms, blobs): (Digest, String, Vec<String>, Vec<(Digest, u64)>) =
         match &image.root {
             Root::Stored(root) => {
@@ -406,25 +553,39 @@ pub async fn plan_only(
                 )
             }
             Root::Docker(d) => {
-                let mut sent = vec![Sent {
+                let config = Sent {
                     digest: d.config.digest.clone(),
                     size: d.config.size,
-                }];
-                for layer in &d.layers {
-                    sent.push(hash_only(layer).await?);
-                }
-                let bytes = plan::docker_manifest(&sent[0], &sent[1..]);
-                let config = d.config.region.read_all(
+                };
+                let layers = match reuse_layers(registry, name, d, &lookups).await? {
+                    Some((_, layers)) => layers,
+                    None => {
+                        let (distinct, positions) = distinct_layers(d);
+                        let mut sent = Vec::with_capacity(distinct.len());
+                        for layer in distinct {
+                            sent.push(hash_only(layer).await?);
+                        }
+                        positions.iter().map(|&i| sent[i].clone()).collect()
+                    }
+                };
+                let bytes = plan::docker_manifest(&config, &layers);
+                let config_bytes = d.config.region.read_all(
                     crate::image::MAX_MANIFEST,
                     &format!("config {}", d.config.digest),
                 )?;
-                contents.0.insert(d.config.digest.clone(), config);
+                contents.0.insert(d.config.digest.clone(), config_bytes);
                 contents.0.insert(Digest::of(&bytes), bytes.clone());
+                let mut seen = std::collections::HashSet::new();
+                let blobs = std::iter::once(config)
+                    .chain(layers)
+                    .filter(|s| seen.insert(s.digest.clone()))
+                    .map(|s| (s.digest, s.size))
+                    .collect();
                 (
                     Digest::of(&bytes),
                     DOCKER_MANIFEST.to_string(),
                     d.platform.iter().map(|p| p.to_string()).collect(),
-                    sent.into_iter().map(|s| (s.digest, s.size)).collect(),
+                    blobs,
                 )
             }
         };
@@ -453,7 +614,7 @@ pub async fn plan_only(
             .map(|t| (t.clone(), TagAction::Put))
             .collect()
     } else {
-        tag_plan(settings, registry, &repo, &digest).await?
+        tag_plan(settings, &lookups, &repo, &digest)?
     };
     let tag_reports = tags
         .into_iter()

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::error::ConfigError;
 use crate::image::stream::Sent;
-use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest};
+use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest, OCI_MANIFEST};
 use crate::registry::ecr::CreationTemplate;
 
 /// What to do with one `--tag`.
@@ -28,6 +28,73 @@ pub fn tag_action(existing: Option<&Digest>, pushing: &Digest, immutable: bool) 
         },
         _ => TagAction::Put,
     }
+}
+
+/// Each tag once, in the order given: `--tag v1 --tag v1` (or
+/// `HOIST_TAG=v1,v2,v1`) would PUT v1 twice, and an IMMUTABLE repository
+/// refuses the second PUT (issue 12).
+pub fn unique_tags(tags: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    tags.into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+/// The layers of `manifest` (a manifest the registry holds under a tag being
+/// pushed) as hoist's docker manifest would list them, when it is a manifest
+/// of this very image: same config digest (the config's diff_ids pin every
+/// layer's content), as many layers, each gzip — what hoist would have
+/// uploaded. Then a re-push of a `docker save` archive uploads nothing.
+/// Anything else (another image, another shape, zstd or uncompressed layers)
+/// gives None, and the layers are compressed and uploaded.
+pub fn reusable_layers(manifest: &[u8], config: &Sent, layers: usize) -> Option<Vec<Sent>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Desc {
+        #[serde(default)]
+        media_type: Option<String>,
+        digest: String,
+        size: u64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct M {
+        #[serde(default)]
+        schema_version: Option<u32>,
+        #[serde(default)]
+        media_type: Option<String>,
+        config: Desc,
+        layers: Vec<Desc>,
+    }
+    const GZIP_LAYERS: &[&str] = &[
+        DOCKER_LAYER_GZIP,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    ];
+    let m: M = serde_json::from_slice(manifest).ok()?;
+    let shape = m.schema_version == Some(2)
+        && matches!(
+            m.media_type.as_deref(),
+            Some(DOCKER_MANIFEST | OCI_MANIFEST)
+        )
+        && m.config.digest.parse::<Digest>().ok().as_ref() == Some(&config.digest)
+        && m.config.size == config.size
+        && m.layers.len() == layers;
+    if !shape {
+        return None;
+    }
+    m.layers
+        .iter()
+        .map(|l| {
+            let gzip = l
+                .media_type
+                .as_deref()
+                .is_some_and(|t| GZIP_LAYERS.contains(&t));
+            Some(Sent {
+                digest: l.digest.parse().ok().filter(|_| gzip)?,
+                size: l.size,
+            })
+        })
+        .collect()
 }
 
 /// ECR's tag rules: 1–300 characters; registries in general take
@@ -217,6 +284,96 @@ mod tests {
         for (existing, immutable, want) in table {
             assert_eq!(tag_action(existing.as_ref(), &d('a'), immutable), want);
         }
+    }
+
+    #[test]
+    fn tags_are_deduplicated_in_order() {
+        let v = |s: &[&str]| s.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let table: [(&[&str], &[&str]); 4] = [
+            (&[], &[]),
+            (&["v1", "v1"], &["v1"]),
+            (&["v1", "v2", "v1"], &["v1", "v2"]),
+            (&["b", "a", "b", "c", "a"], &["b", "a", "c"]),
+        ];
+        for (given, want) in table {
+            assert_eq!(unique_tags(v(given)), v(want), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn layers_of_the_same_image_are_reused() {
+        let config = Sent {
+            digest: d('c'),
+            size: 10,
+        };
+        let layers = [
+            Sent {
+                digest: d('1'),
+                size: 20,
+            },
+            Sent {
+                digest: d('2'),
+                size: 30,
+            },
+        ];
+        let ours = docker_manifest(&config, &layers);
+        assert_eq!(
+            reusable_layers(&ours, &config, 2),
+            Some(layers.to_vec()),
+            "hoist's own manifest"
+        );
+        let other_config = Sent {
+            digest: d('e'),
+            size: 10,
+        };
+        let cases: Vec<(&str, Vec<u8>, &Sent, usize)> = vec![
+            ("another config", ours.clone(), &other_config, 2),
+            ("another layer count", ours.clone(), &config, 3),
+            ("not json", b"nope".to_vec(), &config, 2),
+            (
+                "zstd layers",
+                String::from_utf8(ours.clone())
+                    .unwrap()
+                    .replace(
+                        DOCKER_LAYER_GZIP,
+                        "application/vnd.oci.image.layer.v1.tar+zstd",
+                    )
+                    .into_bytes(),
+                &config,
+                2,
+            ),
+            (
+                "an index",
+                serde_json::to_vec(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": []
+                }))
+                .unwrap(),
+                &config,
+                2,
+            ),
+        ];
+        for (what, bytes, config, n) in cases {
+            assert_eq!(reusable_layers(&bytes, config, n), None, "{what}");
+        }
+        // Another tool's manifest of the same image, OCI gzip layers: reused.
+        let oci = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": d('c').to_string(), "size": 10 },
+            "layers": [
+                { "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d('7').to_string(), "size": 70 },
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            reusable_layers(&oci, &config, 1),
+            Some(vec![Sent {
+                digest: d('7'),
+                size: 70
+            }])
+        );
     }
 
     #[test]
