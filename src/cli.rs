@@ -395,6 +395,43 @@ impl TryFrom<&GateArgs> for crate::scan::Settings {
     }
 }
 
+impl TryFrom<&PushArgs> for crate::push::Settings {
+    type Error = crate::error::ConfigError;
+
+    fn try_from(a: &PushArgs) -> Result<Self, Self::Error> {
+        crate::push::Settings::new(crate::push::Settings {
+            source: a.source.clone(),
+            repository: a.repository.clone(),
+            tags: a.tags.clone(),
+            reference: a.reference.clone(),
+            mount_from: a.mount_from.clone(),
+            jobs: a.jobs,
+            create_repository: a.create_repository,
+            digest_file: a.digest_file.clone(),
+        })
+    }
+}
+
+impl TryFrom<&ShipArgs> for crate::ship::Settings {
+    type Error = crate::error::ConfigError;
+
+    /// Every stage's settings, built (and so checked) before the first
+    /// stage runs.
+    fn try_from(a: &ShipArgs) -> Result<Self, Self::Error> {
+        let deploy = a.deploy.flags(a.deploy_timeout);
+        Ok(crate::ship::Settings {
+            push: (&a.push).try_into()?,
+            gate: a.gate.flags(a.scan_timeout).try_into()?,
+            deploy: if deploy.wanted() {
+                Some(deploy.try_into()?)
+            } else {
+                None
+            },
+            dry_run: a.dry_run,
+        })
+    }
+}
+
 impl Global {
     /// The authentication flags as the auth stage takes them.
     pub fn auth_flags(&self) -> crate::auth::settings::Flags {

@@ -83,7 +83,10 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             Outcome::Auth(report::AuthReport::new(&ci, assumed, exported))
         }
         Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, &args, &ci, &env, &net).await?),
-        Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
+        Command::Push(args) => {
+            let settings = push::Settings::try_from(&args)?;
+            Outcome::Push(push::run(&ctx, &settings).await?)
+        }
         Command::Gate(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
@@ -100,7 +103,10 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             let settings = deploy::Rollback::try_from(&args)?;
             Outcome::Rollback(deploy::rollback(&ctx, &settings).await?)
         }
-        Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
+        Command::Ship(args) => {
+            let settings = ship::Settings::try_from(&args)?;
+            Outcome::Ship(ship::run(&ctx, &settings).await?)
+        }
     };
     let mut outputs = outcome.outputs();
     // Who the run acted as, from every command that assumed a role, so the
@@ -135,6 +141,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
 /// What every stage of a run shares: the flags every command takes, the CI
 /// system, the environment snapshot, the network settings, and — set up once,
 /// on first use — the AWS configuration with its (refreshing) credentials.
+#[derive(Clone)]
 pub struct Context {
     /// `-q`: no progress lines.
     pub quiet: bool,
@@ -144,7 +151,8 @@ pub struct Context {
     pub ci: Ci,
     pub env: Env,
     pub net: net::Network,
-    aws: tokio::sync::OnceCell<(aws_config::SdkConfig, Option<auth::sts::Assumed>)>,
+    /// Shared by every copy of the context (one exchange per run).
+    aws: std::sync::Arc<tokio::sync::OnceCell<(aws_config::SdkConfig, Option<auth::sts::Assumed>)>>,
 }
 
 impl Context {

@@ -206,10 +206,10 @@ impl Exchange {
             .fetch(&self.http, self.audience.request())
             .await
             .map_err(|e| match e {
-                AuthError::TokenFetch {
+                crate::ci::TokenError::Fetch {
                     transient: true, ..
                 } => Try::Again(e.to_string()),
-                e => Try::Done(e),
+                e => Try::Done(e.into()),
             })?;
         (self.mask)(t.reveal());
         Ok(t)

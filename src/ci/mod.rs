@@ -25,7 +25,7 @@ pub use circleci::CircleCi;
 pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use jenkins::Jenkins;
-pub use token::{GITLAB_TOKEN_VAR, TokenOptions, TokenSource};
+pub use token::{GITLAB_TOKEN_VAR, TokenError, TokenOptions, TokenSource};
 
 #[derive(Debug, Clone)]
 pub enum Ci {

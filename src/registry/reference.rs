@@ -8,9 +8,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::names::check_repository;
 use crate::error::ConfigError;
 use crate::image::Digest;
-use crate::push::plan::check_repository;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageRef {
