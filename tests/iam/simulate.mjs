@@ -42,6 +42,34 @@ const input = JSON.parse(Buffer.concat(chunks).toString('utf8'))
 
 const list = (x) => (x === undefined ? [] : Array.isArray(x) ? x : [x])
 
+// The decision without input validation, and the identity statements'
+// (action, resource) pairs that allow the request on their own.
+function unvalidated(simulation) {
+  const decision = simulate.runUnsafeSimulation(simulation, {})
+  const allowedBy = []
+  if (decision === 'Allowed') {
+    const statements = list(simulation.identityPolicies[0].policy.Statement)
+    statements.forEach((st, i) => {
+      if (st.Effect !== 'Allow' || !st.Action || !st.Resource) return
+      const hit = { statement: st.Sid ?? String(i + 1), actions: new Set(), resources: new Set() }
+      for (const action of list(st.Action)) {
+        for (const resource of list(st.Resource)) {
+          const one = { Version: '2012-10-17', Statement: [{ ...st, Action: action, Resource: resource }] }
+          const alone = { ...simulation, identityPolicies: [{ name: 'one', policy: one }] }
+          if (simulate.runUnsafeSimulation(alone, {}) === 'Allowed') {
+            hit.actions.add(action)
+            hit.resources.add(resource)
+          }
+        }
+      }
+      if (hit.actions.size > 0) {
+        allowedBy.push({ ...hit, actions: [...hit.actions], resources: [...hit.resources] })
+      }
+    })
+  }
+  return { decision, allowedBy }
+}
+
 const out = []
 for (const r of input.requests) {
   const p = input.policies[r.policies]
@@ -62,6 +90,17 @@ for (const r of input.requests) {
   }
   if (p.resource) simulation.resourcePolicy = p.resource
   const res = await simulate.runSimulation(simulation, {})
+  if (res.resultType === 'error' && res.errors?.message === 'multiple.resource.types') {
+    // A Lambda alias ARN and a version ARN have the same shape
+    // (function:NAME:QUALIFIER), so for an action that takes either
+    // (GetProvisionedConcurrencyConfig) the reference data cannot say which
+    // one a request names and the validating entry point refuses. The
+    // decision does not depend on it: evaluate without that validation, and
+    // find what allowed it by evaluating each (statement, action, resource)
+    // of the identity policy alone.
+    out.push(unvalidated(simulation))
+    continue
+  }
   if (res.resultType === 'error') {
     out.push({ decision: 'Error', error: JSON.stringify(res.errors) })
     continue
