@@ -170,16 +170,17 @@ fn chain_policies() -> (Value, Value) {
 
 /// The actions the README says `hoist rollback` needs ("`hoist rollback`
 /// needs only `lambda:GetAlias` and `lambda:UpdateAlias`"), as a policy on
-/// the deploy policy's function resources.
+/// the function.
 fn rollback_policy() -> Value {
     let text = readme();
     let at = text
         .find("`hoist rollback` needs only")
         .expect("the README says what `hoist rollback` needs");
     let sentence = &text[at..at + text[at..].find(')').unwrap_or(200)];
+    // The code spans (every other piece between backticks) that name an action.
     let actions: Vec<&str> = sentence
         .split('`')
-        .skip(3)
+        .skip(1)
         .step_by(2)
         .filter(|a| a.contains(':'))
         .collect();
