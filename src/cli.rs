@@ -117,6 +117,21 @@ pub enum Command {
     Ship(ShipArgs),
 }
 
+impl Command {
+    /// The command's name, as the CI system's failure annotation names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Auth(_) => "auth",
+            Command::Doctor(_) => "doctor",
+            Command::Push(_) => "push",
+            Command::Gate(_) => "gate",
+            Command::Deploy(_) => "deploy",
+            Command::Rollback(_) => "rollback",
+            Command::Ship(_) => "ship",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
     #[command(flatten)]

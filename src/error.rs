@@ -38,9 +38,22 @@ pub trait Diagnose: StdError + Send + Sync + 'static {
 /// Any stage's error, boxed, with what it knows about itself.
 pub struct Error {
     inner: Box<dyn Diagnose>,
+    /// The stage it happened in (`push`, `gate`, `deploy`…), for the CI
+    /// system's annotation.
+    stage: Option<&'static str>,
 }
 
 impl Error {
+    /// The same error, as one of `stage` (an earlier stage's is kept).
+    pub fn in_stage(mut self, stage: &'static str) -> Error {
+        self.stage.get_or_insert(stage);
+        self
+    }
+
+    pub fn stage(&self) -> Option<&'static str> {
+        self.stage
+    }
+
     pub fn class(&self) -> Class {
         self.inner.class()
     }
@@ -73,7 +86,10 @@ impl Error {
 
 impl<E: Diagnose> From<E> for Error {
     fn from(e: E) -> Self {
-        Error { inner: Box::new(e) }
+        Error {
+            inner: Box::new(e),
+            stage: None,
+        }
     }
 }
 
