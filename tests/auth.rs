@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::forward_proxy::ForwardProxy;
 use common::server::{full, serve};
@@ -14,10 +14,7 @@ use serde_json::{Value, json};
 const ROLE: &str = "arn:aws:iam::123456789012:role/ci-deploy";
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    hoist::clock::unix_now()
 }
 
 /// A JWT with `claims` (plus iat/exp), signed with a key this test run made.

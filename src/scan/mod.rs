@@ -23,10 +23,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::Context;
+use crate::clock::Date;
 use crate::error::{ConfigError, Error};
 use crate::image::{DOCKER_LIST, Digest, OCI_INDEX};
 use crate::registry::reference::ImageRef;
-use allowlist::{AllowList, Date, Entry};
+use allowlist::{AllowList, Entry};
 use ecr::{ScanApi, Started};
 use status::{Frequency, Next, Observation, Refusal, Registry, ScanType, Situation};
 use verdict::{Allowed, Blocking, Finding, Policy, Severity};
