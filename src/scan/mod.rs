@@ -25,9 +25,10 @@ use serde::Serialize;
 use crate::Context;
 use crate::clock::Date;
 use crate::error::{ConfigError, Error};
-use crate::image::{DOCKER_LIST, Digest, OCI_INDEX};
+use crate::image::Digest;
+use crate::image::manifest::{self, Entry, Parsed};
 use crate::registry::reference::ImageRef;
-use allowlist::{AllowList, Entry};
+use allowlist::AllowList;
 use ecr::{ScanApi, Started};
 use status::{Frequency, Next, Observation, Refusal, Registry, ScanType, Situation};
 use verdict::{Allowed, Blocking, Finding, Policy, Severity};
@@ -266,16 +267,15 @@ pub struct Target {
     pub platform: Option<String>,
 }
 
-/// What to gate: a single image, or every platform manifest of an index
-/// (attestation manifests — platform unknown/unknown — are not images and
-/// are skipped, as are nested indexes, which ECR cannot scan either).
+/// What to gate: a single image, or every image of an index — not its
+/// attestations (`manifest::is_attestation`), which are no images, nor a
+/// nested index, which ECR cannot scan either; those are listed as skipped.
 pub fn targets(
     media_type: &str,
     body: &str,
     digest: &Digest,
 ) -> Result<(Vec<Target>, Vec<String>), Error> {
-    let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
-    if !is_index {
+    if !manifest::is_index_type(media_type) {
         return Ok((
             vec![Target {
                 digest: digest.clone(),
@@ -284,35 +284,36 @@ pub fn targets(
             vec![],
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| {
-        ConfigError::new(format!("the index {digest} in ECR is not JSON")).source(e)
-    })?;
+    let children = match Parsed::parse(body.as_bytes()) {
+        Ok(Parsed::Index(children)) => children,
+        Ok(Parsed::Image { .. }) => {
+            return Err(ConfigError::new(format!(
+                "ECR says {digest} is an index ({media_type}), but it lists no manifests"
+            ))
+            .hint("push the image again; if it persists, compare aws ecr batch-get-image with what was pushed")
+            .into());
+        }
+        Err(e) => {
+            return Err(ConfigError::new(format!("the index {digest} in ECR: {e}")).into());
+        }
+    };
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for m in v["manifests"].as_array().into_iter().flatten() {
-        let Some(d) = m["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) else {
+    for c in &children {
+        let Ok(d) = c.digest.parse::<Digest>() else {
+            skipped.push(format!(
+                "{} (not a digest)",
+                crate::text::external(&c.digest, 80)
+            ));
             continue;
         };
-        let p = &m["platform"];
-        let os = p["os"].as_str().unwrap_or("unknown");
-        let arch = p["architecture"].as_str().unwrap_or("unknown");
-        let platform = match p["variant"].as_str() {
-            Some(var) => format!("{os}/{arch}/{var}"),
-            None => format!("{os}/{arch}"),
-        };
-        let mt = m["mediaType"].as_str().unwrap_or_default();
-        let attestation = m["annotations"]["vnd.docker.reference.type"].as_str()
-            == Some("attestation-manifest")
-            || (os == "unknown" && arch == "unknown");
-        if attestation {
-            skipped.push(format!("{d} (attestation manifest)"));
-        } else if mt == OCI_INDEX || mt == DOCKER_LIST {
-            skipped.push(format!("{d} (nested index)"));
-        } else {
-            out.push(Target {
+        match Entry::of(c) {
+            Entry::Attestation => skipped.push(format!("{d} (attestation manifest)")),
+            Entry::Index => skipped.push(format!("{d} (nested index)")),
+            Entry::Image => out.push(Target {
                 digest: d,
-                platform: Some(platform),
-            });
+                platform: Some(c.platform_name()),
+            }),
         }
     }
     if out.is_empty() {
@@ -592,7 +593,7 @@ pub struct PlatformReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExpiredEntry {
     #[serde(flatten)]
-    pub entry: Entry,
+    pub entry: allowlist::Entry,
     /// The findings it would have allowed.
     pub matched: Vec<String>,
 }
@@ -602,7 +603,7 @@ pub struct AllowlistReport {
     pub file: String,
     pub entries: usize,
     pub expired: Vec<ExpiredEntry>,
-    pub unused: Vec<Entry>,
+    pub unused: Vec<allowlist::Entry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -734,6 +735,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::{DOCKER_LIST, OCI_INDEX};
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const E: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -753,6 +755,8 @@ mod tests {
                 { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": D, "size": 1,
                   "platform": { "os": "unknown", "architecture": "unknown" },
                   "annotations": { "vnd.docker.reference.type": "attestation-manifest" } },
+                { "mediaType": OCI_INDEX, "digest": D, "size": 1 },
+                { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:\u{1b}[2K", "size": 1 },
             ]
         })
         .to_string();
@@ -761,7 +765,21 @@ mod tests {
         assert_eq!(t[0].platform.as_deref(), Some("linux/amd64"));
         assert_eq!(t[1].platform.as_deref(), Some("linux/arm64/v8"));
         assert_eq!(t[1].digest.to_string(), F);
-        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            skipped,
+            [
+                format!("{D} (attestation manifest)"),
+                format!("{D} (nested index)"),
+                "sha256:\\x1b[2K (not a digest)".to_string(),
+            ]
+        );
+        // An image without a platform is still an image.
+        let bare = serde_json::json!({ "manifests": [
+            { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": E, "size": 1 }
+        ] })
+        .to_string();
+        let (t, _) = targets(OCI_INDEX, &bare, &d).unwrap();
+        assert_eq!(t[0].platform.as_deref(), Some("(no platform)"));
         let (t, _) = targets("application/vnd.oci.image.manifest.v1+json", "{}", &d).unwrap();
         assert_eq!(
             t,
