@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+use super::report::{GateVerdict, Report};
 use super::verdict::{Finding, Severity};
-use super::{GateVerdict, Report};
 
 /// The schema version this report follows.
 pub const SCHEMA_VERSION: &str = "15.2.4";
