@@ -8,6 +8,7 @@ pub mod auth;
 pub mod aws;
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod deploy;
 pub mod duration;
 pub mod env;
@@ -263,10 +264,7 @@ async fn doctor(
     let token = source.fetch(&net.reqwest()?, audience.request()).await?;
     ci.mask(token.reveal());
     let claims = auth::claims::Claims::decode(&token)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    let now = crate::clock::unix_now();
     let accepted = audience.accepted(&claims);
     let (audience, problems) = match claims.check(&accepted, now) {
         Ok(matched) => (matched, vec![]),

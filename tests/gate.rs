@@ -329,11 +329,45 @@ fn an_index_is_gated_per_platform() {
     let seed = fresh_seed();
     let amd = l.image(&[l.layer(1000, seed)], "amd64");
     let arm = l.image(&[l.layer(1000, seed + 1)], "arm64");
-    let index = l.index(&[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
+    // buildx's provenance: an attestation manifest after the images,
+    // platform unknown/unknown and marked by annotation (moby/buildkit
+    // docs/attestations/attestation-storage.md). It is no image to scan.
+    let att = l.image_with_config(json!({"architecture": "unknown", "os": "unknown"}), &[]);
+    let mut att_entry = att.json();
+    att_entry["platform"] = json!({"os": "unknown", "architecture": "unknown"});
+    att_entry["annotations"] = json!({
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": amd.digest,
+    });
+    let mut entries: Vec<Value> = [(&amd, "amd64"), (&arm, "arm64")]
+        .iter()
+        .map(|(d, arch)| {
+            let mut j = d.json();
+            j["platform"] = json!({"os": "linux", "architecture": arch});
+            j
+        })
+        .collect();
+    entries.push(att_entry);
+    let index = l.blob(
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }))
+        .unwrap(),
+    );
     l.write_index(&[(Some("latest"), &index)]);
     let p = common::push(&l.dir, &repo, &[]);
     p.ok();
     assert_eq!(p.json()["digest"], index.digest.as_str());
+    // The push lists the platforms, not the attestation (which it pushes).
+    assert_eq!(
+        p.json()["platforms"],
+        json!(["linux/amd64", "linux/arm64"]),
+        "{}",
+        p.stderr
+    );
     let sarif = dir.path().join("gate.sarif");
     let r = gate(
         &format!("{repo}@{}", index.digest),
@@ -353,6 +387,16 @@ fn an_index_is_gated_per_platform() {
         assert_eq!(p["counts"]["HIGH"], 1);
     }
     assert_eq!(j["counts"]["HIGH"], 2);
+    assert_eq!(
+        j["skipped"],
+        json!([format!("{} (attestation manifest)", att.digest)])
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("skipped {} (attestation manifest)", att.digest)),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains("2 platforms (linux/amd64, linux/arm64)"),
         "{}",

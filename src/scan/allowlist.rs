@@ -10,89 +10,13 @@
 //! expires = 2027-01-31          # optional: allows through that day (UTC)
 //! ```
 
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::verdict::Finding;
+use crate::clock::Date;
 use crate::error::ConfigError;
-
-/// A calendar date (UTC), as allow-list expiries are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-}
-
-impl Date {
-    /// Today in UTC.
-    pub fn today() -> Date {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        Date::from_days(secs.div_euclid(86_400))
-    }
-
-    /// Days since 1970-01-01 → date (Howard Hinnant's civil_from_days).
-    pub fn from_days(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        Date { year, month, day }
-    }
-}
-
-fn days_in_month(year: i32, month: u8) -> u8 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-impl FromStr for Date {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("'{s}' is not a date: write YYYY-MM-DD, e.g. 2027-01-31");
-        let parts: Vec<&str> = s.trim().split('-').collect();
-        let [y, m, d] = parts.as_slice() else {
-            return Err(bad());
-        };
-        if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-            return Err(bad());
-        }
-        let year: i32 = y.parse().map_err(|_| bad())?;
-        let month: u8 = m.parse().map_err(|_| bad())?;
-        let day: u8 = d.parse().map_err(|_| bad())?;
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return Err(bad());
-        }
-        Ok(Date { year, month, day })
-    }
-}
-
-impl fmt::Display for Date {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-impl Serialize for Date {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
@@ -198,11 +122,15 @@ impl AllowList {
             let expires = match r.expires {
                 None => None,
                 Some(toml::Value::Datetime(d)) => match (d.date, d.time) {
-                    (Some(date), None) => Some(Date {
-                        year: i32::from(date.year),
-                        month: date.month,
-                        day: date.day,
-                    }),
+                    (Some(date), None) => {
+                        let day = Date::from_ymd(i32::from(date.year), date.month, date.day);
+                        Some(day.ok_or_else(|| {
+                            ConfigError::new(format!(
+                                "the allow-list {name}: entry {n} ({id}) expires on {d}, a day no calendar has"
+                            ))
+                            .hint("write a date that exists: expires = 2027-01-31")
+                        })?)
+                    }
                     _ => {
                         return Err(ConfigError::new(format!(
                             "the allow-list {name}: entry {n} ({id}) expires at '{d}', not on a date"
@@ -241,25 +169,6 @@ impl AllowList {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(Date::from_days(0).to_string(), "1970-01-01");
-        assert_eq!(Date::from_days(20_414).to_string(), "2025-11-22");
-        assert_eq!(Date::from_days(11_016).to_string(), "2000-02-29");
-        assert_eq!(Date::from_days(-1).to_string(), "1969-12-31");
-        assert_eq!("2024-02-29".parse::<Date>().unwrap().day, 29);
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-1-1",
-            "tomorrow",
-            "2026-04-31",
-        ] {
-            assert!(bad.parse::<Date>().is_err(), "{bad}");
-        }
-        assert!("2026-11-22".parse::<Date>().unwrap() < "2026-12-01".parse().unwrap());
-    }
 
     #[test]
     fn parses_entries() {
@@ -315,6 +224,14 @@ reason = "forever"
             (
                 "[[allow]]\nid = \"CVE-1\"\nreason = \"x\"\nexpires = 2026-01-01T10:00:00Z\n",
                 "not on a date",
+            ),
+            (
+                "[[allow]]\nid = \"CVE-1\"\nreason = \"x\"\nexpires = 2023-02-29\n",
+                "is not valid",
+            ),
+            (
+                "[[allow]]\nid = \"CVE-1\"\nreason = \"x\"\nexpires = \"2023-02-29\"\n",
+                "is not a date",
             ),
             ("allow = 3", "is not valid"),
             ("[[allow]\n", "is not valid"),
