@@ -33,6 +33,35 @@ pub trait Diagnose: StdError + Send + Sync + 'static {
     fn hint(&self) -> Option<String> {
         None
     }
+    /// The file and line at fault, when a file is (the allow-list): the CI
+    /// system can point at it.
+    fn location(&self) -> Option<Location> {
+        None
+    }
+}
+
+/// A place in a file the user gave hoist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+}
+
+impl Location {
+    /// The line of byte `offset` of `text` (1-based).
+    pub fn of_offset(file: &str, text: &str, offset: usize) -> Location {
+        let end = offset.min(text.len());
+        let line = text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        Location {
+            file: file.to_string(),
+            line,
+        }
+    }
 }
 
 /// Any stage's error, boxed, with what it knows about itself.
@@ -60,6 +89,10 @@ impl Error {
 
     pub fn hint(&self) -> Option<String> {
         self.inner.hint()
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        self.inner.location()
     }
 
     /// The lines `main` prints: `error: …`, then `caused by: …` for each source
@@ -113,6 +146,7 @@ pub struct ConfigError {
     pub hint: Option<String>,
     #[source]
     pub source: Option<Box<dyn StdError + Send + Sync>>,
+    pub location: Option<Location>,
 }
 
 impl ConfigError {
@@ -121,6 +155,7 @@ impl ConfigError {
             message: message.into(),
             hint: None,
             source: None,
+            location: None,
         }
     }
 
@@ -133,6 +168,11 @@ impl ConfigError {
         self.source = Some(Box::new(source));
         self
     }
+
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
 }
 
 impl Diagnose for ConfigError {
@@ -141,5 +181,8 @@ impl Diagnose for ConfigError {
     }
     fn hint(&self) -> Option<String> {
         self.hint.clone()
+    }
+    fn location(&self) -> Option<Location> {
+        self.location.clone()
     }
 }

@@ -661,6 +661,7 @@ fn credentials_about_to_expire_are_refreshed_with_a_fresh_token() {
             .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
             .region(aws_sdk_sts::config::Region::new("us-east-1"))
             .endpoint_url(format!("http://{}", sts_front.addr))
+            .http_client(common::lambda::http_client())
             .build();
         let exchange = Exchange {
             role_arn: ROLE.into(),

@@ -127,6 +127,42 @@ fn moto_scan_threshold_allowlist_and_expiry() {
         r.stderr
     );
 
+    // On GitHub each allow-list warning is an annotation on the entry's
+    // line, and a refused allow-list an error annotation on the line at fault.
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_OUTPUT", &*write(dir.path(), "github_output", "")),
+        ("GITHUB_STEP_SUMMARY", &*write(dir.path(), "summary.md", "")),
+    ];
+    let r = gate_env(&image, &["--allowlist", &allow], &github);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = format!(
+        "::warning file={},line=7,title=hoist gate%3A allow-list entry unused::the entry for CVE-0000-0001 matched no finding",
+        allow.replace(':', "%3A").replace(',', "%2C")
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with(&want)),
+        "{want}\n{}",
+        r.stderr
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[allow]]\nid = \"CVE-1\"\nreason = \"r\"\n\n[[allow]]\nid = \"CVE-2\"\n",
+    );
+    let r = gate_env(&image, &["--allowlist", &bad], &github);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let want = format!(
+        "::error file={},line=5,title=hoist gate failed::the allow-list {}: entry 2 at line 5 (CVE-2) has no reason",
+        bad.replace(':', "%3A").replace(',', "%2C"),
+        bad
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with(&want)),
+        "{want}\n{}",
+        r.stderr
+    );
+
     // Expired: no longer allows, and says so.
     let expired = write(
         dir.path(),
@@ -455,7 +491,7 @@ fn bad_input_is_refused_before_any_call() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("entry 1 (CVE-1) has no reason"),
+        r.stderr.contains("entry 1 at line 1 (CVE-1) has no reason"),
         "{}",
         r.stderr
     );

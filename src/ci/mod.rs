@@ -289,6 +289,14 @@ pub fn github_property(text: &str) -> String {
     github_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// `file=…,line=…,` for an annotation, or nothing.
+fn github_location(at: Option<&crate::error::Location>) -> String {
+    match at {
+        Some(l) => format!("file={},line={},", github_property(&l.file), l.line),
+        None => String::new(),
+    }
+}
+
 impl Ci {
     /// Fold `title`'s lines in the CI log, where the system has folds.
     pub fn group(&self, name: &str, title: &str) -> Group {
@@ -300,18 +308,33 @@ impl Ci {
                 }
             }
             Ci::GitLab(_) => {
-                let now = unix_now();
+                let now = crate::clock::unix_now();
                 eprintln!(
                     "\x1b[0Ksection_start:{now}:hoist_{name}[collapsed=false]\r\x1b[0K{title}"
                 );
                 Group {
                     end: Some(format!(
                         "\x1b[0Ksection_end:{}:hoist_{name}\r\x1b[0K",
-                        unix_now()
+                        crate::clock::unix_now()
                     )),
                 }
             }
             _ => Group { end: None },
+        }
+    }
+
+    /// A warning about a place in a file the user gave hoist (an allow-list
+    /// entry), where the CI system shows such things: GitHub's annotation,
+    /// which points at the file and line. Elsewhere the log line that says
+    /// the same is enough.
+    pub fn warn_at(&self, title: &str, message: &str, at: Option<&crate::error::Location>) {
+        if let Ci::GitHub(_) = self {
+            eprintln!(
+                "::warning {}title={}::{}",
+                github_location(at),
+                github_property(title),
+                github_data(&crate::secret::scrub(message))
+            );
         }
     }
 
@@ -330,7 +353,8 @@ impl Ci {
                     None => message.clone(),
                 };
                 eprintln!(
-                    "::error title={}::{}",
+                    "::error {}title={}::{}",
+                    github_location(error.location().as_ref()),
                     github_property(&format!("hoist {stage} failed")),
                     github_data(&data)
                 );
@@ -358,12 +382,4 @@ fn failure_markdown(stage: &str, message: &str, hint: Option<&str>, done: Option
         md.push_str(&format!("\n**hint:** {}\n", h.replace('\n', " ")));
     }
     md
-}
-
-/// Seconds since the epoch (GitLab's section markers carry them).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }

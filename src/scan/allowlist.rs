@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::verdict::Finding;
 use crate::clock::Date;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Location};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
@@ -26,6 +26,9 @@ pub struct Entry {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<Date>,
+    /// Where it is in the file (1-based), for the CI system's annotation.
+    #[serde(skip)]
+    pub line: Option<usize>,
 }
 
 impl Entry {
@@ -62,7 +65,7 @@ pub struct AllowList {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    allow: Vec<RawEntry>,
+    allow: Vec<toml::Spanned<RawEntry>>,
 }
 
 #[derive(Deserialize)]
@@ -86,84 +89,97 @@ impl AllowList {
     /// the fix.
     pub fn parse(text: &str, name: &str) -> Result<AllowList, ConfigError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            ConfigError::new(format!(
+            let at = e.span().map(|s| Location::of_offset(name, text, s.start));
+            let error = ConfigError::new(format!(
                 "the allow-list {name} is not valid: {}",
                 e.message()
             ))
             .hint(format!(
                 "{}; it holds {EXAMPLE}",
-                e.span()
-                    .map(|s| format!(
-                        "at line {}",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    ))
+                at.as_ref()
+                    .map(|l| format!("at line {}", l.line))
                     .unwrap_or_else(|| "see the README".into())
-            ))
+            ));
+            match at {
+                Some(l) => error.at(l),
+                None => error,
+            }
         })?;
         let mut entries = Vec::new();
-        for (i, r) in raw.allow.into_iter().enumerate() {
+        for (i, spanned) in raw.allow.into_iter().enumerate() {
             let n = i + 1;
-            let id = r.id.map(|s| s.trim().to_string()).unwrap_or_default();
-            if id.is_empty() {
-                return Err(ConfigError::new(format!(
-                    "the allow-list {name}: entry {n} has no id"
-                ))
-                .hint(format!(
-                    "give the finding's id, e.g. id = \"CVE-2023-4911\"; {EXAMPLE}"
-                )));
-            }
-            let reason = r.reason.map(|s| s.trim().to_string()).unwrap_or_default();
-            if reason.is_empty() {
-                return Err(ConfigError::new(format!(
-                    "the allow-list {name}: entry {n} ({id}) has no reason"
-                ))
-                .hint("every entry says why the finding is acceptable: reason = \"…\" (it is shown in the report)"));
-            }
-            let expires = match r.expires {
-                None => None,
-                Some(toml::Value::Datetime(d)) => match (d.date, d.time) {
-                    (Some(date), None) => {
-                        let day = Date::from_ymd(i32::from(date.year), date.month, date.day);
-                        Some(day.ok_or_else(|| {
-                            ConfigError::new(format!(
-                                "the allow-list {name}: entry {n} ({id}) expires on {d}, a day no calendar has"
-                            ))
-                            .hint("write a date that exists: expires = 2027-01-31")
-                        })?)
-                    }
-                    _ => {
-                        return Err(ConfigError::new(format!(
-                            "the allow-list {name}: entry {n} ({id}) expires at '{d}', not on a date"
-                        ))
-                        .hint("write a date: expires = 2027-01-31"));
-                    }
-                },
-                Some(toml::Value::String(s)) => Some(s.parse().map_err(|e: String| {
-                    ConfigError::new(format!("the allow-list {name}: entry {n} ({id}): {e}"))
-                })?),
-                Some(other) => {
-                    return Err(ConfigError::new(format!(
-                        "the allow-list {name}: entry {n} ({id}) expires = {other} is not a date"
-                    ))
-                    .hint("write a date: expires = 2027-01-31"));
-                }
-            };
-            let package = r
-                .package
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty());
-            entries.push(Entry {
-                id,
-                package,
-                reason,
-                expires,
-            });
+            let at = Location::of_offset(name, text, spanned.span().start);
+            let entry = check_entry(name, n, spanned.into_inner(), at.line);
+            entries.push(entry.map_err(|e| e.at(at))?);
         }
         Ok(AllowList {
             file: Some(name.to_string()),
             entries,
         })
     }
+}
+
+/// Entry `n` of the file `name` (at `line`), checked: every problem names
+/// the file, the entry and the fix.
+fn check_entry(name: &str, n: usize, r: RawEntry, line: usize) -> Result<Entry, ConfigError> {
+    let id = r.id.map(|s| s.trim().to_string()).unwrap_or_default();
+    if id.is_empty() {
+        return Err(ConfigError::new(format!(
+            "the allow-list {name}: entry {n} at line {line} has no id"
+        ))
+        .hint(format!(
+            "give the finding's id, e.g. id = \"CVE-2023-4911\"; {EXAMPLE}"
+        )));
+    }
+    let reason = r.reason.map(|s| s.trim().to_string()).unwrap_or_default();
+    if reason.is_empty() {
+        return Err(ConfigError::new(format!(
+                    "the allow-list {name}: entry {n} at line {line} ({id}) has no reason"
+                ))
+                .hint("every entry says why the finding is acceptable: reason = \"…\" (it is shown in the report)"));
+    }
+    let expires = match r.expires {
+        None => None,
+        Some(toml::Value::Datetime(d)) => match (d.date, d.time) {
+            (Some(date), None) => {
+                let day = Date::from_ymd(i32::from(date.year), date.month, date.day);
+                Some(day.ok_or_else(|| {
+                            ConfigError::new(format!(
+                                "the allow-list {name}: entry {n} at line {line} ({id}) expires on {d}, a day no calendar has"
+                            ))
+                            .hint("write a date that exists: expires = 2027-01-31")
+                        })?)
+            }
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "the allow-list {name}: entry {n} at line {line} ({id}) expires at '{d}', not on a date"
+                ))
+                .hint("write a date: expires = 2027-01-31"));
+            }
+        },
+        Some(toml::Value::String(s)) => Some(s.parse().map_err(|e: String| {
+            ConfigError::new(format!(
+                "the allow-list {name}: entry {n} at line {line} ({id}): {e}"
+            ))
+        })?),
+        Some(other) => {
+            return Err(ConfigError::new(format!(
+                "the allow-list {name}: entry {n} at line {line} ({id}) expires = {other} is not a date"
+            ))
+            .hint("write a date: expires = 2027-01-31"));
+        }
+    };
+    let package = r
+        .package
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty());
+    Ok(Entry {
+        id,
+        package,
+        reason,
+        expires,
+        line: Some(line),
+    })
 }
 
 #[cfg(test)]
@@ -210,9 +226,9 @@ reason = "forever"
         let cases = [
             (
                 "[[allow]]\nid = \"CVE-1\"\n",
-                "entry 1 (CVE-1) has no reason",
+                "entry 1 at line 1 (CVE-1) has no reason",
             ),
-            ("[[allow]]\nreason = \"x\"\n", "entry 1 has no id"),
+            ("[[allow]]\nreason = \"x\"\n", "entry 1 at line 1 has no id"),
             (
                 "[[allow]]\nid = \"CVE-1\"\nreason = \"x\"\nexpiry = 2026-01-01\n",
                 "unknown field `expiry`",
@@ -244,12 +260,42 @@ reason = "forever"
     }
 
     #[test]
+    fn entries_and_refusals_know_their_line() {
+        let text = "# accepted findings\n\n[[allow]]\nid = \"CVE-1\"\nreason = \"r\"\n\n[[allow]]\nid = \"CVE-2\"\nreason = \"r\"\n";
+        let a = AllowList::parse(text, "a.toml").unwrap();
+        let lines: Vec<_> = a.entries.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [Some(3), Some(7)]);
+
+        let e = AllowList::parse(&text.replace("reason = \"r\"\n\n", ""), "a.toml").unwrap_err();
+        assert!(
+            e.message
+                .contains("entry 1 at line 3 (CVE-1) has no reason"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            e.location,
+            Some(Location {
+                file: "a.toml".into(),
+                line: 3
+            })
+        );
+        let e = AllowList::parse(
+            "[[allow]]\nid = \"CVE-1\"\nreason = 'r'\nexpires = soon\n",
+            "a.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.location.map(|l| l.line), Some(4), "{}", e.message);
+    }
+
+    #[test]
     fn expiry_is_inclusive() {
         let e = Entry {
             id: "CVE-1".into(),
             package: None,
             reason: "r".into(),
             expires: Some("2026-11-22".parse().unwrap()),
+            line: None,
         };
         assert!(!e.expired("2026-11-22".parse().unwrap()));
         assert!(e.expired("2026-11-23".parse().unwrap()));

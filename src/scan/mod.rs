@@ -131,6 +131,11 @@ async fn gate(
         seconds: clock.elapsed().as_secs_f64(),
     };
     let mut report = Report::assemble(image, settings, mode.fail_on_scan_error(settings), found);
+    if let Some(a) = report.allowlist.as_ref().filter(|_| !ctx.quiet) {
+        for (title, message, at) in a.warnings() {
+            ctx.ci.warn_at(&title, &message, at.as_ref());
+        }
+    }
     write_reports(&mut report, settings, started_at)?;
     Ok(report)
 }

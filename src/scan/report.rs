@@ -14,6 +14,7 @@ use super::allowlist::{AllowList, Entry};
 use super::settings::Settings;
 use super::status::ScanType;
 use super::verdict::{Allowed, Blocking, Finding, Severity, Verdict};
+use crate::error::Location;
 use crate::image::Digest;
 use crate::registry::reference::ImageRef;
 
@@ -111,6 +112,41 @@ pub struct AllowlistReport {
 }
 
 impl AllowlistReport {
+    /// Each expired or unused entry as a warning pointing at its line of
+    /// the file: (title, message, where).
+    pub fn warnings(&self) -> Vec<(String, String, Option<Location>)> {
+        let at = |e: &Entry| {
+            e.line.map(|line| Location {
+                file: self.file.clone(),
+                line,
+            })
+        };
+        let mut out = Vec::new();
+        for e in &self.expired {
+            out.push((
+                "hoist gate: allow-list entry expired".to_string(),
+                format!(
+                    "the entry for {} expired on {} and no longer allows {}; renew it with a new expiry date and a reason, or fix the finding",
+                    e.entry.label(),
+                    e.entry.expires.map(|d| d.to_string()).unwrap_or_default(),
+                    crate::text::external(&e.matched.join(", "), 2000)
+                ),
+                at(&e.entry),
+            ));
+        }
+        for e in &self.unused {
+            out.push((
+                "hoist gate: allow-list entry unused".to_string(),
+                format!(
+                    "the entry for {} matched no finding; remove it if the finding is gone",
+                    e.label()
+                ),
+                at(e),
+            ));
+        }
+        out
+    }
+
     /// The allow-list's entries over every platform: those that expired
     /// (with what they would have allowed) and those that matched nothing.
     /// None without an allow-list.

@@ -289,6 +289,7 @@ mod tests {
             package: pkg.map(str::to_string),
             reason: format!("reason for {id}"),
             expires: expires.map(|d| d.parse().unwrap()),
+            line: None,
         }
     }
 
