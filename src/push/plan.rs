@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::image::stream::Sent;
+use crate::image::manifest::Document;
 use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest, OCI_MANIFEST};
 use crate::registry::ecr::CreationTemplate;
 
@@ -47,41 +48,24 @@ pub fn unique_tags(tags: Vec<String>) -> Vec<String> {
 /// Anything else (another image, another shape, zstd or uncompressed layers)
 /// gives None, and the layers are compressed and uploaded.
 pub fn reusable_layers(manifest: &[u8], config: &Sent, layers: usize) -> Option<Vec<Sent>> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Desc {
-        #[serde(default)]
-        media_type: Option<String>,
-        digest: String,
-        size: u64,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct M {
-        #[serde(default)]
-        schema_version: Option<u32>,
-        #[serde(default)]
-        media_type: Option<String>,
-        config: Desc,
-        layers: Vec<Desc>,
-    }
     const GZIP_LAYERS: &[&str] = &[
         DOCKER_LAYER_GZIP,
         "application/vnd.oci.image.layer.v1.tar+gzip",
     ];
-    let m: M = serde_json::from_slice(manifest).ok()?;
+    let m = Document::parse(manifest).ok()?;
+    let (c, found) = (m.config?, m.layers?);
     let shape = m.schema_version == Some(2)
         && matches!(
             m.media_type.as_deref(),
             Some(DOCKER_MANIFEST | OCI_MANIFEST)
         )
-        && m.config.digest.parse::<Digest>().ok().as_ref() == Some(&config.digest)
-        && m.config.size == config.size
-        && m.layers.len() == layers;
+        && c.digest.parse::<Digest>().ok().as_ref() == Some(&config.digest)
+        && c.size == config.size
+        && found.len() == layers;
     if !shape {
         return None;
     }
-    m.layers
+    found
         .iter()
         .map(|l| {
             let gzip = l
