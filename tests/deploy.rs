@@ -906,6 +906,63 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
     assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
 }
 
+/// An alarm fires, and putting the alias back fails too (UpdateAlias
+/// denied here): the error says both — the alarm, and that the alias may be
+/// left split — with the restore's failure as its cause and the command
+/// that clears the split.
+#[test]
+fn a_failed_restore_says_what_stopped_the_shift_and_that_the_alias_may_be_split() {
+    let (repo, f, _, next) = function_and_next_build();
+    let name = unique("alarm");
+    alarm(&name);
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        (c.kind == "UpdateAlias" && c.n >= 1).then(|| {
+            lambda_error(
+                403,
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/deploy/ci is not authorized to perform: lambda:UpdateAlias".into(),
+            )
+        })
+    }));
+    let child = spawn(
+        &[
+            "deploy",
+            &format!("{repo}@{next}"),
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:60s",
+            "--alarm",
+            &name,
+        ],
+        &fake.env(),
+    );
+    wait_for_split(&f);
+    set_alarm(&name, "ALARM", "Threshold Crossed: 5 errors");
+    let run = finish(child);
+    failed(
+        &run,
+        2,
+        &[
+            &format!(
+                "error: alarm {name} is ALARM: Threshold Crossed: 5 errors; then restoring alias {f}:live to version 1 failed, so the alias may be left split (1=90% 2=10%)"
+            ),
+            "caused by:",
+            "not authorized to perform: lambda:UpdateAlias",
+            &format!(
+                "hint: put the alias back yourself: `hoist rollback --function {f} --alias live`"
+            ),
+        ],
+    );
+    assert_eq!(
+        alias(&f, "live"),
+        ("1".into(), HashMap::from([("2".into(), 0.1)])),
+        "left split, as the error says"
+    );
+}
+
 /// Every UpdateAlias hoist sent carried a RevisionId, and none whose
 /// RevisionId was stale went through (the endpoint refuses those, as Lambda
 /// does): two runs never both moved the alias.

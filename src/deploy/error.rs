@@ -204,7 +204,7 @@ impl Diagnose for DeployError {
                 // An alias name has no ':'; a function ARN has several.
                 let (function, alias) = alias.rsplit_once(':').unwrap_or((alias, ""));
                 Some(format!(
-                    "put the alias back yourself: `hoist rollback --function {function} --alias {alias}` clears the split (version {version} keeps all the traffic); re-running this same deploy would complete the shift instead"
+                    "put the alias back yourself: `hoist rollback --function {function} --alias {alias}` clears the split (version {version} keeps all the traffic); re-running this same deploy takes the shift up where it stopped instead (and sends the alias back if an alarm still fires)"
                 ))
             }
             DeployError::Signal { .. } => Some("the process may not install signal handlers here (a restricted sandbox?); nothing was moved yet".into()),

@@ -50,10 +50,10 @@ pub use rollback::{RollbackReport, rollback};
 pub use settings::{Rollback, Settings};
 use strategy::show;
 
-/// How many times in a row hoist reads the alias again after someone else
-/// moved it under it, before it gives up (each round usually waits for the
-/// other deployment first).
-const MAX_ROUNDS: u32 = 10;
+/// How many times hoist reads the alias again after someone else moved it
+/// under it, before it gives up (each time it usually waits for the other
+/// deployment first; waiting itself is bounded by --timeout).
+const MAX_LOST: u32 = 10;
 
 /// `hoist deploy`. Errors before the shift leave the alias untouched; the
 /// shift itself ends in a report (deployed, rolled back, interrupted).
@@ -102,7 +102,8 @@ async fn deploy(
     let mut known = None;
     let mut waiting = Waiting::default();
     let mut warned = BTreeSet::new();
-    for _ in 0..MAX_ROUNDS {
+    let mut lost = 0;
+    loop {
         let o = observer.observe(known.take(), &me).await?;
         let p = plan::plan(&o, settings)?;
         for w in p.warnings.iter().filter(|w| warned.insert(w.to_string())) {
@@ -141,6 +142,13 @@ async fn deploy(
                 return Ok(report);
             }
             Executed::Lost => {
+                lost += 1;
+                if lost == MAX_LOST {
+                    return Err(DeployError::Moved {
+                        alias: format!("{}:{}", settings.function, settings.alias),
+                    }
+                    .into());
+                }
                 say(
                     ctx,
                     &format!(
@@ -153,10 +161,6 @@ async fn deploy(
             }
         }
     }
-    Err(DeployError::Moved {
-        alias: format!("{}:{}", settings.function, settings.alias),
-    }
-    .into())
 }
 
 /// Carry out a plan's action.
