@@ -1208,6 +1208,108 @@ fn two_deploys_at_once_never_both_move_the_alias() {
     );
 }
 
+/// An operator puts the alias back (`hoist rollback`) while a canary
+/// bakes. The deploy's next move carries a stale RevisionId and is refused;
+/// it reads the alias, finds it wholly back on the version it was shifting
+/// from, and stops as a rollback (exit 1, in the log and the JSON) — it
+/// does not start over: no new version, no update, and no move of the alias
+/// after the refused one.
+#[test]
+fn an_alias_put_back_during_the_bake_stops_the_deploy_as_a_rollback() {
+    let (repo, f, _, next) = function_and_next_build();
+    let fake = FakeLambda::start(forward());
+    let mut child = spawn(
+        &[
+            "deploy",
+            &format!("{repo}@{next}"),
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:20%:10s",
+            "--output",
+            "json",
+        ],
+        &fake.env(),
+    );
+    wait_for_split(&f);
+    let rb = hoist(
+        &[
+            "rollback",
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--output",
+            "json",
+        ],
+        &fake.env(),
+    );
+    let r = rb.ok().json();
+    assert_eq!(
+        (r["action"].as_str(), r["to"].as_str()),
+        (Some("clear-routing"), Some("1")),
+        "{r}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the deploy ended before the rollback: the test proves nothing"
+    );
+    let (seen, writes) = (fake.seen().len(), fake.alias_writes().len());
+    let run = finish(child);
+    failed(
+        &run,
+        1,
+        &[
+            &format!(
+                "rolled back: alias {f}:live was put back on version 1 by someone else while hoist was shifting it to version 2"
+            ),
+            "hoist stopped",
+        ],
+    );
+    let r = run.json();
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("was put back on version 1 by someone else"),
+        "{r}"
+    );
+    assert_eq!(r["alarm"], Value::Null);
+    assert_eq!(
+        (r["version"].as_str(), r["previous_version"].as_str()),
+        (Some("2"), Some("1")),
+        "{r}"
+    );
+    assert_eq!(r["routing"], "1=100%");
+    let t = timeline(&r);
+    assert!(
+        t.contains(&"routing 1=80% 2=20%; baking 10s".to_string()),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.last().unwrap(),
+        "alias live was put back on version 1 by someone else: hoist stopped"
+    );
+    // After the rollback: one write, the deploy's 100 % move, refused.
+    let after: Vec<String> = fake.seen()[seen..]
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| s.kind.clone())
+        .collect();
+    assert_eq!(after, ["UpdateAlias"], "{}", run.stderr);
+    let all = every_alias_write_was_compare_and_set(&fake);
+    assert_eq!(
+        all[writes..].iter().map(|w| w.accepted).collect::<Vec<_>>(),
+        [false],
+        "{all:?}"
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+    assert_eq!(versions(&f).len(), 2, "nothing published again");
+}
+
 /// `--watch-errors`: errors of the new version behind the alias (the
 /// metric Lambda publishes, put into moto's CloudWatch here mid-bake) roll
 /// the alias back like an alarm.

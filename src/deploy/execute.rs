@@ -24,8 +24,12 @@ use crate::Context;
 pub enum Executed {
     Done,
     /// Someone else moved the alias between hoist reading it and writing
-    /// it: observe and decide again.
-    Lost,
+    /// it: observe and decide again. `shifted`: the shift (from, to) whose
+    /// traffic had moved to `to` when that happened (hoist then stops if
+    /// it was put back on `from`).
+    Lost {
+        shifted: Option<(String, String)>,
+    },
 }
 
 pub struct Executor<'a> {
@@ -69,7 +73,9 @@ impl Executor<'_> {
         {
             // Another run created it meanwhile: it exists now, so the next
             // round shifts it.
-            Err(e) if e.code() == Some("ResourceConflictException") => return Ok(Executed::Lost),
+            Err(e) if e.code() == Some("ResourceConflictException") => {
+                return Ok(Executed::Lost { shifted: None });
+            }
             r => r?,
         };
         report.alias_arn = a.arn.clone();
@@ -99,7 +105,7 @@ impl Executor<'_> {
         if from == LATEST {
             match self.pin_latest(revision.as_deref(), report).await? {
                 Some((pinned, r)) => (from, revision) = (pinned, r),
-                None => return Ok(Executed::Lost),
+                None => return Ok(Executed::Lost { shifted: None }),
             }
         }
         report.previous_version = Some(from.clone());
@@ -137,7 +143,19 @@ impl Executor<'_> {
             .alias
             .as_ref()
             .and_then(|a| a.revision_id.clone());
-        self.shift(from, to, moves.clone(), revision, report).await
+        // Traffic had moved before this run (the lost runner's steps): the
+        // alias moved under it even before its first write is a cut shift.
+        Ok(
+            match self
+                .shift(from, to, moves.clone(), revision, report)
+                .await?
+            {
+                Executed::Lost { .. } => Executed::Lost {
+                    shifted: Some((from.to_string(), to.to_string())),
+                },
+                done => done,
+            },
+        )
     }
 
     /// This image's own interrupted shift with an alarm firing: all of the
@@ -166,7 +184,13 @@ impl Executor<'_> {
             .route(&self.settings.alias, from, None, Some(restore), revision)
             .await
         {
-            Err(DeployError::Moved { .. }) => return Ok(Executed::Lost),
+            // Someone else moved it first; when they put it back on `from`
+            // too, the next look says so instead of deploying again.
+            Err(DeployError::Moved { .. }) => {
+                return Ok(Executed::Lost {
+                    shifted: Some((from.to_string(), to.to_string())),
+                });
+            }
             r => r?,
         };
         report.routing = routing(&a.version, &a.weights);
@@ -369,7 +393,9 @@ impl Executor<'_> {
                 report.end = end;
                 Ok(Executed::Done)
             }
-            Ended::Lost => Ok(Executed::Lost),
+            Ended::Lost { moved } => Ok(Executed::Lost {
+                shifted: moved.then(|| (from.to_string(), to.to_string())),
+            }),
         }
     }
 }

@@ -12,7 +12,10 @@
 //! LastUpdateStatus → PublishVersion guarded by CodeSha256 and RevisionId →
 //! wait until Active → smoke invoke → shift, every alias write a
 //! compare-and-set). When the alias is held by another deployment, or moved
-//! under hoist, the deploy waits or observes again and decides again.
+//! under hoist, the deploy waits or observes again and decides again —
+//! unless, moved under a shift, it was put back wholly on the version the
+//! shift went from (`hoist rollback`, or by hand): that ends the deploy as
+//! a rollback.
 
 pub mod alarms;
 pub mod error;
@@ -99,23 +102,32 @@ async fn deploy(
         dry_run,
     };
     let mut me = Runner::new(&ctx.env);
-    let mut known = None;
-    let mut waiting = Waiting::default();
-    let mut warned = BTreeSet::new();
-    let mut lost = 0;
+    let mut r = Rounds::default();
     loop {
-        let o = observer.observe(known.take(), &me).await?;
+        let o = observer.observe(r.known.take(), &me).await?;
+        // Only the look right after the alias was moved under a shift
+        // tells whether that move was a put-back.
+        if let Some(report) = r.cut.take().and_then(|c| c.put_back(&o, settings, started)) {
+            return Ok(finished(report, started));
+        }
+        if r.lost == MAX_LOST {
+            return Err(DeployError::Moved {
+                alias: format!("{}:{}", settings.function, settings.alias),
+            }
+            .into());
+        }
         let p = plan::plan(&o, settings)?;
-        for w in p.warnings.iter().filter(|w| warned.insert(w.to_string())) {
+        for w in p.warnings.iter().filter(|w| r.warned.insert(w.to_string())) {
             tracing::warn!("{w}");
         }
         if let (Action::Wait(holder), false) = (&p.action, dry_run) {
-            waiting.wait(&lambda, settings, &o, holder).await?;
-            known = Some(o.image);
+            r.timings.other_deployment += r.waiting.wait(&lambda, settings, &o, holder).await?;
+            r.known = Some(o.image);
             continue;
         }
         let mut report = report_for(&o, &p, settings, dry_run);
-        report.timings.other_deployment = waiting.spent;
+        report.timeline = std::mem::take(&mut r.timeline);
+        report.timings = r.timings;
         let executed = if dry_run {
             for l in &report.plan {
                 say(ctx, &format!("plan: {l}"));
@@ -135,32 +147,96 @@ async fn deploy(
             };
             execute(&executor, &p, &mut report).await?
         };
-        match executed {
-            Executed::Done => {
-                report.timings.total = started.elapsed();
-                report.seconds = report.timings.total.as_secs_f64();
-                return Ok(report);
-            }
-            Executed::Lost => {
-                lost += 1;
-                if lost == MAX_LOST {
-                    return Err(DeployError::Moved {
-                        alias: format!("{}:{}", settings.function, settings.alias),
-                    }
-                    .into());
-                }
-                say(
-                    ctx,
-                    &format!(
-                        "alias {}:{} was moved by someone else while hoist was deploying: reading it again",
-                        settings.function, settings.alias
-                    ),
-                );
-                me.yielded = true;
-                known = Some(o.image);
-            }
-        }
+        let Executed::Lost { shifted } = executed else {
+            return Ok(finished(report, started));
+        };
+        r.lost += 1;
+        say(
+            ctx,
+            &format!(
+                "alias {}:{} was moved by someone else while hoist was deploying: reading it again",
+                settings.function, settings.alias
+            ),
+        );
+        me.yielded = true;
+        r.known = Some(o.image);
+        (r.timeline, r.timings) = (report.timeline.clone(), report.timings);
+        r.cut = shifted.map(|(from, to)| Cut { from, to, report });
     }
+}
+
+/// What carries over from one round (observe → plan → execute) to the
+/// next, when hoist waits for another deployment or someone else moved the
+/// alias under it: the timeline and the timings go on across rounds (the
+/// waits for another deployment counted in `other_deployment`).
+#[derive(Default)]
+struct Rounds {
+    /// The image as read (it does not change).
+    known: Option<observe::Image>,
+    waiting: Waiting,
+    /// Warnings already printed.
+    warned: BTreeSet<String>,
+    /// Rounds that ended with the alias moved under hoist.
+    lost: u32,
+    /// The last round's shift, when the alias was moved under it after
+    /// traffic had moved.
+    cut: Option<Cut>,
+    timeline: Vec<Event>,
+    timings: Timings,
+}
+
+/// A shift from `from` to `to` that someone else moved the alias under,
+/// after traffic had moved to `to` (this run's steps, or those of the lost
+/// runner whose shift it resumed); `report` as it stood then.
+struct Cut {
+    from: String,
+    to: String,
+    report: Report,
+}
+
+impl Cut {
+    /// Someone put the alias back wholly on `from` (`hoist rollback`, or by
+    /// hand): that stops the deploy like a rollback — starting over would
+    /// undo theirs. The alias moved anywhere else (another version, another
+    /// split) is not a put-back: the deploy decides again.
+    fn put_back(self, o: &Observed, s: &Settings, started: Instant) -> Option<Report> {
+        let alias = o.alias.as_ref().filter(|a| put_back(a, &self.from))?;
+        let Cut {
+            from,
+            to,
+            mut report,
+        } = self;
+        let reason = format!(
+            "alias {}:{} was put back on version {from} by someone else while hoist was shifting it to version {to} (hoist rollback, or by hand); hoist stopped",
+            s.function, s.alias
+        );
+        report.timeline.push(Event {
+            at_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            what: format!(
+                "alias {} was put back on version {from} by someone else: hoist stopped",
+                s.alias
+            ),
+        });
+        report.routing = routing(&alias.version, &alias.weights);
+        report.alias_arn = alias.arn.clone();
+        (report.previous_version, report.version) = (Some(from), Some(to));
+        report.end = End::RolledBack {
+            reason,
+            alarm: None,
+        };
+        Some(report)
+    }
+}
+
+/// The alias serves `from` wholly (a weight of 0 left behind is no share).
+fn put_back(a: &Alias, from: &str) -> bool {
+    a.version == from && a.split().is_none()
+}
+
+fn finished(mut report: Report, started: Instant) -> Report {
+    report.timings.total = started.elapsed();
+    report.seconds = report.timings.total.as_secs_f64();
+    report
 }
 
 /// Carry out a plan's action.
@@ -186,7 +262,7 @@ async fn execute(e: &Executor<'_>, p: &Plan, report: &mut Report) -> Result<Exec
             alarm,
         } => e.undo(from, to, restore, alarm, report).await?,
         // Handled before: waiting is not a write.
-        Action::Wait(_) => Executed::Lost,
+        Action::Wait(_) => Executed::Lost { shifted: None },
     })
 }
 
@@ -238,20 +314,19 @@ fn report_for(o: &Observed, p: &Plan, s: &Settings, dry_run: bool) -> Report {
 #[derive(Default)]
 struct Waiting {
     deadline: Option<Instant>,
-    spent: std::time::Duration,
 }
 
 impl Waiting {
     /// Until the alias changes (the other deployment moved on, finished or
     /// was rolled back) or its holder's lease passes; then the deploy
-    /// observes and decides again.
+    /// observes and decides again. How long it waited.
     async fn wait(
         &mut self,
         lambda: &Lambda,
         s: &Settings,
         o: &Observed,
         holder: &Holder,
-    ) -> Result<(), DeployError> {
+    ) -> Result<std::time::Duration, DeployError> {
         let began = Instant::now();
         let deadline = *self.deadline.get_or_insert(began + s.timeout);
         let seen = o.alias.as_ref();
@@ -267,18 +342,16 @@ impl Waiting {
         let mut waiter = wait::Waiter::new(wait::OTHER_DEPLOYMENT, deadline);
         // The observation just made was the first look.
         waiter.next().await;
-        let result = loop {
+        loop {
             waiter.next().await;
             if waiter.expired() {
-                break Err(busy(s, o, holder));
+                return Err(busy(s, o, holder));
             }
             let now = lambda.alias(&s.alias).await?;
             if !same(now.as_ref(), seen) || until.is_some_and(|u| u <= observe::unix_now()) {
-                break Ok(());
+                return Ok(began.elapsed());
             }
-        };
-        self.spent += began.elapsed();
-        result
+        }
     }
 }
 
@@ -347,6 +420,34 @@ pub fn outside(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::lambda::Alias;
+
+    /// Moved under a shift from 3 to 4: put back only when wholly on 3.
+    #[test]
+    fn a_put_back_is_the_alias_wholly_on_the_version_shifted_from() {
+        let alias = |version: &str, weights: &[(&str, f64)]| Alias {
+            arn: "arn:aws:lambda:us-east-1:123456789012:function:f:live".into(),
+            version: version.into(),
+            weights: weights.iter().map(|(v, w)| (v.to_string(), *w)).collect(),
+            description: String::new(),
+            revision_id: Some("r".into()),
+        };
+        for (a, put_back) in [
+            (alias("3", &[]), true),
+            // A weight of 0 left behind is no share.
+            (alias("3", &[("4", 0.0)]), true),
+            // Split differently, or by someone else's deployment.
+            (alias("3", &[("4", 0.5)]), false),
+            (alias("3", &[("5", 0.1)]), false),
+            // Another version, or the one shifted to.
+            (alias("5", &[]), false),
+            (alias("4", &[]), false),
+            (alias("$LATEST", &[]), false),
+        ] {
+            assert_eq!(super::put_back(&a, "3"), put_back, "{a:?}");
+        }
+    }
+
     #[test]
     fn text_from_outside() {
         assert_eq!(super::outside("plain: ok"), "plain: ok");

@@ -60,8 +60,9 @@ pub enum Ended {
     /// Deployed, rolled back by an alarm, or interrupted (restored).
     Finished(End),
     /// Someone else moved the alias: nothing was restored (it is theirs
-    /// now); the deploy reads it again.
-    Lost,
+    /// now); the deploy reads it again. `moved`: this shift had moved
+    /// traffic before.
+    Lost { moved: bool },
 }
 
 pub struct Outcome {
@@ -159,7 +160,9 @@ impl Shift<'_> {
                         self.alias
                     ),
                 );
-                Ended::Lost
+                Ended::Lost {
+                    moved: !p.routing.is_empty(),
+                }
             }
             Err(Stopped::Signal(s)) => {
                 let why = format!("{} received (the job was cancelled)", s.name());
