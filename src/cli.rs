@@ -67,6 +67,19 @@ pub struct Global {
     #[arg(long, global = true, env = "HOIST_SESSION_POLICY")]
     pub session_policy: Option<PathBuf>,
 
+    /// The STS session name (CloudTrail shows it); default hoist-<ci>-<run id>
+    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
+
+    /// Refuse to act in any AWS account but these (comma-separated), checked right after authentication
+    #[arg(
+        long,
+        global = true,
+        env = "HOIST_ALLOWED_ACCOUNT_IDS",
+        value_delimiter = ','
+    )]
+    pub allowed_account_ids: Vec<String>,
+
     /// How long a connection may stay silent (no answer, no body bytes moving) before hoist gives the attempt up and retries (e.g. 30s, 2m)
     #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse)]
     pub http_timeout: std::time::Duration,
@@ -104,6 +117,21 @@ pub enum Command {
     Ship(ShipArgs),
 }
 
+impl Command {
+    /// The command's name, as the CI system's failure annotation names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Auth(_) => "auth",
+            Command::Doctor(_) => "doctor",
+            Command::Push(_) => "push",
+            Command::Gate(_) => "gate",
+            Command::Deploy(_) => "deploy",
+            Command::Rollback(_) => "rollback",
+            Command::Ship(_) => "ship",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
     #[command(flatten)]
@@ -134,7 +162,7 @@ pub struct PushArgs {
     #[arg(env = "HOIST_SOURCE")]
     pub source: PathBuf,
 
-    /// ECR repository name (e.g. team/app)
+    /// ECR repository: its name (team/app), or its full URI for a registry in another account or region (ACCOUNT.dkr.ecr.REGION.amazonaws.com/team/app)
     #[arg(long, env = "HOIST_REPOSITORY")]
     pub repository: String,
 
@@ -395,6 +423,44 @@ impl TryFrom<&GateArgs> for crate::scan::Settings {
     }
 }
 
+impl TryFrom<&PushArgs> for crate::push::Settings {
+    type Error = crate::error::ConfigError;
+
+    fn try_from(a: &PushArgs) -> Result<Self, Self::Error> {
+        crate::push::Settings::new(crate::push::Settings {
+            source: a.source.clone(),
+            repository: a.repository.clone(),
+            registry: None,
+            tags: a.tags.clone(),
+            reference: a.reference.clone(),
+            mount_from: a.mount_from.clone(),
+            jobs: a.jobs,
+            create_repository: a.create_repository,
+            digest_file: a.digest_file.clone(),
+        })
+    }
+}
+
+impl TryFrom<&ShipArgs> for crate::ship::Settings {
+    type Error = crate::error::ConfigError;
+
+    /// Every stage's settings, built (and so checked) before the first
+    /// stage runs.
+    fn try_from(a: &ShipArgs) -> Result<Self, Self::Error> {
+        let deploy = a.deploy.flags(a.deploy_timeout);
+        Ok(crate::ship::Settings {
+            push: (&a.push).try_into()?,
+            gate: a.gate.flags(a.scan_timeout).try_into()?,
+            deploy: if deploy.wanted() {
+                Some(deploy.try_into()?)
+            } else {
+                None
+            },
+            dry_run: a.dry_run,
+        })
+    }
+}
+
 impl Global {
     /// The authentication flags as the auth stage takes them.
     pub fn auth_flags(&self) -> crate::auth::settings::Flags {
@@ -407,6 +473,8 @@ impl Global {
             id_token_file: self.id_token_file.clone(),
             id_token_env: self.id_token_env.clone(),
             region: self.region.clone(),
+            session_name: self.role_session_name.clone(),
+            allowed_accounts: self.allowed_account_ids.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod aws;
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod deploy;
 pub mod duration;
 pub mod env;
@@ -39,6 +40,18 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Some(name) => Ci::named(name, &env)?,
         None => Ci::detect(&env),
     };
+    let stage = cli.command.name();
+    let result = run_in(cli, env, &ci).await;
+    // A failure shows where the CI system shows failures (GitHub's error
+    // annotation and step summary, Buildkite's annotation), hint included.
+    result.map_err(|e| {
+        let e = e.in_stage(stage);
+        ci.report_failure(&e, None);
+        e
+    })
+}
+
+async fn run_in(cli: Cli, env: Env, ci: &Ci) -> Result<Outcome, Error> {
     let mut net = net::Network::from_env(&env)?;
     net.idle_timeout = cli.global.http_timeout;
     // Every flag every command shares, checked before anything else.
@@ -53,12 +66,52 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         quiet: cli.global.quiet,
         registry_endpoint,
         auth,
+        dotenv: cli.global.dotenv.clone(),
         ci: ci.clone(),
         env: env.clone(),
         net: net.clone(),
         aws: Default::default(),
     };
-    let outcome = match cli.command {
+    let outcome = dispatch(&ctx, &cli, &env, &net).await?;
+    let mut outputs = outcome.outputs();
+    // Who the run acted as, from every command that assumed a role, so the
+    // GitHub action (one `hoist ship`) can offer them as outputs as
+    // configure-aws-credentials does. `hoist auth` sets them itself.
+    if let (false, Some((_, Some(assumed)))) = (matches!(outcome, Outcome::Auth(_)), ctx.aws.get())
+    {
+        report::identity_outputs(&mut outputs, &report::AuthReport::new(ci, assumed, None));
+    }
+    outputs.blocked = outcome.exit_code() != 0;
+    // Outputs a later step cannot read are a failed step, not a warning:
+    // the pipeline would go on without the digest it needs.
+    let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
+    if !problems.is_empty() && outcome.exit_code() != 0 {
+        // The run failed anyway; its own exit code says more.
+        for p in &problems {
+            tracing::warn!("{p}");
+        }
+    } else if !problems.is_empty() {
+        eprintln!("{}", outcome.log());
+        return Err(ConfigError::new(format!(
+            "the outputs could not be handed to {}: {}",
+            ci.name(),
+            problems.join("; ")
+        ))
+        .hint("the work above is done (re-running is safe); check that the CI system's output files (e.g. $GITHUB_OUTPUT) and --dotenv are writable")
+        .into());
+    }
+    Ok(outcome)
+}
+
+/// The command itself.
+async fn dispatch(
+    ctx: &Context,
+    cli: &Cli,
+    env: &Env,
+    net: &net::Network,
+) -> Result<Outcome, Error> {
+    let ci = &ctx.ci;
+    Ok(match &cli.command {
         Command::Auth(args) => {
             if cli.global.role_arn.is_none() {
                 return Err(ConfigError::new("hoist auth needs the role to assume")
@@ -83,68 +136,50 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             Outcome::Auth(report::AuthReport::new(&ci, assumed, exported))
         }
         Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, &args, &ci, &env, &net).await?),
-        Command::Push(args) => Outcome::Push(push::run(&ctx, args).await?),
+        Command::Push(args) => {
+            let settings = push::Settings::try_from(args)?;
+            Outcome::Push(push::run(&ctx, &settings).await?)
+        }
         Command::Gate(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
-            let settings = scan::Settings::try_from(&args)?;
+            let settings = scan::Settings::try_from(args)?;
             Outcome::Gate(scan::run(&ctx, &image, &settings).await?)
         }
         Command::Deploy(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
-            let settings = deploy::Settings::try_from(&args)?;
+            let settings = deploy::Settings::try_from(args)?;
             Outcome::Deploy(deploy::run(&ctx, &image, &settings, args.dry_run).await?)
         }
         Command::Rollback(args) => {
-            let settings = deploy::Rollback::try_from(&args)?;
+            let settings = deploy::Rollback::try_from(args)?;
             Outcome::Rollback(deploy::rollback(&ctx, &settings).await?)
         }
-        Command::Ship(args) => Outcome::Ship(ship::run(&ctx, args).await?),
-    };
-    let mut outputs = outcome.outputs();
-    // Who the run acted as, from every command that assumed a role, so the
-    // GitHub action (one `hoist ship`) can offer them as outputs as
-    // configure-aws-credentials does. `hoist auth` sets them itself.
-    if let (false, Some((_, Some(assumed)))) = (matches!(outcome, Outcome::Auth(_)), ctx.aws.get())
-    {
-        report::identity_outputs(&mut outputs, &report::AuthReport::new(&ci, assumed, None));
-    }
-    outputs.blocked = outcome.exit_code() != 0;
-    // Outputs a later step cannot read are a failed step, not a warning:
-    // the pipeline would go on without the digest it needs.
-    let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
-    if !problems.is_empty() && outcome.exit_code() != 0 {
-        // The run failed anyway; its own exit code says more.
-        for p in &problems {
-            tracing::warn!("{p}");
+        Command::Ship(args) => {
+            let settings = ship::Settings::try_from(args)?;
+            Outcome::Ship(ship::run(&ctx, &settings).await?)
         }
-    } else if !problems.is_empty() {
-        eprintln!("{}", outcome.log());
-        return Err(ConfigError::new(format!(
-            "the outputs could not be handed to {}: {}",
-            ci.name(),
-            problems.join("; ")
-        ))
-        .hint("the work above is done (re-running is safe); check that the CI system's output files (e.g. $GITHUB_OUTPUT) and --dotenv are writable")
-        .into());
-    }
-    Ok(outcome)
+    })
 }
 
 /// What every stage of a run shares: the flags every command takes, the CI
 /// system, the environment snapshot, the network settings, and — set up once,
 /// on first use — the AWS configuration with its (refreshing) credentials.
+#[derive(Clone)]
 pub struct Context {
     /// `-q`: no progress lines.
     pub quiet: bool,
+    /// `--dotenv`: also write outputs there.
+    pub dotenv: Option<std::path::PathBuf>,
     /// `--registry-endpoint`, checked.
     pub registry_endpoint: Option<url::Url>,
     pub auth: auth::Settings,
     pub ci: Ci,
     pub env: Env,
     pub net: net::Network,
-    aws: tokio::sync::OnceCell<(aws_config::SdkConfig, Option<auth::sts::Assumed>)>,
+    /// Shared by every copy of the context (one exchange per run).
+    aws: std::sync::Arc<tokio::sync::OnceCell<(aws_config::SdkConfig, Option<auth::sts::Assumed>)>>,
 }
 
 impl Context {
@@ -159,8 +194,48 @@ impl Context {
         &self,
     ) -> Result<&(aws_config::SdkConfig, Option<auth::sts::Assumed>), Error> {
         self.aws
-            .get_or_try_init(|| auth::setup::aws_config(&self.auth, &self.ci, &self.env, &self.net))
+            .get_or_try_init(|| async {
+                let (config, assumed) =
+                    auth::setup::aws_config(&self.auth, &self.ci, &self.env, &self.net).await?;
+                self.check_account(&config, assumed.as_ref()).await?;
+                Ok((config, assumed))
+            })
             .await
+    }
+
+    /// `--allowed-account-ids`: right after authentication, before anything
+    /// is read or written, the account hoist acts in must be one of them.
+    async fn check_account(
+        &self,
+        config: &aws_config::SdkConfig,
+        assumed: Option<&auth::sts::Assumed>,
+    ) -> Result<(), Error> {
+        let allowed = &self.auth.allowed_accounts;
+        if allowed.is_empty() {
+            return Ok(());
+        }
+        let account = match assumed.and_then(|a| a.account()) {
+            Some(a) => a.to_string(),
+            // The default credential chain: ask STS who this is (a call
+            // that needs no permission).
+            None => aws_sdk_sts::Client::new(config)
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| aws::AwsError::new("sts:GetCallerIdentity", e))?
+                .account()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        if auth::settings::allowed(allowed, &account) {
+            return Ok(());
+        }
+        Err(ConfigError::new(format!(
+            "hoist is signed in to AWS account {account}, which --allowed-account-ids does not list ({})",
+            allowed.join(", ")
+        ))
+        .hint("nothing was read or written there; check --role-arn (or the job's credentials) and --allowed-account-ids")
+        .into())
     }
 }
 
@@ -189,10 +264,7 @@ async fn doctor(
     let token = source.fetch(&net.reqwest()?, audience.request()).await?;
     ci.mask(token.reveal());
     let claims = auth::claims::Claims::decode(&token)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    let now = crate::clock::unix_now();
     let accepted = audience.accepted(&claims);
     let (audience, problems) = match claims.check(&accepted, now) {
         Ok(matched) => (matched, vec![]),

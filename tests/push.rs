@@ -535,3 +535,151 @@ fn repeated_tags_are_pushed_once_each() {
     assert_eq!(tags, ["v3", "v1"]);
     assert_eq!(run.json()["digest"], m.digest.as_str());
 }
+
+/// `--repository` as a full repository URI (a central registry): the ECR
+/// API is asked about that registry (registryId), the registry traffic and
+/// the image URI use its host; `--allowed-account-ids` lets the push through
+/// for that account and refuses another before anything is read.
+#[test]
+fn a_full_repository_uri_and_allowed_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 1_000);
+    let name = unique("central");
+    common::create_repository(&name, false);
+    let uri = format!("{}/{name}", local().ecr_host);
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &uri,
+            "--allowed-account-ids",
+            "210987654321,123456789012",
+            "--output",
+            "json",
+            "-q",
+        ],
+        &[],
+    );
+    let report = run.ok().json();
+    assert_eq!(report["repository"], name.as_str(), "{report}");
+    assert_eq!(report["image_uri"], format!("{uri}@{}", m.digest));
+    let described = local()
+        .aws
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "DescribeRepositories")
+        .expect("the repository was looked up");
+    assert_eq!(
+        described.params["registryId"], "123456789012",
+        "{:?}",
+        described.params
+    );
+
+    let before = local().front.counts().requests;
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &uri,
+            "--allowed-account-ids",
+            "210987654321",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("signed in to AWS account 123456789012, which --allowed-account-ids does not list (210987654321)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        local().front.counts().requests,
+        before,
+        "nothing reached the registry"
+    );
+
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            "registry.example.com/team/app",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not an ECR registry"), "{}", run.stderr);
+}
+
+/// On GitHub a failure is an error annotation (title naming the stage, the
+/// hint on its own line, the data escaped as GitHub's toolkit does) and a
+/// step summary; a warning is a warning annotation.
+#[test]
+fn github_annotations_for_failures_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    Layout::simple(dir.path(), 1, 1000);
+    let summary = dir.path().join("summary.md");
+    let out = dir.path().join("github_output");
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+        ("GITHUB_OUTPUT", out.to_str().unwrap()),
+    ];
+    let missing = unique("github-missing");
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &missing,
+        ],
+        &github,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let annotation = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no error annotation:\n{}", run.stderr));
+    assert!(
+        annotation.starts_with("::error title=hoist push failed::repository '")
+            && annotation.contains("%0Ahint: create it"),
+        "{annotation}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### hoist push failed") && md.contains("**hint:**"),
+        "{md}"
+    );
+
+    // A warning (a digest-only push into a repository whose lifecycle
+    // policy expires untagged images) is an annotation, not a log line.
+    let repo = unique("github-warning");
+    common::create_repository(&repo, false);
+    let policy = serde_json::json!({ "rules": [{ "rulePriority": 1, "description": "untagged, 1 day",
+        "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1 },
+        "action": { "type": "expire" } }] });
+    common::ecr(async |c| {
+        c.put_lifecycle_policy()
+            .repository_name(&repo)
+            .lifecycle_policy_text(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+    });
+    let run = hoist(
+        &["push", dir.path().to_str().unwrap(), "--repository", &repo],
+        &github,
+    );
+    run.ok();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning title=hoist::pushing by digest only into")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(" WARN "), "{}", run.stderr);
+}

@@ -274,21 +274,140 @@ fn a_blocked_gate_deploys_nothing() {
     assert_eq!(versions(&f).len(), 1, "no version was published");
 }
 
-/// The gate passes, the deploy's preflight refuses (an arm64 function, an
-/// amd64 image): the deploy's exit code, the earlier stages' summary in the
-/// log, Lambda untouched.
+/// What a ship writes, as seen by the suite's ECR and AWS fronts: the
+/// registry's writes and the AWS operations that change something.
+fn writes_seen() -> (usize, usize, Vec<String>) {
+    const WRITES: &[&str] = &[
+        "CreateRepository",
+        "SetRepositoryPolicy",
+        "PutImage",
+        "StartImageScan",
+        "UpdateFunctionCode",
+        "PublishVersion",
+        "CreateAlias",
+        "UpdateAlias",
+    ];
+    let l = common::local();
+    let c = l.front.counts();
+    let ops = l
+        .aws
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .filter(|op| {
+            WRITES.iter().any(|w| op == w) || op.starts_with("POST") || op.starts_with("PUT")
+        })
+        .collect();
+    (c.patches, c.manifests_put, ops)
+}
+
+/// Everything that can be checked is checked before the first write: a
+/// ship refused for its flags, its image or its function writes nothing —
+/// no repository, blob, manifest, tag, scan or version — and says why.
 #[test]
-fn a_deploy_failure_after_a_clean_gate() {
+fn a_refused_ship_writes_nothing() {
     let work = tempfile::tempdir().unwrap();
-    let (repo, source) = repo_and_image(work.path());
-    let f = function_for(&repo, "arm64");
-    let extra = passing_gate_then_deploy_to(&f);
-    let run = ship(&source, &repo, &extra);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("gate passed"), "{}", run.stderr);
-    assert!(run.stderr.contains("arm64"), "{}", run.stderr);
-    assert_eq!(alias(&f, "live").0, "1");
-    assert_eq!(versions(&f).len(), 1);
+    let dir = work.path();
+    let l = fixtures::Layout::new(&dir.join("amd64"));
+    let layer = l.layer(2_000, fixtures::fresh_seed());
+    let m = l.image(&[layer], "amd64");
+    l.write_index(&[(Some("latest"), &m)]);
+    let zstd = fixtures::Layout::new(&dir.join("zstd"));
+    let mut z = zstd.layer(2_000, fixtures::fresh_seed());
+    z.media_type = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+    let zm = zstd.image(&[z], "amd64");
+    zstd.write_index(&[(Some("latest"), &zm)]);
+    let bare = fixtures::Layout::new(&dir.join("bare"));
+    let b = bare.layer(2_000, fixtures::fresh_seed());
+    let bm = bare.image_with_config(
+        serde_json::json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [b.digest.clone()] } }),
+        &[b],
+    );
+    bare.write_index(&[(Some("latest"), &bm)]);
+
+    let f = function(
+        &unique("ship-refused"),
+        &format!("sha256:{}", "0".repeat(64)),
+        "x86_64",
+    );
+    let arm = function(
+        &unique("ship-refused"),
+        &format!("sha256:{}", "0".repeat(64)),
+        "arm64",
+    );
+    let cases: Vec<(&str, std::path::PathBuf, Vec<&str>, &str)> = vec![
+        (
+            "a bad strategy",
+            dir.join("amd64"),
+            vec![
+                "--function",
+                &f,
+                "--alias",
+                "live",
+                "--strategy",
+                "blue-green",
+            ],
+            "is not a strategy",
+        ),
+        (
+            "an unknown alarm",
+            dir.join("amd64"),
+            vec![
+                "--function",
+                &f,
+                "--alias",
+                "live",
+                "--alarm",
+                "no-such-alarm",
+            ],
+            "no-such-alarm",
+        ),
+        (
+            "a zstd image",
+            dir.join("zstd"),
+            vec!["--function", &f, "--alias", "live"],
+            "zstd",
+        ),
+        (
+            "a wrong-architecture image",
+            dir.join("amd64"),
+            vec!["--function", &arm, "--alias", "live"],
+            "arm64",
+        ),
+        (
+            "a missing entrypoint",
+            dir.join("bare"),
+            vec!["--function", &f, "--alias", "live"],
+            "ENTRYPOINT",
+        ),
+        (
+            "a missing function",
+            dir.join("amd64"),
+            vec!["--function", "no-such-function", "--alias", "live"],
+            "no-such-function",
+        ),
+    ];
+    for (what, source, flags, says) in cases {
+        let repo = unique("ship-refused");
+        let before = writes_seen();
+        let mut extra = vec!["--create-repository", "--tag", "v1"];
+        extra.extend_from_slice(&flags);
+        extra.extend_from_slice(FAST_GATE);
+        let run = ship(&source, &repo, &extra);
+        assert_ne!(run.code, 0, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(says),
+            "{what}: does not say '{says}':\n{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("pushing "), "{what}: {}", run.stderr);
+        assert_eq!(writes_seen(), before, "{what}: something was written");
+        assert!(!common::repository_exists(&repo), "{what}: no repository");
+        assert!(common::registry_tags(&repo).is_empty(), "{what}");
+    }
+    assert_eq!(alias(&f, "live").0, "1", "the alias did not move");
+    assert_eq!(versions(&f).len(), 1, "no version was published");
+    assert_eq!(versions(&arm).len(), 1);
 }
 
 #[test]

@@ -91,14 +91,8 @@ pub fn platform_audience(claims: &claims::Claims) -> Option<String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("no OIDC token: {why}")]
-    NoToken { why: String, hint: String },
-    #[error("could not get an OIDC token from {from}: {reason}")]
-    TokenFetch {
-        from: String,
-        reason: String,
-        transient: bool,
-    },
+    #[error(transparent)]
+    Token(#[from] crate::ci::TokenError),
     #[error("the OIDC token is not a JWT: {reason}")]
     NotAJwt { reason: String },
     #[error("the OIDC token expired {ago_secs} s ago")]
@@ -145,17 +139,15 @@ fn claim_lines(claims: &[(String, String)]) -> String {
 impl Diagnose for AuthError {
     fn class(&self) -> Class {
         match self {
-            AuthError::TokenFetch {
-                transient: true, ..
-            }
-            | AuthError::Unavailable { .. } => Class::Infrastructure,
+            AuthError::Token(e) => e.class(),
+            AuthError::Unavailable { .. } => Class::Infrastructure,
             _ => Class::Usage,
         }
     }
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            AuthError::NoToken { hint, .. } => hint.clone(),
+            AuthError::Token(e) => return e.hint(),
             AuthError::NotAJwt { .. } => "the token source holds something else (an empty file, a path, a quoted value?); check --id-token-file / --id-token-env".into(),
             AuthError::Expired { claims, .. } => format!("fetch a fresh token (CI tokens live minutes to an hour); the token's claims:{}", claim_lines(claims)),
             AuthError::WrongAudience { wanted, found, claims } => {
@@ -187,7 +179,7 @@ impl Diagnose for AuthError {
                 )
             }
             AuthError::BadRequest { .. } => "check --role-arn, --duration (900–43200 and within the role's maximum) and --session-policy".into(),
-            AuthError::Unavailable { .. } | AuthError::TokenFetch { .. } => "a transient failure at STS or the identity provider; re-running the job is safe".into(),
+            AuthError::Unavailable { .. } => "a transient failure at STS or the identity provider; re-running the job is safe".into(),
         })
     }
 }

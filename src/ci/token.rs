@@ -5,13 +5,50 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use super::Ci;
-use crate::auth::AuthError;
 use crate::env::Env;
 use crate::secret::Secret;
 
 /// The GitLab variable hoist reads by default; the GitLab template sets it
 /// with `id_tokens: HOIST_ID_TOKEN: aud: sts.amazonaws.com`.
 pub const GITLAB_TOKEN_VAR: &str = "HOIST_ID_TOKEN";
+
+/// Why there is no OIDC token to exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no OIDC token: {why}")]
+    NoToken { why: String, hint: String },
+    #[error("could not get an OIDC token from {from}: {reason}")]
+    Fetch {
+        from: String,
+        reason: String,
+        /// Asking again may work (the issuer failed, not the set-up).
+        transient: bool,
+    },
+}
+
+impl crate::error::Diagnose for TokenError {
+    fn class(&self) -> crate::error::Class {
+        match self {
+            TokenError::Fetch {
+                transient: true, ..
+            } => crate::error::Class::Infrastructure,
+            _ => crate::error::Class::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            TokenError::NoToken { hint, .. } => hint.clone(),
+            TokenError::Fetch {
+                transient: true, ..
+            } => "a transient failure at the identity provider; re-running the job is safe".into(),
+            TokenError::Fetch { .. } => {
+                "check the CI system's OIDC set-up for this job (see the README's section for it)"
+                    .into()
+            }
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub enum TokenSource {
@@ -36,12 +73,12 @@ pub struct TokenOptions {
 impl Ci {
     /// This job's token source. `--id-token-file` and `--id-token-env` win
     /// over everything; then each system's own way.
-    pub fn token_source(&self, env: &Env, opts: &TokenOptions) -> Result<TokenSource, AuthError> {
+    pub fn token_source(&self, env: &Env, opts: &TokenOptions) -> Result<TokenSource, TokenError> {
         if let Some(f) = &opts.file {
             return Ok(TokenSource::File(f.clone()));
         }
         if let Some(name) = &opts.var {
-            return var(env, name).ok_or_else(|| AuthError::NoToken {
+            return var(env, name).ok_or_else(|| TokenError::NoToken {
                 why: format!("--id-token-env names {name}, which is not set"),
                 hint: format!("set {name} to the job's OIDC token, or point --id-token-env at the variable that holds it"),
             });
@@ -53,12 +90,12 @@ impl Ci {
         match self {
             Ci::GitHub(_) => match (env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")) {
                 (Some(url), Some(bearer)) => Ok(TokenSource::GitHub { url: url.to_string(), bearer: Secret::new(bearer) }),
-                _ => Err(AuthError::NoToken {
+                _ => Err(TokenError::NoToken {
                     why: "GitHub Actions gives this job no OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL is not set)".into(),
                     hint: "add `permissions: id-token: write` to the workflow or the job (a job-level `permissions:` replaces the workflow's); pull requests from forks never get one".into(),
                 }),
             },
-            Ci::GitLab(_) => var(env, GITLAB_TOKEN_VAR).or_else(file).ok_or_else(|| AuthError::NoToken {
+            Ci::GitLab(_) => var(env, GITLAB_TOKEN_VAR).or_else(file).ok_or_else(|| TokenError::NoToken {
                 why: format!("GitLab CI: the job has no {GITLAB_TOKEN_VAR} variable"),
                 hint: format!("add to the job:\n  id_tokens:\n    {GITLAB_TOKEN_VAR}:\n      aud: sts.amazonaws.com\n  (or name another id_tokens variable with --id-token-env)"),
             }),
@@ -67,15 +104,15 @@ impl Ci {
             // limits what a leaked token is worth. The STS session's own
             // length is --duration, independent of it.
             Ci::Buildkite(_) => Ok(TokenSource::Buildkite { lifetime_secs: 900 }),
-            Ci::CircleCi(_) => var(env, "CIRCLE_OIDC_TOKEN_V2").or_else(|| var(env, "CIRCLE_OIDC_TOKEN")).or_else(file).ok_or_else(|| AuthError::NoToken {
+            Ci::CircleCi(_) => var(env, "CIRCLE_OIDC_TOKEN_V2").or_else(|| var(env, "CIRCLE_OIDC_TOKEN")).or_else(file).ok_or_else(|| TokenError::NoToken {
                 why: "CircleCI gives this job no OIDC token (CIRCLE_OIDC_TOKEN_V2 / CIRCLE_OIDC_TOKEN are not set)".into(),
                 hint: "OIDC tokens need a job that uses a CircleCI context; see CircleCI's OpenID Connect tokens documentation".into(),
             }),
-            Ci::Bitbucket(_) => var(env, "BITBUCKET_STEP_OIDC_TOKEN").or_else(file).ok_or_else(|| AuthError::NoToken {
+            Ci::Bitbucket(_) => var(env, "BITBUCKET_STEP_OIDC_TOKEN").or_else(file).ok_or_else(|| TokenError::NoToken {
                 why: "Bitbucket Pipelines gives this step no OIDC token (BITBUCKET_STEP_OIDC_TOKEN is not set)".into(),
                 hint: "add `oidc: true` to the step".into(),
             }),
-            Ci::Jenkins(_) | Ci::Local => file().ok_or_else(|| AuthError::NoToken {
+            Ci::Jenkins(_) | Ci::Local => file().ok_or_else(|| TokenError::NoToken {
                 why: format!("{}: no OIDC token was found", if matches!(self, Ci::Jenkins(_)) { "Jenkins" } else { "no CI system was detected, and" }),
                 hint: "Jenkins: bind the oidc-provider plugin's token credential as a file to AWS_WEB_IDENTITY_TOKEN_FILE (withCredentials); anywhere: --id-token-file PATH or --id-token-env VAR; or --ci NAME if detection missed your CI system".into(),
             }),
@@ -122,8 +159,12 @@ impl TokenSource {
     }
 
     /// A token for `audience`.
-    pub async fn fetch(&self, http: &reqwest::Client, audience: &str) -> Result<Secret, AuthError> {
-        let failed = |reason: String, transient: bool| AuthError::TokenFetch {
+    pub async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<Secret, TokenError> {
+        let failed = |reason: String, transient: bool| TokenError::Fetch {
             from: self.describe(),
             reason,
             transient,
@@ -136,7 +177,7 @@ impl TokenSource {
                 })
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                let text = read.map_err(|e| AuthError::NoToken {
+                let text = read.map_err(|e| TokenError::NoToken {
                     why: e.to_string(),
                     hint: "check --id-token-file / AWS_WEB_IDENTITY_TOKEN_FILE (Jenkins: the credential must be bound as a file)".into(),
                 })?;
@@ -146,7 +187,7 @@ impl TokenSource {
             }
             TokenSource::Var { name, value } => {
                 if value.reveal().len() as u64 > crate::files::TOKEN {
-                    return Err(AuthError::NoToken {
+                    return Err(TokenError::NoToken {
                         why: format!(
                             "${name} holds {} characters, more than an OIDC token for STS can have (20,000)",
                             value.reveal().len()
@@ -213,7 +254,7 @@ impl TokenSource {
                 let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
                     .await
                     .map_err(|_| failed("buildkite-agent gave no token within 60 s".into(), true))?
-                    .map_err(|e| AuthError::NoToken {
+                    .map_err(|e| TokenError::NoToken {
                         why: format!("buildkite-agent cannot be run: {e}"),
                         hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH"
                             .into(),

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use crate::error::ConfigError;
 use crate::image::stream::Sent;
 use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest, OCI_MANIFEST};
 use crate::registry::ecr::CreationTemplate;
@@ -97,41 +96,7 @@ pub fn reusable_layers(manifest: &[u8], config: &Sent, layers: usize) -> Option<
         .collect()
 }
 
-/// ECR's tag rules: 1–300 characters; registries in general take
-/// `[A-Za-z0-9_][A-Za-z0-9._-]*`.
-pub fn check_tag(tag: &str) -> Result<(), ConfigError> {
-    let ok_first = tag
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let ok_rest = tag
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if tag.is_empty() || tag.len() > 300 || !ok_first || !ok_rest {
-        return Err(ConfigError::new(format!("'{tag}' is not a valid tag"))
-            .hint("a tag is 1 to 300 letters, digits, '_', '.' and '-', and starts with a letter, digit or '_'"));
-    }
-    Ok(())
-}
-
-/// ECR repository names: lowercase, `[a-z0-9]` runs separated by `.`, `_`,
-/// `-` or `/`, 2–256 characters.
-pub fn check_repository(name: &str) -> Result<(), ConfigError> {
-    let valid = (2..=256).contains(&name.len())
-        && name.split('/').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
-        });
-    if !valid {
-        return Err(ConfigError::new(format!("'{name}' is not a valid ECR repository name"))
-            .hint("use the repository's name only (e.g. team/app), lowercase, without the registry host or a tag"));
-    }
-    Ok(())
-}
+pub use crate::registry::names::{check_repository, check_tag};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -22,6 +22,7 @@ mod blob;
 pub mod ecr;
 pub mod host;
 mod manifest;
+pub mod names;
 pub mod policy;
 pub mod reference;
 

@@ -1,18 +1,39 @@
 //! `hoist ship`: the stages in one process with one set of credentials —
 //! auth (through the run's [`Context`], once), push, gate, deploy — and one
-//! summary. The first stage that fails ends the run with its own error (and
-//! so its own exit code); a blocked gate ends it with exit code 1 and
-//! nothing deployed.
+//! summary.
+//!
+//! Everything that can be checked is checked before the first write: every
+//! flag of every stage (the settings), the image on disk, the repository and
+//! the tags, and the deploy's whole preflight — the function and alias, the
+//! image's platform, layers and entrypoint, the region, pull permissions,
+//! the alarms — run against the image read from disk. A failure there
+//! writes nothing: no blob, no manifest, no tag, no repository, no scan, no
+//! version. Only the scan is left to find out after the push.
+//!
+//! The first stage that fails ends the run with its own error (and so its
+//! own exit code); a blocked gate ends it with exit code 1 and nothing
+//! deployed.
+
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::Context;
-use crate::cli::ShipArgs;
 use crate::deploy;
 use crate::error::Error;
 use crate::push;
 use crate::registry::reference::ImageRef;
 use crate::scan;
+
+/// What `hoist ship` is asked to do: each stage's own settings, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub push: push::Settings,
+    pub gate: scan::Settings,
+    /// None: stop after the gate (no --function and --alias).
+    pub deploy: Option<deploy::Settings>,
+    pub dry_run: bool,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -25,80 +46,183 @@ pub struct Report {
     pub deploy: Option<deploy::Report>,
     /// Why a stage did not run.
     pub skipped: Vec<String>,
+    /// How long each stage took, in seconds.
+    pub timings: Timings,
 }
 
-pub async fn run(ctx: &Context, args: ShipArgs) -> Result<Report, Error> {
-    let dry_run = args.dry_run;
-    // Without --function (and --alias) ship stops after the gate; with only
-    // one of them it is a mistake, found before anything is pushed.
-    // Every flag of every stage is checked before anything is pushed.
-    let gate_settings = scan::Settings::try_from(args.gate.flags(args.scan_timeout))?;
-    let deploy_flags = args.deploy.flags(args.deploy_timeout);
-    let deploying = deploy_flags.wanted();
-    let deploy_settings = if deploying {
-        Some(deploy::Settings::try_from(deploy_flags)?)
-    } else {
-        None
+/// Seconds per stage, and in all.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Authentication, reading the image and the registry, and every check
+    /// made before the first write.
+    pub checks: f64,
+    pub push: f64,
+    /// Mostly waiting for ECR's scan.
+    pub gate: f64,
+    pub deploy: f64,
+    pub total: f64,
+}
+
+pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let prepared = {
+        let _fold = ctx
+            .ci
+            .group("checks", "hoist: reading the image and checking everything");
+        let prepared = push::prepare(ctx, &s.push)
+            .await
+            .map_err(|e| e.in_stage("checks"))?;
+        if s.dry_run {
+            drop(_fold);
+            return dry_run(ctx, s, prepared, started).await;
+        }
+        check_before_writing(ctx, s, &prepared)
+            .await
+            .map_err(|e| e.in_stage("checks"))?;
+        prepared
     };
-    let (pushed, contents) = if dry_run {
-        let (report, contents) = push::plan(ctx, args.push).await?;
-        (report, Some(contents))
-    } else {
-        (push::run(ctx, args.push).await?, None)
+    timings.checks = started.elapsed().as_secs_f64();
+
+    let at = Instant::now();
+    let pushed = {
+        let _fold = ctx.ci.group("push", "hoist push");
+        prepared.execute().await.map_err(|e| e.in_stage("push"))?
     };
+    timings.push = at.elapsed().as_secs_f64();
     let mut report = Report {
-        dry_run,
+        dry_run: false,
         push: pushed,
         gate: None,
         deploy: None,
         skipped: vec![],
+        timings,
     };
     // The digest, never a tag, travels between the stages.
-    let image = ImageRef {
-        registry: Some(report.push.registry.clone()),
-        repository: report.push.repository.clone(),
-        digest: report.push.digest.clone(),
+    let image = pushed_image(&report.push);
+
+    let at = Instant::now();
+    let gate = {
+        let _fold = ctx.ci.group("gate", "hoist gate");
+        scan::run(ctx, &image, &s.gate).await
     };
-    let gate = match (dry_run, report.push.already_present) {
-        (false, _) => Some(scan::run(ctx, &image, &gate_settings).await?),
-        (true, true) => Some(scan::look(ctx, &image, &gate_settings).await?),
-        (true, false) => {
-            report.skipped.push(
-                "gate: the image is not in ECR yet, so it has no scan; the real run waits for it"
-                    .into(),
-            );
-            None
-        }
-    };
-    let stop = gate.as_ref().is_some_and(|g| g.exit_code() != 0);
-    report.gate = gate;
-    if stop {
-        report
-            .skipped
-            .push("deploy: the gate did not pass; nothing was deployed".into());
-        return Ok(report);
-    }
-    let Some(deploy_settings) = deploy_settings else {
-        report
-            .skipped
-            .push("deploy: no --function and --alias given".into());
+    let gate = gate.map_err(|e| failed_after(ctx, &report, e.in_stage("gate")))?;
+    report.timings.gate = at.elapsed().as_secs_f64();
+    let stop = gate.exit_code() != 0;
+    report.gate = Some(gate);
+    let Some(deploy_settings) = (!stop).then_some(s.deploy.as_ref()).flatten() else {
+        report.skipped.push(if stop {
+            "deploy: the gate did not pass; nothing was deployed".into()
+        } else {
+            "deploy: no --function and --alias given".into()
+        });
+        report.timings.total = started.elapsed().as_secs_f64();
         return Ok(report);
     };
-    // A dry run plans the deploy from the image on disk: it need not be in
-    // ECR yet. A deploy that fails after a clean gate fails the run with its
-    // own error; what was pushed stays pushed (and is reported in the log).
-    let deployed = match &contents {
-        Some(c) => deploy::plan(ctx, &image, &deploy_settings, c).await,
-        None => deploy::run(ctx, &image, &deploy_settings, false).await,
+    // A deploy that fails after a clean gate fails the run with its own
+    // error; what was pushed stays pushed, and is reported as such.
+    let at = Instant::now();
+    let deployed = {
+        let _fold = ctx.ci.group("deploy", "hoist deploy");
+        deploy::run(ctx, &image, deploy_settings, false).await
     };
-    match deployed {
-        Ok(d) => report.deploy = Some(d),
-        Err(e) => {
-            eprintln!("{}", report.summary_line());
-            return Err(e);
-        }
-    }
+    report.deploy = Some(deployed.map_err(|e| failed_after(ctx, &report, e.in_stage("deploy")))?);
+    report.timings.deploy = at.elapsed().as_secs_f64();
+    report.timings.total = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A stage failed after the push: what was done stays reported — in the
+/// log, as the CI outputs that exist (the digest, the image URI, the scan),
+/// and in the step summary — before the failure ends the run.
+fn failed_after(ctx: &Context, report: &Report, e: Error) -> Error {
+    eprintln!("{}", report.summary_line());
+    let outcome = crate::report::Outcome::Ship(Report {
+        dry_run: false,
+        push: report.push.clone(),
+        gate: report.gate.clone(),
+        deploy: None,
+        skipped: vec![],
+        timings: report.timings.clone(),
+    });
+    let outputs = outcome.outputs();
+    for problem in ctx.ci.publish(&outputs, ctx.dotenv.as_deref()) {
+        tracing::warn!("{problem}");
+    }
+    e
+}
+
+/// Everything that can refuse the run without anything written: the
+/// repository and the tags (a tag that cannot move), and the deploy's
+/// whole preflight against the image as it is on disk.
+async fn check_before_writing(
+    ctx: &Context,
+    s: &Settings,
+    prepared: &push::Prepared,
+) -> Result<(), Error> {
+    let (digest, contents) = prepared.preflight().await?;
+    if let Some(d) = &s.deploy {
+        let image = ImageRef {
+            registry: s.push.registry.as_ref().map(|h| h.canonical()),
+            repository: s.push.repository.clone(),
+            digest,
+        };
+        // The plan's lines are for dry runs; here only a refusal matters.
+        let quiet = Context {
+            quiet: true,
+            ..ctx.clone()
+        };
+        deploy::plan(&quiet, &image, d, &contents).await?;
+        eprintln!(
+            "checks passed: the image can be deployed to {}:{}",
+            d.function, d.alias
+        );
+    }
+    Ok(())
+}
+
+/// `--dry-run`: the push planned, the scan looked at (no scan started, no
+/// wait), the deploy planned from the image on disk. Writes nothing.
+async fn dry_run(
+    ctx: &Context,
+    s: &Settings,
+    prepared: push::Prepared,
+    started: Instant,
+) -> Result<Report, Error> {
+    let (planned, contents) = prepared.dry().await?;
+    let mut report = Report {
+        dry_run: true,
+        push: planned,
+        gate: None,
+        deploy: None,
+        skipped: vec![],
+        timings: Timings::default(),
+    };
+    let image = pushed_image(&report.push);
+    if report.push.already_present {
+        report.gate = Some(scan::look(ctx, &image, &s.gate).await?);
+    } else {
+        report.skipped.push(
+            "gate: the image is not in ECR yet, so it has no scan; the real run waits for it"
+                .into(),
+        );
+    }
+    match &s.deploy {
+        Some(d) => report.deploy = Some(deploy::plan(ctx, &image, d, &contents).await?),
+        None => report
+            .skipped
+            .push("deploy: no --function and --alias given".into()),
+    }
+    report.timings.total = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn pushed_image(push: &push::Report) -> ImageRef {
+    ImageRef {
+        registry: Some(push.registry.clone()),
+        repository: push.repository.clone(),
+        digest: push.digest.clone(),
+    }
 }
 
 impl Report {
@@ -120,6 +244,9 @@ impl Report {
             lines.push(d.summary_line());
         }
         lines.extend(self.skipped.iter().map(|s| format!("skipped {s}")));
+        if !self.dry_run {
+            lines.push(self.timings.line());
+        }
         lines.join("\n")
     }
 
@@ -136,6 +263,24 @@ impl Report {
         for s in &self.skipped {
             md.push_str(&format!("\n_skipped {s}_\n"));
         }
+        if !self.dry_run {
+            md.push_str(&format!("\n_{}_\n", self.timings.line()));
+        }
         md
+    }
+}
+
+impl Timings {
+    /// `took 4.2s: checks 0.3s, push 1.1s, gate 2.1s (waiting for ECR's scan), deploy 0.7s`
+    pub fn line(&self) -> String {
+        let show = |s: f64| crate::duration::show(std::time::Duration::from_secs_f64(s.max(0.0)));
+        format!(
+            "took {}: checks {}, push {}, gate {} (waiting for ECR's scan), deploy {}",
+            show(self.total),
+            show(self.checks),
+            show(self.push),
+            show(self.gate),
+            show(self.deploy)
+        )
     }
 }

@@ -7,11 +7,16 @@
 //! at all — so that a call hoist makes against real AWS is not met here by
 //! an emulator's 500:
 //! - ECR DescribeRepositoryCreationTemplates (moto 5.2 has no repository
-//!   creation templates): the templates the test configured, none by default.
+//!   creation templates): the templates the test configured, none by default;
+//! - Lambda Invoke, only when a test sets an answer (`answer_invocations`):
+//!   moto runs a function in Docker, which the local environment does not
+//!   have, so without one the invoke reaches moto and fails as it would.
 //!
 //! It records each call (service from the SigV4 credential scope, operation
-//! from `X-Amz-Target`, the form's `Action`, or the REST path), so a test
-//! can say which AWS operations a command made.
+//! from `X-Amz-Target`, the form's `Action`, or the REST path) with its
+//! parameters and the access key that signed it, so a test can say which
+//! AWS operations a command made, on what, as whom (tests/iam.rs maps them
+//! to IAM actions and resources).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,6 +33,18 @@ pub struct Call {
     /// `DescribeRepositories`, `AssumeRoleWithWebIdentity`, or for REST
     /// APIs (Lambda) `METHOD /path`.
     pub operation: String,
+    pub method: String,
+    /// The request path, percent-encoding kept (REST APIs name the
+    /// resource in it).
+    pub path: String,
+    pub query: Option<String>,
+    /// The parameters: the JSON body (ECR's JSON 1.1 protocol, Lambda's REST
+    /// bodies), or the form as an object of its pairs (STS, CloudWatch and
+    /// IAM's query protocol; `AlarmNames.member.1`…), or null.
+    pub params: Value,
+    /// The access key id of the SigV4 signature; None when unsigned
+    /// (AssumeRoleWithWebIdentity).
+    pub access_key: Option<String>,
     pub at: Instant,
 }
 
@@ -35,6 +52,7 @@ pub struct AwsFront {
     server: server::Running,
     calls: Arc<Mutex<Vec<Call>>>,
     templates: Arc<Mutex<Value>>,
+    invocations: Arc<Mutex<Option<Value>>>,
 }
 
 impl AwsFront {
@@ -42,12 +60,18 @@ impl AwsFront {
     pub fn start(moto: &str) -> AwsFront {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let templates = Arc::new(Mutex::new(json!([])));
+        let invocations: Arc<Mutex<Option<Value>>> = Arc::default();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let moto = moto.trim_end_matches('/').to_string();
-        let (c, t) = (calls.clone(), templates.clone());
+        let (c, t, i) = (calls.clone(), templates.clone(), invocations.clone());
         let server = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (calls, templates, client, moto) =
-                (c.clone(), t.clone(), client.clone(), moto.clone());
+            let (calls, templates, invocations, client, moto) = (
+                c.clone(),
+                t.clone(),
+                i.clone(),
+                client.clone(),
+                moto.clone(),
+            );
             async move {
                 let (parts, body) = req.into_parts();
                 let body = body
@@ -57,7 +81,18 @@ impl AwsFront {
                     .to_bytes();
                 let call = identify(&parts, &body);
                 let operation = call.operation.clone();
+                let invoke = call.service == "lambda"
+                    && call.method == "POST"
+                    && call.path.trim_end_matches('/').ends_with("/invocations");
                 calls.lock().unwrap().push(call);
+                let answer = invocations.lock().unwrap().clone();
+                if let (true, Some(payload)) = (invoke, answer) {
+                    // What Lambda answers a synchronous invoke that worked.
+                    let mut res = server::full(200, &payload.to_string());
+                    res.headers_mut()
+                        .insert("X-Amz-Executed-Version", "1".parse().unwrap());
+                    return Ok(res);
+                }
                 if operation == "DescribeRepositoryCreationTemplates" {
                     let listed = templates.lock().unwrap().clone();
                     let mut res = server::full(
@@ -91,6 +126,7 @@ impl AwsFront {
             server,
             calls,
             templates,
+            invocations,
         }
     }
 
@@ -109,6 +145,12 @@ impl AwsFront {
     pub fn set_templates(&self, templates: Value) {
         *self.templates.lock().unwrap() = templates;
     }
+
+    /// Answer every Lambda Invoke with `payload` (status 200, no function
+    /// error), as a function that ran and returned it.
+    pub fn answer_invocations(&self, payload: Value) {
+        *self.invocations.lock().unwrap() = Some(payload);
+    }
 }
 
 /// Which service and operation a request is.
@@ -122,10 +164,12 @@ fn identify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
             .to_string()
     };
     // SigV4: Credential=AKID/DATE/REGION/SERVICE/aws4_request
-    let service = header("authorization")
-        .split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(3))
+    let authorization = header("authorization");
+    let scope = authorization.split("Credential=").nth(1);
+    let service = scope.and_then(|c| c.split('/').nth(3)).map(str::to_string);
+    let access_key = scope
+        .and_then(|c| c.split('/').next())
+        .filter(|k| !k.is_empty())
         .map(str::to_string);
     let form_action = || {
         url::form_urlencoded::parse(body)
@@ -140,10 +184,26 @@ fn identify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
     } else {
         format!("{} {}", parts.method, parts.uri.path())
     };
+    let params = if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        v
+    } else if header("content-type").starts_with("application/x-www-form-urlencoded") {
+        Value::Object(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        Value::Null
+    };
     Call {
         // AssumeRoleWithWebIdentity is not signed.
         service: service.unwrap_or_else(|| "sts".into()),
         operation,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        params,
+        access_key,
         at: Instant::now(),
     }
 }

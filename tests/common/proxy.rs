@@ -41,6 +41,10 @@
 //!   manifests over 4 MiB and tags over 300 characters are refused;
 //! - an unauthenticated `GET /v2/` is 401 with ECR's Basic challenge.
 //!
+//! It keeps a log of every request (method, path, query, body size), so a
+//! test can say which registry operations a command made — tests/iam.rs
+//! maps them to the IAM actions ECR authorizes them as.
+//!
 //! More options, for the tests that need them: `faults` (500, 429 or a
 //! dropped connection instead of an answer, deterministic for a seed),
 //! `probe_503`, `deny` (every request 401), `lie` (the registry claims
@@ -305,6 +309,7 @@ impl Upstream {
             .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
             .region(aws_sdk_ecr::config::Region::new(self.region.clone()))
             .endpoint_url(&self.moto)
+            .http_client(super::lambda::http_client())
             .credentials_provider(aws_sdk_ecr::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))
@@ -313,12 +318,25 @@ impl Upstream {
     }
 }
 
+/// One request the front received (the S3 stand-in's are not logged:
+/// a presigned URL carries its own authorization).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// `/v2/…`, as sent (percent-encoding kept).
+    pub path: String,
+    pub query: Option<String>,
+    /// The request's Content-Length, when it has one.
+    pub length: Option<u64>,
+}
+
 /// A running proxy; dropping it stops it.
 pub struct Proxy {
     pub addr: SocketAddr,
     /// `http://127.0.0.2:PORT` of the S3 stand-in.
     pub s3: String,
     pub stats: Arc<Stats>,
+    log: Arc<Mutex<Vec<Seen>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -362,6 +380,11 @@ impl Proxy {
         self.stats.snapshot()
     }
 
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn start(options: Options) -> Proxy {
         Self::start_with(options, Upstream::local())
     }
@@ -377,6 +400,7 @@ impl Proxy {
         s3_listener.set_nonblocking(true).unwrap();
         let s3 = format!("http://{}", s3_listener.local_addr().unwrap());
         let stats = Arc::new(Stats::default());
+        let log = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(State {
             options,
             me: format!("http://{addr}"),
@@ -385,6 +409,7 @@ impl Proxy {
             upstream,
             ecr,
             stats: stats.clone(),
+            log: log.clone(),
             plan: Mutex::new(options.faults.map(Plan::new)),
             sessions: Mutex::new(HashMap::new()),
             repos: tokio::sync::Mutex::new(HashMap::new()),
@@ -432,6 +457,7 @@ impl Proxy {
             addr,
             s3,
             stats,
+            log,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -447,6 +473,7 @@ struct State {
     upstream: Upstream,
     ecr: aws_sdk_ecr::Client,
     stats: Arc<Stats>,
+    log: Arc<Mutex<Vec<Seen>>>,
     plan: Mutex<Option<Plan>>,
     /// Upload session (its UUID) → what ECR remembers of it.
     sessions: Mutex<HashMap<String, Session>>,
@@ -614,6 +641,16 @@ async fn handle(
 ) -> Result<Response<Body>, std::io::Error> {
     let stats = &state.stats;
     bump(&stats.requests);
+    state.log.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        length: req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    });
     let fault = state.plan.lock().unwrap().as_mut().and_then(Plan::next);
     if let Some(fault) = fault {
         return inject(stats, fault, req).await;
