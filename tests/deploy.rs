@@ -206,14 +206,82 @@ fn lambda_error(status: u16, kind: &'static str, message: String) -> Reply {
     )
 }
 
+/// An alias's RevisionId as Lambda keeps it: a new one with every change.
+/// moto issues one when the alias is created and never changes it, nor
+/// checks the one UpdateAlias carries — so the endpoint plays both (Lambda
+/// API reference, UpdateAlias: RevisionId "Only update the alias if the
+/// revision ID matches the ID that's specified", else
+/// PreconditionFailedException, 412).
+#[derive(Default)]
+struct Revisions {
+    /// `FUNCTION/ALIAS` → (RevisionId, the alias's state it was issued for).
+    current: HashMap<String, (String, Value)>,
+    issued: u64,
+    /// Every UpdateAlias that reached the check.
+    writes: Vec<AliasWrite>,
+}
+
+/// One UpdateAlias: the RevisionId it carried, the alias's at that moment,
+/// and whether it went through.
+#[derive(Clone, Debug)]
+struct AliasWrite {
+    given: Option<String>,
+    current: String,
+    accepted: bool,
+}
+
+impl Revisions {
+    /// What of an alias a RevisionId stands for.
+    fn state(alias: &Value) -> Value {
+        let weights = alias["RoutingConfig"]["AdditionalVersionWeights"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        json!([alias["FunctionVersion"], weights, alias["Description"]])
+    }
+
+    /// The alias's RevisionId: the one issued for it, unless it changed
+    /// since behind the endpoint's back (a test driving moto directly).
+    fn of(&mut self, key: &str, alias: &Value) -> String {
+        let state = Self::state(alias);
+        match self.current.get(key) {
+            Some((rev, s)) if *s == state => rev.clone(),
+            _ => self.issue(key, alias),
+        }
+    }
+
+    fn issue(&mut self, key: &str, alias: &Value) -> String {
+        self.issued += 1;
+        let rev = format!("{:08}-6a1c-4f6e-9d2b-{:012}", self.issued, self.issued);
+        self.current
+            .insert(key.to_string(), (rev.clone(), Self::state(alias)));
+        rev
+    }
+}
+
+/// `FUNCTION/ALIAS` of an alias request: GetAlias and UpdateAlias name it in
+/// the path, CreateAlias in the body.
+fn alias_key(path: &str, body: &Value) -> Option<String> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (parts.get(2), parts.get(3), parts.get(4)) {
+        (Some(f), Some(&"aliases"), Some(a)) => Some(format!("{f}/{a}")),
+        (Some(f), Some(&"aliases"), None) => Some(format!("{f}/{}", body["Name"].as_str()?)),
+        _ => None,
+    }
+}
+
 /// The Lambda endpoint of the tests (AWS_ENDPOINT_URL_LAMBDA): it forwards
 /// to moto, records every request, and plays real Lambda where moto is
-/// kinder (`lambda_rules`), before any scenario's `Rule` lies on purpose.
+/// kinder (`lambda_rules`, alias RevisionIds), before any scenario's `Rule`
+/// lies on purpose.
 struct FakeLambda {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// Dead-letter queues by qualifier ("$LATEST" and versions): moto keeps
     /// no DeadLetterConfig, so the endpoint plays it.
     dead_letters: Arc<Mutex<HashMap<String, String>>>,
+    /// Held across each alias request, so that a RevisionId is checked and
+    /// replaced in one step, as Lambda does.
+    revisions: Arc<tokio::sync::Mutex<Revisions>>,
     _server: server::Running,
     url: String,
 }
@@ -222,13 +290,15 @@ impl FakeLambda {
     fn start(rule: Rule) -> FakeLambda {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let dead_letters: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let revisions: Arc<tokio::sync::Mutex<Revisions>> = Arc::default();
         let moto = local().vars["AWS_ENDPOINT_URL"].clone();
         let client = reqwest::Client::new();
-        let (s, d) = (seen.clone(), dead_letters.clone());
+        let (s, d, r) = (seen.clone(), dead_letters.clone(), revisions.clone());
         let running = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (seen, dead_letters, rule, client, moto) = (
+            let (seen, dead_letters, revisions, rule, client, moto) = (
                 s.clone(),
                 d.clone(),
+                r.clone(),
                 rule.clone(),
                 client.clone(),
                 moto.clone(),
@@ -280,6 +350,31 @@ impl FakeLambda {
                     Some(r) => Some(r),
                     None => lambda_rules(&world, &call).await,
                 };
+                // Alias requests one at a time: the RevisionId checked, the
+                // write made, the new RevisionId issued, together.
+                let key = match op.as_str() {
+                    "GetAlias" | "UpdateAlias" | "CreateAlias" => alias_key(&path, &body),
+                    _ => None,
+                };
+                let mut revs = match &key {
+                    Some(_) => Some(revisions.clone().lock_owned().await),
+                    None => None,
+                };
+                let reply = match (reply, &key, revs.as_mut()) {
+                    (None, Some(k), Some(r)) if op == "UpdateAlias" => {
+                        let now = world.alias(k).await;
+                        let current = r.of(k, &now);
+                        let given = body["RevisionId"].as_str().map(String::from);
+                        let accepted = given.as_ref().is_none_or(|g| *g == current);
+                        r.writes.push(AliasWrite {
+                            given,
+                            current,
+                            accepted,
+                        });
+                        (!accepted).then(|| lambda_error(412, "PreconditionFailedException", "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into()))
+                    }
+                    (reply, _, _) => reply,
+                };
                 let edit = match reply {
                     Some(Reply::Answer(status, error, body, extra)) => {
                         let mut r = server::full(status, &body.to_string());
@@ -313,7 +408,8 @@ impl FakeLambda {
                     .map_err(std::io::Error::other)?;
                 let status = res.status().as_u16();
                 let played = play_dead_letters(&op, qualifier.as_deref(), &dead_letters);
-                if edit.is_none() && played.is_none() {
+                let revised = revs.is_some() && (200..300).contains(&status);
+                if edit.is_none() && played.is_none() && !revised {
                     return Ok::<hyper::Response<Body>, std::io::Error>(server::answer(
                         res,
                         status,
@@ -327,6 +423,13 @@ impl FakeLambda {
                 if let Some(f) = edit {
                     f(&mut v);
                 }
+                if let (true, Some(k), Some(r)) = (revised, &key, revs.as_mut()) {
+                    v["RevisionId"] = json!(if op == "GetAlias" {
+                        r.of(k, &v)
+                    } else {
+                        r.issue(k, &v)
+                    });
+                }
                 Ok(server::full(status, &v.to_string()))
             }
         });
@@ -334,9 +437,15 @@ impl FakeLambda {
         FakeLambda {
             seen,
             dead_letters,
+            revisions,
             _server: running,
             url,
         }
+    }
+
+    /// Every UpdateAlias the RevisionId check saw.
+    fn alias_writes(&self) -> Vec<AliasWrite> {
+        self.revisions.blocking_lock().writes.clone()
     }
 
     fn env(&self) -> Vec<(&str, &str)> {
@@ -406,6 +515,22 @@ impl World<'_> {
 
     fn dead_letter(&self, qualifier: &str) -> Option<String> {
         self.dead_letters.lock().unwrap().get(qualifier).cloned()
+    }
+
+    /// An alias (`FUNCTION/ALIAS`), from moto.
+    async fn alias(&self, key: &str) -> Value {
+        let (function, alias) = key.split_once('/').unwrap_or((key, ""));
+        let res = self
+            .client
+            .get(format!(
+                "{}/2015-03-31/functions/{function}/aliases/{alias}",
+                self.moto
+            ))
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0")
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap_or(Value::Null)
     }
 }
 
@@ -781,6 +906,410 @@ fn sigterm_during_the_bake_restores_the_previous_routing() {
     assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
 }
 
+/// An alarm fires, and putting the alias back fails too (UpdateAlias
+/// denied here): the error says both — the alarm, and that the alias may be
+/// left split — with the restore's failure as its cause and the command
+/// that clears the split.
+#[test]
+fn a_failed_restore_says_what_stopped_the_shift_and_that_the_alias_may_be_split() {
+    let (repo, f, _, next) = function_and_next_build();
+    let name = unique("alarm");
+    alarm(&name);
+    let fake = FakeLambda::start(Arc::new(|c: &Call| {
+        (c.kind == "UpdateAlias" && c.n >= 1).then(|| {
+            lambda_error(
+                403,
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/deploy/ci is not authorized to perform: lambda:UpdateAlias".into(),
+            )
+        })
+    }));
+    let child = spawn(
+        &[
+            "deploy",
+            &format!("{repo}@{next}"),
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:10%:60s",
+            "--alarm",
+            &name,
+        ],
+        &fake.env(),
+    );
+    wait_for_split(&f);
+    set_alarm(&name, "ALARM", "Threshold Crossed: 5 errors");
+    let run = finish(child);
+    failed(
+        &run,
+        2,
+        &[
+            &format!(
+                "error: alarm {name} is ALARM: Threshold Crossed: 5 errors; then restoring alias {f}:live to version 1 failed, so the alias may be left split (1=90% 2=10%)"
+            ),
+            "caused by:",
+            "not authorized to perform: lambda:UpdateAlias",
+            &format!(
+                "hint: put the alias back yourself: `hoist rollback --function {f} --alias live`"
+            ),
+        ],
+    );
+    assert_eq!(
+        alias(&f, "live"),
+        ("1".into(), HashMap::from([("2".into(), 0.1)])),
+        "left split, as the error says"
+    );
+}
+
+/// Every UpdateAlias hoist sent carried a RevisionId, and none whose
+/// RevisionId was stale went through (the endpoint refuses those, as Lambda
+/// does): two runs never both moved the alias.
+fn every_alias_write_was_compare_and_set(fake: &FakeLambda) -> Vec<AliasWrite> {
+    let writes = fake.alias_writes();
+    for w in &writes {
+        assert!(
+            w.given.is_some(),
+            "an UpdateAlias without RevisionId: {writes:?}"
+        );
+        assert_eq!(
+            w.accepted,
+            w.given.as_deref() == Some(w.current.as_str()),
+            "{writes:?}"
+        );
+    }
+    writes
+}
+
+fn logs(runs: &[Run]) -> String {
+    runs.iter()
+        .map(|r| format!("exit {}\n{}\n{}", r.code, r.stdout, r.stderr))
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
+fn kill(child: &std::process::Child, signal: &str) {
+    let killed = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// A runner lost mid-canary (SIGKILL: no handler runs) leaves the alias
+/// split, with its in-progress record on it. A deploy of another image
+/// meanwhile waits for that deployment (its runner's lease is live), then
+/// says who holds the alias. The re-run of the same pipeline — the same
+/// digest, the same CI run — recognises its own deployment and completes
+/// it from the weight it stands at, with the bake, without --force, without
+/// updating the function or publishing anything.
+#[test]
+fn a_canary_whose_runner_was_killed_is_completed_by_the_re_run() {
+    let (repo, f, _, next) = function_and_next_build();
+    let image = format!("{repo}@{next}");
+    let fake = FakeLambda::start(forward());
+    let mut env = fake.env();
+    env.extend([("GITHUB_REPOSITORY", "acme/app"), ("GITHUB_RUN_ID", "4242")]);
+    let args = [
+        "deploy",
+        &image,
+        "--function",
+        &f,
+        "--alias",
+        "live",
+        "--strategy",
+        "canary:20%:15s",
+        "--output",
+        "json",
+    ];
+    let child = spawn(&args, &env);
+    wait_for_split(&f);
+    kill(&child, "-KILL");
+    let lost = finish(child);
+    assert_eq!(lost.code, -1, "killed: {}", lost.stderr);
+    assert_eq!(
+        alias(&f, "live"),
+        ("1".into(), HashMap::from([("2".into(), 0.2)]))
+    );
+    let record = common::lambda::alias_description(&f, "live");
+    assert!(
+        record.starts_with(&format!(
+            "hoist: shifting from=1 to=2 image={next} strategy=canary:20%:15s until="
+        )) && record.contains(" run=https://github.com/acme/app/actions/runs/4242"),
+        "{record}"
+    );
+
+    // Another image: it waits (here 2 s), then names the holder.
+    let other = next_build(&repo);
+    let writes = fake.writes().len();
+    let run = deploy(
+        &format!("{repo}@{other}"),
+        &f,
+        &["--timeout", "2s"],
+        &fake.env(),
+    );
+    failed(
+        &run,
+        3,
+        &[
+            "waiting for it to finish",
+            "is still split between versions (1=80% 2=20%)",
+            &format!(
+                "by hoist's deployment of {next} (version 2, canary:20%:15s, run https://github.com/acme/app/actions/runs/4242"
+            ),
+            "re-run when it is done",
+            "--force",
+        ],
+    );
+    assert_eq!(fake.writes().len(), writes, "the other image wrote nothing");
+
+    // The re-run of the same pipeline completes the shift.
+    let before = fake.seen().len();
+    let run = hoist(&args, &env);
+    let r = run.ok().json();
+    assert_eq!(r["result"], "deployed", "{r}");
+    assert_eq!(
+        (r["version"].as_str(), r["previous_version"].as_str()),
+        (Some("2"), Some("1")),
+        "{r}"
+    );
+    assert_eq!(r["routing"], "2=100%");
+    let t = timeline(&r);
+    assert!(
+        t[0].starts_with(&format!(
+            "resuming the interrupted deployment of {next} on alias live at 1=80% 2=20%"
+        )),
+        "{t:?}"
+    );
+    assert!(
+        t.contains(&"routing 1=80% 2=20%; baking 15s".to_string()),
+        "{t:?}"
+    );
+    assert!(
+        t.contains(&"alarm check: nothing watched OK after 15s".to_string()),
+        "{t:?}"
+    );
+    assert_eq!(t.last().unwrap(), "routing 2=100%");
+    assert!(
+        plan(&r)
+            .iter()
+            .any(|l| l.contains("was left at 1=80% 2=20%")
+                && l.contains("no update, no new version")),
+        "{r}"
+    );
+    let writes: Vec<String> = fake.seen()[before..]
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| s.kind.clone())
+        .collect();
+    assert_eq!(
+        writes,
+        ["UpdateAlias", "UpdateAlias"],
+        "re-bake at 20 %, then 100 %"
+    );
+    assert_eq!(versions(&f).len(), 2, "nothing published");
+    assert_eq!(alias(&f, "live"), ("2".into(), HashMap::new()));
+    assert_eq!(
+        common::lambda::alias_description(&f, "live"),
+        format!("hoist: current=2 previous=1 image={}", &next[7..19])
+    );
+    every_alias_write_was_compare_and_set(&fake);
+}
+
+/// Two deploys of one alias started at once. Of the same image (two
+/// pipelines of one commit): one shifts the alias; the other finds it split
+/// by the first (or loses the race for its first move, and reads it again),
+/// waits, and finds it serving the image. Of two images: each either
+/// deploys (the second after waiting for the first) or stops with a clear
+/// "changed while hoist was deploying". Either way no UpdateAlias with a
+/// stale RevisionId went through, and the alias ends whole.
+#[test]
+fn two_deploys_at_once_never_both_move_the_alias() {
+    let (repo, f, _, next) = function_and_next_build();
+    let fake = FakeLambda::start(forward());
+    let start = |image: &str| {
+        spawn(
+            &[
+                "deploy",
+                image,
+                "--function",
+                &f,
+                "--alias",
+                "live",
+                "--strategy",
+                "canary:20%:3s",
+                "--output",
+                "json",
+            ],
+            &fake.env(),
+        )
+    };
+    let image = format!("{repo}@{next}");
+    let (a, b) = (start(&image), start(&image));
+    let runs = [finish(a), finish(b)];
+    let mut results: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+            r.json()["result"].as_str().unwrap().to_string()
+        })
+        .collect();
+    results.sort();
+    assert_eq!(results, ["already-serving", "deployed"], "{}", logs(&runs));
+    let (v, weights) = alias(&f, "live");
+    assert!(weights.is_empty(), "left split: {weights:?}");
+    let deployed = runs
+        .iter()
+        .map(|r| r.json())
+        .find(|r| r["result"] == "deployed")
+        .unwrap();
+    assert_eq!(deployed["version"].as_str(), Some(v.as_str()));
+    let writes = every_alias_write_was_compare_and_set(&fake);
+    eprintln!(
+        "same image: {} alias writes, {} refused as stale",
+        writes.len(),
+        writes.iter().filter(|w| !w.accepted).count()
+    );
+
+    // Two images.
+    let (one, two) = (next_build(&repo), next_build(&repo));
+    let (a, b) = (
+        start(&format!("{repo}@{one}")),
+        start(&format!("{repo}@{two}")),
+    );
+    let runs = [finish(a), finish(b)];
+    let mut deployed = vec![];
+    for r in &runs {
+        match r.code {
+            0 => deployed.push(r.json()),
+            3 => assert!(
+                r.stderr.contains("changed while hoist was deploying"),
+                "{}",
+                r.stderr
+            ),
+            _ => panic!("{}\n{}", r.stdout, r.stderr),
+        }
+    }
+    assert!(!deployed.is_empty(), "{}", logs(&runs));
+    let (v, weights) = alias(&f, "live");
+    assert!(weights.is_empty(), "left split: {weights:?}");
+    let serving = versions(&f).into_iter().find(|(n, _)| *n == v).unwrap().1;
+    assert!(
+        serving.contains(&one) || serving.contains(&two),
+        "{serving}"
+    );
+    let writes = every_alias_write_was_compare_and_set(&fake);
+    eprintln!(
+        "two images: {} deployed, {} alias writes, {} refused as stale",
+        deployed.len(),
+        writes.len(),
+        writes.iter().filter(|w| !w.accepted).count()
+    );
+}
+
+/// An operator puts the alias back (`hoist rollback`) while a canary
+/// bakes. The deploy's next move carries a stale RevisionId and is refused;
+/// it reads the alias, finds it wholly back on the version it was shifting
+/// from, and stops as a rollback (exit 1, in the log and the JSON) — it
+/// does not start over: no new version, no update, and no move of the alias
+/// after the refused one.
+#[test]
+fn an_alias_put_back_during_the_bake_stops_the_deploy_as_a_rollback() {
+    let (repo, f, _, next) = function_and_next_build();
+    let fake = FakeLambda::start(forward());
+    let mut child = spawn(
+        &[
+            "deploy",
+            &format!("{repo}@{next}"),
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--strategy",
+            "canary:20%:10s",
+            "--output",
+            "json",
+        ],
+        &fake.env(),
+    );
+    wait_for_split(&f);
+    let rb = hoist(
+        &[
+            "rollback",
+            "--function",
+            &f,
+            "--alias",
+            "live",
+            "--output",
+            "json",
+        ],
+        &fake.env(),
+    );
+    let r = rb.ok().json();
+    assert_eq!(
+        (r["action"].as_str(), r["to"].as_str()),
+        (Some("clear-routing"), Some("1")),
+        "{r}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the deploy ended before the rollback: the test proves nothing"
+    );
+    let (seen, writes) = (fake.seen().len(), fake.alias_writes().len());
+    let run = finish(child);
+    failed(
+        &run,
+        1,
+        &[
+            &format!(
+                "rolled back: alias {f}:live was put back on version 1 by someone else while hoist was shifting it to version 2"
+            ),
+            "hoist stopped",
+        ],
+    );
+    let r = run.json();
+    assert_eq!(r["result"], "rolled-back", "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("was put back on version 1 by someone else"),
+        "{r}"
+    );
+    assert_eq!(r["alarm"], Value::Null);
+    assert_eq!(
+        (r["version"].as_str(), r["previous_version"].as_str()),
+        (Some("2"), Some("1")),
+        "{r}"
+    );
+    assert_eq!(r["routing"], "1=100%");
+    let t = timeline(&r);
+    assert!(
+        t.contains(&"routing 1=80% 2=20%; baking 10s".to_string()),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.last().unwrap(),
+        "alias live was put back on version 1 by someone else: hoist stopped"
+    );
+    // After the rollback: one write, the deploy's 100 % move, refused.
+    let after: Vec<String> = fake.seen()[seen..]
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| s.kind.clone())
+        .collect();
+    assert_eq!(after, ["UpdateAlias"], "{}", run.stderr);
+    let all = every_alias_write_was_compare_and_set(&fake);
+    assert_eq!(
+        all[writes..].iter().map(|w| w.accepted).collect::<Vec<_>>(),
+        [false],
+        "{all:?}"
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), HashMap::new()));
+    assert_eq!(versions(&f).len(), 2, "nothing published again");
+}
+
 /// `--watch-errors`: errors of the new version behind the alias (the
 /// metric Lambda publishes, put into moto's CloudWatch here mid-bake) roll
 /// the alias back like an alarm.
@@ -888,11 +1417,18 @@ fn alarms_already_firing_block_unless_ignored_and_a_split_alias_needs_force() {
             .send(),
     )
     .unwrap();
-    let run = deploy(&image, &f, &[], &[]);
+    // No hoist record says whose split it is: hoist waits for it (here
+    // for 2 s), then refuses.
+    let run = deploy(&image, &f, &["--timeout", "2s"], &[]);
     failed(
         &run,
         2,
-        &["split between versions (1=70% 2=30%)", "--force"],
+        &[
+            "waiting for it to finish",
+            "is still split between versions (1=70% 2=30%) by a deployment that left no hoist record",
+            "hoist rollback --function",
+            "--force",
+        ],
     );
     let run = deploy(&image, &f, &["--force"], &[]);
     let r = run.ok().json();
@@ -949,7 +1485,7 @@ fn preflight_refusals_name_the_fix_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let l = Layout::new(dir.path());
     let layer = l.layer(10_000, fresh_seed());
-    let arm = l.image(&[layer.clone()], "arm64");
+    let arm = l.image(std::slice::from_ref(&layer), "arm64");
     let zstd_layer = l.blob(
         "application/vnd.oci.image.layer.v1.tar+zstd",
         &common::fixtures::random_bytes(5000, fresh_seed()),
@@ -960,7 +1496,7 @@ fn preflight_refusals_name_the_fix_and_write_nothing() {
     );
     let nothing = l.image_with_config(
         json!({"architecture": "amd64", "os": "linux", "config": {}}),
-        &[layer.clone()],
+        std::slice::from_ref(&layer),
     );
     // A layer descriptor claiming 11 GiB: pushed as a manifest only (the
     // registry does not check descriptor sizes against blobs).
@@ -1522,6 +2058,62 @@ fn the_lambda_endpoint_refuses_what_lambda_refuses() {
             .send(),
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
+
+    // UpdateAlias with a RevisionId is a compare-and-set (moto ignores it):
+    // every change issues a new one, and a stale one is refused.
+    // The new RevisionId, or the error's code.
+    let move_with = |rev: &str, description: &str| -> Result<String, String> {
+        use aws_sdk_lambda::error::ProvideErrorMetadata;
+        block_on(
+            l.update_alias()
+                .function_name(&f)
+                .name("live")
+                .function_version("1")
+                .description(description)
+                .revision_id(rev)
+                .send(),
+        )
+        .map(|a| a.revision_id().unwrap().to_string())
+        .map_err(|e| e.code().unwrap_or("?").to_string())
+    };
+    let read = || {
+        block_on(l.get_alias().function_name(&f).name("live").send())
+            .unwrap()
+            .revision_id()
+            .unwrap()
+            .to_string()
+    };
+    let first = read();
+    assert_eq!(read(), first, "reading does not change it");
+    let second = move_with(&first, "one").unwrap();
+    assert_ne!(second, first);
+    assert_eq!(read(), second);
+    assert_eq!(
+        move_with(&first, "two"),
+        Err("PreconditionFailedException".into()),
+        "a stale RevisionId is refused"
+    );
+    // A change made behind the endpoint's back (straight to moto) moves it on too.
+    block_on(
+        lambda()
+            .update_alias()
+            .function_name(&f)
+            .name("live")
+            .description("three")
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        move_with(&second, "four"),
+        Err("PreconditionFailedException".into()),
+        "changed since"
+    );
+    let writes = fake.alias_writes();
+    assert_eq!(
+        writes.iter().map(|w| w.accepted).collect::<Vec<_>>(),
+        [true, true, false, false],
+        "{writes:?}"
+    );
 }
 
 /// An alias on $LATEST, deployed with a canary: the code it served is

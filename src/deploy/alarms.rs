@@ -161,7 +161,7 @@ impl CloudWatch {
                 let kept = body.0.lock().ok().and_then(|mut b| b.take());
                 if let Some(bytes) = kept {
                     out.extend(log_alarms(&bytes).map_err(|why| {
-                        DeployError::Image(format!(
+                        DeployError::Answer(format!(
                             "CloudWatch's DescribeAlarms answer could not be read for log alarms: {why}"
                         ))
                     })?);

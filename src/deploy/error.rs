@@ -64,6 +64,39 @@ pub enum DeployError {
         why: String,
         response: String,
     },
+    /// UpdateAlias refused the RevisionId hoist read: someone else moved the
+    /// alias since. The deploy reads it again and decides again; this
+    /// reaches the user only when that keeps happening.
+    #[error("alias {alias} was moved by someone else while hoist was deploying")]
+    Moved { alias: String },
+    /// A shift stopped (an alarm, an error, a signal), and putting the alias
+    /// back failed too: it may be left split.
+    #[error(
+        "{why}; then restoring alias {alias} to version {version} failed, so the alias may be left split ({routing})"
+    )]
+    RestoreFailed {
+        /// `FUNCTION:ALIAS`.
+        alias: String,
+        /// The version the alias should be back on.
+        version: String,
+        /// What stopped the shift.
+        why: String,
+        /// The routing as hoist last set it.
+        routing: String,
+        #[source]
+        restore: Box<DeployError>,
+    },
+    /// hoist could not watch for SIGINT/SIGTERM, which the shift needs to
+    /// restore the routing when the job is cancelled.
+    #[error("cannot watch for {signal}, so a cancelled job could not restore the alias")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An answer from AWS that lacks what the API promises.
+    #[error("{0}")]
+    Answer(String),
 }
 
 impl DeployError {
@@ -133,7 +166,14 @@ impl Diagnose for DeployError {
                 super::states::reason(code).class
             }
             DeployError::NotReady { .. } | DeployError::Provisioned { .. } => Class::Usage,
-            DeployError::Timeout { .. } | DeployError::Changed { .. } => Class::Infrastructure,
+            DeployError::Timeout { .. }
+            | DeployError::Changed { .. }
+            | DeployError::Moved { .. }
+            | DeployError::Signal { .. }
+            | DeployError::Answer(_) => Class::Infrastructure,
+            // Whatever stopped the shift, the alias may now be split: the
+            // restore's failure decides what the user must do.
+            DeployError::RestoreFailed { restore, .. } => restore.class(),
             DeployError::Smoke { .. } => Class::Policy,
         }
     }
@@ -159,7 +199,16 @@ impl Diagnose for DeployError {
             DeployError::Timeout { .. } => Some("raise --timeout, or look at the function in the console; the alias was not moved further".into()),
             DeployError::Changed { .. } => Some("wait for the other deployment to finish, then re-run hoist".into()),
             DeployError::Smoke { .. } => Some("no traffic was moved; fix the function (the response is above) and deploy again".into()),
-            DeployError::Image(_) => None,
+            DeployError::Moved { .. } => Some("another deployment moved the alias at the same time; re-run when it is done".into()),
+            DeployError::RestoreFailed { alias, version, .. } => {
+                // An alias name has no ':'; a function ARN has several.
+                let (function, alias) = alias.rsplit_once(':').unwrap_or((alias, ""));
+                Some(format!(
+                    "put the alias back yourself: `hoist rollback --function {function} --alias {alias}` clears the split (version {version} keeps all the traffic); re-running this same deploy takes the shift up where it stopped instead (and sends the alias back if an alarm still fires)"
+                ))
+            }
+            DeployError::Signal { .. } => Some("the process may not install signal handlers here (a restricted sandbox?); nothing was moved yet".into()),
+            DeployError::Image(_) | DeployError::Answer(_) => None,
         }
     }
 }

@@ -19,12 +19,13 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 use aws_smithy_types::retry::ErrorKind;
+use serde::Serialize;
 
 use super::error::DeployError;
-use super::plan::Alias;
 use super::platform::Arch;
 use super::preflight::FunctionFacts;
 use super::states::{self, Readiness};
+use super::wait::{self, Waiter};
 
 /// Lambda's TooManyRequestsException says when to come back
 /// (`retryAfterSeconds`, sent as the Retry-After header); the SDK's own
@@ -78,6 +79,29 @@ pub struct Function {
     pub resolved_image_uri: Option<String>,
 }
 
+/// An alias as GetAlias describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alias {
+    pub arn: String,
+    pub version: String,
+    /// Additional versions and their weights (0.0–1.0); Lambda allows one.
+    pub weights: Vec<(String, f64)>,
+    pub description: String,
+    #[serde(skip)]
+    pub revision_id: Option<String>,
+}
+
+impl Alias {
+    /// The additional version taking a share of the traffic, if any (a
+    /// weight of 0 left behind is no share).
+    pub fn split(&self) -> Option<(&str, f64)> {
+        self.weights
+            .iter()
+            .find(|(_, w)| *w > 0.0)
+            .map(|(v, w)| (v.as_str(), *w))
+    }
+}
+
 /// An alias's provisioned concurrency (GetProvisionedConcurrencyConfig).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provisioned {
@@ -94,12 +118,6 @@ pub struct Lambda {
     quiet: bool,
 }
 
-/// Backoff for the waits: 1 s, doubling, at most 5 s (Lambda's own waiter
-/// polls every second; updates take seconds to minutes).
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1 << attempt.min(2)).min(Duration::from_secs(5))
-}
-
 impl Lambda {
     pub fn new(sdk: &aws_config::SdkConfig, function: &str, quiet: bool) -> Lambda {
         let conf = aws_sdk_lambda::config::Builder::from(sdk)
@@ -112,7 +130,7 @@ impl Lambda {
         }
     }
 
-    fn say(&self, line: &str) {
+    pub fn say(&self, line: &str) {
         if !self.quiet {
             eprintln!("{line}");
         }
@@ -133,7 +151,7 @@ impl Lambda {
             .await
             .map_err(|e| DeployError::aws(format!("reading function {what}"), e))?;
         let c = out.configuration().ok_or_else(|| {
-            DeployError::Image(format!("GetFunction {what} returned no configuration"))
+            DeployError::Answer(format!("GetFunction {what} returned no configuration"))
         })?;
         let arn = c.function_arn().unwrap_or_default().to_string();
         // arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
@@ -189,9 +207,9 @@ impl Lambda {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Function, DeployError> {
-        let mut attempt = 0;
-        let mut said = false;
+        let mut waiter = Waiter::new(wait::LAMBDA, deadline);
         loop {
+            waiter.next().await;
             let out = self
                 .client
                 .get_function_configuration()
@@ -240,7 +258,7 @@ impl Lambda {
                     });
                 }
             }
-            if Instant::now() >= deadline {
+            if waiter.expired() {
                 return Err(DeployError::Timeout {
                     what: format!(
                         "function {} to finish updating (LastUpdateStatus InProgress)",
@@ -249,18 +267,12 @@ impl Lambda {
                     secs: timeout.as_secs(),
                 });
             }
-            if !said {
+            if waiter.looks() == 1 {
                 self.say(&format!(
                     "function {}: an update is in progress; waiting for it to finish",
                     self.function
                 ));
-                said = true;
             }
-            tokio::time::sleep(
-                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-            attempt += 1;
         }
     }
 
@@ -273,8 +285,9 @@ impl Lambda {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<bool, DeployError> {
-        let mut attempt = 0;
+        let mut waiter = Waiter::new(wait::LAMBDA, deadline);
         loop {
+            waiter.next().await;
             let out = self
                 .client
                 .get_function_configuration()
@@ -293,7 +306,7 @@ impl Lambda {
                 })?;
             let state = out.state().map(|s| s.as_str());
             match states::version(state) {
-                Readiness::Ready => return Ok(attempt > 0),
+                Readiness::Ready => return Ok(waiter.looks() > 1),
                 Readiness::Wait => {}
                 Readiness::Failed => {
                     return Err(DeployError::VersionFailed {
@@ -315,7 +328,7 @@ impl Lambda {
                     });
                 }
             }
-            if Instant::now() >= deadline {
+            if waiter.expired() {
                 return Err(DeployError::Timeout {
                     what: format!(
                         "version {version} of function {} to become Active (it is {})",
@@ -325,17 +338,12 @@ impl Lambda {
                     secs: timeout.as_secs(),
                 });
             }
-            if attempt == 0 {
+            if waiter.looks() == 1 {
                 self.say(&format!(
                     "version {version} is {}; waiting until it is Active before any traffic goes to it",
                     state.unwrap_or("?")
                 ));
             }
-            tokio::time::sleep(
-                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-            attempt += 1;
         }
     }
 
@@ -351,11 +359,13 @@ impl Lambda {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DeployError>>,
     {
-        let mut attempt = 0;
+        // The call again at once once the function has settled; should
+        // Lambda still say "in progress", with growing pauses.
+        let mut retries = Waiter::new(wait::LAMBDA, deadline);
         loop {
             match call().await {
                 Err(e) if e.code() == Some("ResourceConflictException") => {
-                    if Instant::now() >= deadline {
+                    if retries.expired() {
                         return Err(DeployError::Timeout {
                             what: format!(
                                 "an update in progress on function {} to finish (ResourceConflictException)",
@@ -366,11 +376,7 @@ impl Lambda {
                     }
                     self.say(&format!("function {}: Lambda says an update is in progress; waiting, then trying again", self.function));
                     self.settle(false, deadline, timeout).await?;
-                    tokio::time::sleep(
-                        backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
-                    attempt += 1;
+                    retries.next().await;
                 }
                 r => return r,
             }
@@ -487,7 +493,7 @@ impl Lambda {
                 })?;
             out.version()
                 .map(str::to_string)
-                .ok_or_else(|| DeployError::Image("PublishVersion returned no version".into()))
+                .ok_or_else(|| DeployError::Answer("PublishVersion returned no version".into()))
         })
         .await
     }
@@ -522,7 +528,9 @@ impl Lambda {
     }
 
     /// Point the alias at `version`, with `extra` = (version, weight) taking
-    /// a share, or none. `revision_id` guards against a concurrent change.
+    /// a share, or none. `revision_id` (the one read just before) makes it a
+    /// compare-and-set: a concurrent change fails it with
+    /// [`DeployError::Moved`] instead of being overwritten.
     pub async fn route(
         &self,
         name: &str,
@@ -550,11 +558,16 @@ impl Lambda {
             .send()
             .await
             .map_err(|e| {
-                self.guarded(
-                    format!("moving alias {}:{name}", self.function),
-                    e,
-                    "the alias was changed by someone else during the shift",
-                )
+                let e = DeployError::aws(format!("moving alias {}:{name}", self.function), e);
+                // RevisionId makes UpdateAlias a compare-and-set: someone
+                // else moved the alias since hoist read it.
+                if e.code() == Some("PreconditionFailedException") {
+                    DeployError::Moved {
+                        alias: format!("{}:{name}", self.function),
+                    }
+                } else {
+                    e
+                }
             })?;
         Ok(Alias {
             arn: a.alias_arn().unwrap_or_default().to_string(),
@@ -673,8 +686,9 @@ impl Lambda {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Option<Provisioned>, DeployError> {
-        let mut attempt = 0;
+        let mut waiter = Waiter::new(wait::LAMBDA, deadline);
         loop {
+            waiter.next().await;
             let Some(p) = self.provisioned(alias).await? else {
                 return Ok(None);
             };
@@ -692,7 +706,7 @@ impl Lambda {
                 }
                 _ => {}
             }
-            if Instant::now() >= deadline {
+            if waiter.expired() {
                 return Err(DeployError::Timeout {
                     what: format!(
                         "the provisioned concurrency of alias {}:{alias} to be READY ({} of {} allocated)",
@@ -701,11 +715,6 @@ impl Lambda {
                     secs: timeout.as_secs(),
                 });
             }
-            tokio::time::sleep(
-                backoff(attempt).min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-            attempt += 1;
         }
     }
 

@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn ci_variables() {
-        let cases: Vec<(Vec<(&str, &str)>, Option<&str>, Option<&str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 vec![
                     ("GITHUB_SHA", "abc"),

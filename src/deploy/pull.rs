@@ -378,94 +378,91 @@ pub fn check(pull: &Pull, read: &PolicyRead) -> Finding {
         "repository {} (account {})",
         pull.repository, pull.repository_account
     );
-    let set = format!(
-        "aws ecr set-repository-policy --registry-id {} --repository-name {} --policy-text file://policy.json",
-        pull.repository_account, pull.repository
-    );
-    if !pull.cross_account() {
-        let statement = compact(&[pull.lambda_statement()]);
-        let may_add = "Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy for the identity running hoist";
-        return match read {
-            PolicyRead::Text(None) => Finding {
-                line: format!("pull: same account; {repo} has no policy: {may_add}"),
-                ..Default::default()
-            },
-            PolicyRead::Text(Some(text)) => {
-                let doc: Value = match serde_json::from_str(text) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        return Finding {
-                            line: format!(
-                                "pull: same account; the policy of {repo} is not JSON ({e})"
-                            ),
-                            warning: Some(format!(
-                                "the policy of {repo} is not JSON ({e}); Lambda may not be able to pull"
-                            )),
-                            ..Default::default()
-                        };
-                    }
-                };
-                match answer(&doc, pull, Who::Lambda) {
-                    Ok(Answer::Allowed) => Finding {
-                        line: format!(
-                            "pull: same account; the policy of {repo} lets lambda.amazonaws.com pull for this function"
-                        ),
-                        ..Default::default()
-                    },
-                    Ok(Answer::NotAllowed) | Err(_) => Finding {
-                        line: format!(
-                            "pull: same account; the policy of {repo} has no statement letting lambda.amazonaws.com pull: {may_add}"
-                        ),
-                        ..Default::default()
-                    },
-                    Ok(Answer::Denied(why)) => Finding {
-                        line: format!("pull: the policy of {repo} denies Lambda"),
-                        problem: Some(Problem {
-                            message: format!(
-                                "the policy of {repo} denies lambda.amazonaws.com the pull ({why})"
-                            ),
-                            fix: format!(
-                                "remove or narrow that Deny, and allow Lambda with: {statement}"
-                            ),
-                        }),
-                        ..Default::default()
-                    },
-                    Ok(Answer::Unsure(why)) => Finding {
-                        line: format!(
-                            "pull: same account; whether the policy of {repo} lets Lambda pull depends on what hoist cannot see ({why})"
-                        ),
+    if pull.cross_account() {
+        across_accounts(pull, read, &repo)
+    } else {
+        same_account(pull, read, &repo)
+    }
+}
+
+/// Same account: one side is enough (the repository policy, or Lambda
+/// adding its statement itself).
+fn same_account(pull: &Pull, read: &PolicyRead, repo: &str) -> Finding {
+    let statement = compact(&[pull.lambda_statement()]);
+    let may_add = "Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy for the identity running hoist";
+    match read {
+        PolicyRead::Text(None) => Finding {
+            line: format!("pull: same account; {repo} has no policy: {may_add}"),
+            ..Default::default()
+        },
+        PolicyRead::Text(Some(text)) => {
+            let doc: Value = match serde_json::from_str(text) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Finding {
+                        line: format!("pull: same account; the policy of {repo} is not JSON ({e})"),
                         warning: Some(format!(
-                            "cannot tell whether the policy of {repo} lets Lambda pull ({why}); if the update fails with ImageAccessDenied, add: {statement}"
+                            "the policy of {repo} is not JSON ({e}); Lambda may not be able to pull"
                         )),
                         ..Default::default()
-                    },
+                    };
                 }
+            };
+            match answer(&doc, pull, Who::Lambda) {
+                Ok(Answer::Allowed) => Finding {
+                    line: format!(
+                        "pull: same account; the policy of {repo} lets lambda.amazonaws.com pull for this function"
+                    ),
+                    ..Default::default()
+                },
+                Ok(Answer::NotAllowed) | Err(_) => Finding {
+                    line: format!(
+                        "pull: same account; the policy of {repo} has no statement letting lambda.amazonaws.com pull: {may_add}"
+                    ),
+                    ..Default::default()
+                },
+                Ok(Answer::Denied(why)) => Finding {
+                    line: format!("pull: the policy of {repo} denies Lambda"),
+                    problem: Some(Problem {
+                        message: format!(
+                            "the policy of {repo} denies lambda.amazonaws.com the pull ({why})"
+                        ),
+                        fix: format!(
+                            "remove or narrow that Deny, and allow Lambda with: {statement}"
+                        ),
+                    }),
+                    ..Default::default()
+                },
+                Ok(Answer::Unsure(why)) => Finding {
+                    line: format!(
+                        "pull: same account; whether the policy of {repo} lets Lambda pull depends on what hoist cannot see ({why})"
+                    ),
+                    warning: Some(format!(
+                        "cannot tell whether the policy of {repo} lets Lambda pull ({why}); if the update fails with ImageAccessDenied, add: {statement}"
+                    )),
+                    ..Default::default()
+                },
             }
-            PolicyRead::Unreadable { why, denied } => Finding {
-                line: format!("pull: same account; the policy of {repo} could not be read"),
-                warning: Some(if *denied {
-                    format!(
-                        "could not read the policy of {repo} ({why}): if it has no statement for lambda.amazonaws.com, Lambda cannot add one either (that takes ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy) and the update fails with ImageAccessDenied; the statement: {statement}"
-                    )
-                } else {
-                    format!(
-                        "could not read the policy of {repo} ({why}); if the update fails with ImageAccessDenied, the statement Lambda needs is: {statement}"
-                    )
-                }),
-                ..Default::default()
-            },
-        };
+        }
+        PolicyRead::Unreadable { why, denied } => Finding {
+            line: format!("pull: same account; the policy of {repo} could not be read"),
+            warning: Some(if *denied {
+                format!(
+                    "could not read the policy of {repo} ({why}): if it has no statement for lambda.amazonaws.com, Lambda cannot add one either (that takes ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy) and the update fails with ImageAccessDenied; the statement: {statement}"
+                )
+            } else {
+                format!(
+                    "could not read the policy of {repo} ({why}); if the update fails with ImageAccessDenied, the statement Lambda needs is: {statement}"
+                )
+            }),
+            ..Default::default()
+        },
     }
+}
 
-    // Across accounts: both statements, in the repository's policy.
+/// Across accounts: both statements, in the repository's policy.
+fn across_accounts(pull: &Pull, read: &PolicyRead, repo: &str) -> Finding {
     let needed = [pull.account_statement(), pull.lambda_statement()];
-    let fix = |missing: &[Value]| {
-        format!(
-            "add to the policy of {repo} ({set}): {}; and allow the identity running hoist ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on {} in its own policy",
-            compact(missing),
-            pull.repository_arn()
-        )
-    };
     let subject = format!(
         "the image is in account {} and function {} in {}",
         pull.repository_account, pull.function_arn, pull.function_account
@@ -475,91 +472,21 @@ pub fn check(pull: &Pull, read: &PolicyRead) -> Finding {
             line: format!("pull: across accounts; {repo} has no policy"),
             problem: Some(Problem {
                 message: format!("{subject}, and {repo} has no policy letting them pull"),
-                fix: fix(&needed),
+                fix: across_fix(pull, repo, &needed),
             }),
             ..Default::default()
         },
-        PolicyRead::Text(Some(text)) => {
-            let doc: Value = match serde_json::from_str(text) {
-                Ok(d) => d,
-                Err(e) => {
-                    return Finding {
-                        line: format!("pull: across accounts; the policy of {repo} is not JSON"),
-                        problem: Some(Problem {
-                            message: format!(
-                                "{subject}, and the policy of {repo} is not JSON ({e})"
-                            ),
-                            fix: fix(&needed),
-                        }),
-                        ..Default::default()
-                    };
-                }
-            };
-            let mut missing = vec![];
-            let mut why = vec![];
-            let mut unsure = vec![];
-            for (who, statement, name) in [
-                (
-                    Who::Account,
-                    &needed[0],
-                    format!("account {}", pull.function_account),
-                ),
-                (
-                    Who::Lambda,
-                    &needed[1],
-                    format!("lambda.amazonaws.com for {}", pull.function_arn),
-                ),
-            ] {
-                match answer(&doc, pull, who) {
-                    Ok(Answer::Allowed) => {}
-                    Ok(Answer::NotAllowed) | Err(_) => {
-                        missing.push(statement.clone());
-                        why.push(format!("no statement lets {name} pull"));
-                    }
-                    Ok(Answer::Denied(d)) => {
-                        missing.push(statement.clone());
-                        why.push(format!("{d} for {name}"));
-                    }
-                    Ok(Answer::Unsure(u)) => unsure.push(format!("{name}: {u}")),
-                }
-            }
-            if !missing.is_empty() {
-                Finding {
-                    line: format!(
-                        "pull: across accounts; the policy of {repo} is missing statements"
-                    ),
-                    problem: Some(Problem {
-                        message: format!(
-                            "{subject}, and the policy of {repo} does not let Lambda pull: {}",
-                            why.join("; ")
-                        ),
-                        fix: fix(&missing),
-                    }),
-                    ..Default::default()
-                }
-            } else if !unsure.is_empty() {
-                Finding {
-                    line: format!(
-                        "pull: across accounts; the policy of {repo} may let Lambda pull ({})",
-                        unsure.join("; ")
-                    ),
-                    warning: Some(format!(
-                        "cannot tell whether the policy of {repo} lets Lambda pull ({}); the statements Lambda documents: {}",
-                        unsure.join("; "),
-                        compact(&needed)
-                    )),
-                    ..Default::default()
-                }
-            } else {
-                Finding {
-                    line: format!(
-                        "pull: across accounts; the policy of {repo} lets account {} and lambda.amazonaws.com (for this function) pull",
-                        pull.function_account
-                    ),
-                    ..Default::default()
-                }
-            }
-        }
+        PolicyRead::Text(Some(text)) => match serde_json::from_str(text) {
+            Ok(doc) => across_policy(pull, &doc, repo, &subject),
+            Err(e) => Finding {
+                line: format!("pull: across accounts; the policy of {repo} is not JSON"),
+                problem: Some(Problem {
+                    message: format!("{subject}, and the policy of {repo} is not JSON ({e})"),
+                    fix: across_fix(pull, repo, &needed),
+                }),
+                ..Default::default()
+            },
+        },
         PolicyRead::Unreadable { why, .. } => Finding {
             line: format!("pull: across accounts; the policy of {repo} could not be read"),
             warning: Some(format!(
@@ -568,6 +495,85 @@ pub fn check(pull: &Pull, read: &PolicyRead) -> Finding {
             )),
             ..Default::default()
         },
+    }
+}
+
+fn across_fix(pull: &Pull, repo: &str, missing: &[Value]) -> String {
+    let set = format!(
+        "aws ecr set-repository-policy --registry-id {} --repository-name {} --policy-text file://policy.json",
+        pull.repository_account, pull.repository
+    );
+    format!(
+        "add to the policy of {repo} ({set}): {}; and allow the identity running hoist ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on {} in its own policy",
+        compact(missing),
+        pull.repository_arn()
+    )
+}
+
+/// Across accounts, a policy read: which of the two statements it lacks.
+fn across_policy(pull: &Pull, doc: &Value, repo: &str, subject: &str) -> Finding {
+    let needed = [pull.account_statement(), pull.lambda_statement()];
+    let mut missing = vec![];
+    let mut why = vec![];
+    let mut unsure = vec![];
+    for (who, statement, name) in [
+        (
+            Who::Account,
+            &needed[0],
+            format!("account {}", pull.function_account),
+        ),
+        (
+            Who::Lambda,
+            &needed[1],
+            format!("lambda.amazonaws.com for {}", pull.function_arn),
+        ),
+    ] {
+        match answer(doc, pull, who) {
+            Ok(Answer::Allowed) => {}
+            Ok(Answer::NotAllowed) | Err(_) => {
+                missing.push(statement.clone());
+                why.push(format!("no statement lets {name} pull"));
+            }
+            Ok(Answer::Denied(d)) => {
+                missing.push(statement.clone());
+                why.push(format!("{d} for {name}"));
+            }
+            Ok(Answer::Unsure(u)) => unsure.push(format!("{name}: {u}")),
+        }
+    }
+    if !missing.is_empty() {
+        Finding {
+            line: format!("pull: across accounts; the policy of {repo} is missing statements"),
+            problem: Some(Problem {
+                message: format!(
+                    "{subject}, and the policy of {repo} does not let Lambda pull: {}",
+                    why.join("; ")
+                ),
+                fix: across_fix(pull, repo, &missing),
+            }),
+            ..Default::default()
+        }
+    } else if !unsure.is_empty() {
+        Finding {
+            line: format!(
+                "pull: across accounts; the policy of {repo} may let Lambda pull ({})",
+                unsure.join("; ")
+            ),
+            warning: Some(format!(
+                "cannot tell whether the policy of {repo} lets Lambda pull ({}); the statements Lambda documents: {}",
+                unsure.join("; "),
+                compact(&needed)
+            )),
+            ..Default::default()
+        }
+    } else {
+        Finding {
+            line: format!(
+                "pull: across accounts; the policy of {repo} lets account {} and lambda.amazonaws.com (for this function) pull",
+                pull.function_account
+            ),
+            ..Default::default()
+        }
     }
 }
 

@@ -120,6 +120,31 @@ impl Strategy {
         }
     }
 
+    /// The steps left for a shift that stands at `percent` on the new
+    /// version (an interrupted deployment, resumed): that weight, baked
+    /// again in full (how long it had baked is not known), then the
+    /// strategy's steps above it. All at once: none, straight to 100 %.
+    pub fn steps_from(&self, percent: u32) -> Vec<Step> {
+        let steps = self.steps();
+        let Some(bake) = steps.first().map(|s| s.bake) else {
+            return vec![];
+        };
+        let percent = percent.clamp(1, 99);
+        std::iter::once(Step { percent, bake })
+            .chain(steps.into_iter().filter(|s| s.percent > percent))
+            .collect()
+    }
+
+    /// The strategy as `--strategy` takes it, without spaces (for the
+    /// alias's record): `all-at-once`, `canary:10%:5m`, `linear:10%:1m`.
+    pub fn compact(&self) -> String {
+        match self {
+            Strategy::AllAtOnce => "all-at-once".into(),
+            Strategy::Canary { percent, bake } => format!("canary:{percent}%:{}", show(*bake)),
+            Strategy::Linear { percent, bake } => format!("linear:{percent}%:{}", show(*bake)),
+        }
+    }
+
     /// How long the shift bakes in all.
     pub fn total_bake(&self) -> Duration {
         self.steps().iter().map(|s| s.bake).sum()
@@ -177,6 +202,36 @@ impl fmt::Display for Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_left_of_an_interrupted_shift() {
+        let step = |percent, bake| Step {
+            percent,
+            bake: Duration::from_secs(bake),
+        };
+        let canary = Strategy::parse("canary:10%:5m").unwrap();
+        let linear = Strategy::parse("linear:25%:1m").unwrap();
+        let cases: Vec<(Strategy, u32, Vec<Step>)> = vec![
+            (canary, 10, vec![step(10, 300)]),
+            (linear, 25, vec![step(25, 60), step(50, 60), step(75, 60)]),
+            (linear, 50, vec![step(50, 60), step(75, 60)]),
+            // Left at a weight the strategy does not have (another run's).
+            (linear, 60, vec![step(60, 60), step(75, 60)]),
+            (canary, 0, vec![step(1, 300), step(10, 300)]),
+            (Strategy::AllAtOnce, 30, vec![]),
+        ];
+        for (s, at, want) in cases {
+            assert_eq!(s.steps_from(at), want, "{s} at {at}%");
+        }
+        for (s, raw) in [
+            (canary, "canary:10%:5m"),
+            (linear, "linear:25%:1m"),
+            (Strategy::AllAtOnce, "all-at-once"),
+        ] {
+            assert_eq!(s.compact(), raw);
+            assert_eq!(Strategy::parse(raw).unwrap(), s);
+        }
+    }
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)

@@ -201,3 +201,18 @@ pub fn versions(function: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// An alias's description (where hoist records what it did or is doing).
+pub fn alias_description(function: &str, name: &str) -> String {
+    block_on(
+        lambda()
+            .get_alias()
+            .function_name(function)
+            .name(name)
+            .send(),
+    )
+    .expect("the alias exists")
+    .description()
+    .unwrap_or_default()
+    .to_string()
+}

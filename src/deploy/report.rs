@@ -1,0 +1,290 @@
+//! What a deploy reports: how it ended, the versions, the routing, the
+//! plan, the timeline of the shift, and where the time went — as JSON
+//! (`--output json`, CI outputs), as the log's summary, and as the step
+//! summary's Markdown.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::strategy::Strategy;
+use crate::error::Class;
+use crate::image::Digest;
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum End {
+    Deployed,
+    /// The alias already served exactly this digest: nothing was written.
+    AlreadyServing,
+    DryRun,
+    /// An alarm (or the Errors metric) fired during a bake: the alias went
+    /// back to the previous version.
+    RolledBack {
+        reason: String,
+        alarm: Option<String>,
+    },
+    /// SIGINT/SIGTERM during the shift: the previous routing was restored.
+    Interrupted {
+        signal: &'static str,
+        exit_code: u8,
+    },
+}
+
+impl End {
+    pub fn interrupted(s: Signal) -> End {
+        End::Interrupted {
+            signal: s.name(),
+            exit_code: s.exit_code(),
+        }
+    }
+}
+
+/// The signals a cancelled CI job sends, and the exit code a run they
+/// interrupt ends with: 128 + the signal's number, as shells report it
+/// (POSIX, Shell Command Language 2.8.2) — the one place these are defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Int,
+    Term,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signal::Int => 128 + 2,
+            Signal::Term => 128 + 15,
+        }
+    }
+}
+
+/// One line of the timeline: seconds since the deploy began, and what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at_secs: f64,
+    pub what: String,
+}
+
+/// Where a deploy's time went. The waits on AWS each count from their
+/// first look to the look that found what they waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// The whole deploy.
+    #[serde(rename = "total_secs", serialize_with = "secs")]
+    pub total: Duration,
+    /// Waiting on AWS in all: the three below.
+    #[serde(rename = "aws_wait_secs", serialize_with = "secs")]
+    pub aws_wait: Duration,
+    /// The function's update settling (LastUpdateStatus), including an
+    /// update in progress waited out before hoist's own.
+    #[serde(rename = "update_secs", serialize_with = "secs")]
+    pub update: Duration,
+    /// New versions becoming Active.
+    #[serde(rename = "version_active_secs", serialize_with = "secs")]
+    pub version_active: Duration,
+    /// Provisioned concurrency becoming READY after each routing change.
+    #[serde(rename = "provisioned_secs", serialize_with = "secs")]
+    pub provisioned: Duration,
+    /// The strategy's bakes (the alarms watched meanwhile).
+    #[serde(rename = "bake_secs", serialize_with = "secs")]
+    pub bake: Duration,
+    /// Waiting for another deployment that held the alias.
+    #[serde(rename = "other_deployment_secs", serialize_with = "secs")]
+    pub other_deployment: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(tenths(*d))
+}
+
+fn tenths(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+impl Timings {
+    /// `took 42.1 s: 3.2 s waiting on AWS (update 2.0 s, version Active
+    /// 1.2 s, provisioned concurrency 0 s), 30 s baking`.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "took {} s: {} s waiting on AWS (update {} s, version Active {} s, provisioned concurrency {} s), {} s baking",
+            tenths(self.total),
+            tenths(self.aws_wait),
+            tenths(self.update),
+            tenths(self.version_active),
+            tenths(self.provisioned),
+            tenths(self.bake)
+        );
+        if !self.other_deployment.is_zero() {
+            s.push_str(&format!(
+                ", {} s waiting for another deployment",
+                tenths(self.other_deployment)
+            ));
+        }
+        s
+    }
+
+    pub fn add_update(&mut self, d: Duration) {
+        self.update += d;
+        self.aws_wait += d;
+    }
+
+    pub fn add_version(&mut self, d: Duration) {
+        self.version_active += d;
+        self.aws_wait += d;
+    }
+
+    pub fn add_provisioned(&mut self, d: Duration) {
+        self.provisioned += d;
+        self.aws_wait += d;
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub end: End,
+    pub function: String,
+    pub alias: String,
+    pub alias_arn: String,
+    pub image_uri: String,
+    /// The single-platform image deployed (a child, when given an index).
+    pub digest: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<Digest>,
+    pub architecture: &'static str,
+    pub strategy: Strategy,
+    /// The version now serving (the new one, or the one already serving it).
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    /// The alias's routing at the end, e.g. `5=100%`.
+    pub routing: String,
+    pub alarms: Vec<String>,
+    pub plan: Vec<String>,
+    pub timeline: Vec<Event>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+    pub timings: Timings,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match &self.end {
+            End::RolledBack { .. } => Class::Policy.exit_code(),
+            End::Interrupted { exit_code, .. } => *exit_code,
+            _ => 0,
+        }
+    }
+
+    /// The log's summary: what happened, then where the time went.
+    pub fn summary_line(&self) -> String {
+        format!("{}\n{}", self.result_line(), self.timings.line())
+    }
+
+    fn result_line(&self) -> String {
+        let v = self.version.as_deref().unwrap_or("?");
+        let previous = self.previous_version.as_deref().unwrap_or("?");
+        match &self.end {
+            End::Deployed => format!(
+                "deployed {} to {} as version {v} (previously {}); routing {}",
+                self.digest,
+                self.alias_arn,
+                self.previous_version.as_deref().unwrap_or("none"),
+                self.routing
+            ),
+            End::AlreadyServing => format!(
+                "{} already serves {} (version {v}); nothing published",
+                self.alias_arn, self.digest
+            ),
+            End::DryRun => format!(
+                "dry run: nothing was written ({} steps planned)",
+                self.plan.len()
+            ),
+            End::RolledBack { reason, .. } => format!(
+                "rolled back: {reason}; {} is back on version {previous} (routing {}); version {v} stays published",
+                self.alias_arn, self.routing
+            ),
+            End::Interrupted { signal, .. } => format!(
+                "interrupted by {signal}: {} restored to version {previous} (routing {})",
+                self.alias_arn, self.routing
+            ),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let result = match &self.end {
+            End::Deployed => "deployed".to_string(),
+            End::AlreadyServing => "already serving this image — nothing published".into(),
+            End::DryRun => "dry run — nothing written".into(),
+            End::RolledBack { reason, .. } => format!("**rolled back**: {reason}"),
+            End::Interrupted { signal, .. } => {
+                format!("**interrupted** by {signal}; previous routing restored")
+            }
+        };
+        let mut md = format!(
+            "### hoist deploy\n\n| | |\n|---|---|\n| result | {result} |\n| function | `{}` |\n| alias | `{}` |\n| image | `{}` |\n| new version | {} |\n| previous version | {} |\n| strategy | {} |\n| routing | {} |\n| alarms | {} |\n| time | {} |\n",
+            self.function,
+            self.alias_arn,
+            self.image_uri,
+            self.version.as_deref().unwrap_or("—"),
+            self.previous_version.as_deref().unwrap_or("—"),
+            self.strategy,
+            self.routing,
+            if self.alarms.is_empty() {
+                "—".into()
+            } else {
+                self.alarms.join(", ")
+            },
+            self.timings.line()
+        );
+        if !self.plan.is_empty() && self.end == End::DryRun {
+            md.push_str("\n**plan**\n\n");
+            for l in &self.plan {
+                md.push_str(&format!("1. {l}\n"));
+            }
+        }
+        if !self.timeline.is_empty() {
+            md.push_str("\n| t (s) | event |\n|---:|---|\n");
+            for e in &self.timeline {
+                md.push_str(&format!("| {:.1} | {} |\n", e.at_secs, e.what));
+            }
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_the_time_went() {
+        let s = Duration::from_secs_f64;
+        let mut t = Timings {
+            total: s(42.06),
+            bake: s(30.0),
+            ..Default::default()
+        };
+        t.add_update(s(2.0));
+        t.add_version(s(1.04));
+        t.add_provisioned(s(0.5));
+        assert_eq!(
+            t.line(),
+            "took 42.1 s: 3.5 s waiting on AWS (update 2 s, version Active 1 s, provisioned concurrency 0.5 s), 30 s baking"
+        );
+        let json = serde_json::to_value(t).unwrap();
+        assert_eq!(json["aws_wait_secs"], 3.5);
+        assert_eq!(json["bake_secs"], 30.0);
+        t.other_deployment = s(12.0);
+        assert!(t.line().ends_with(", 12 s waiting for another deployment"));
+        assert_eq!(Signal::Int.exit_code(), 130);
+        assert_eq!(Signal::Term.exit_code(), 143);
+    }
+}
