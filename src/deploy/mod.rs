@@ -40,7 +40,7 @@ pub use settings::{Rollback, Settings};
 use strategy::{Strategy, show};
 
 /// How a deploy ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum End {
     Deployed,
@@ -61,13 +61,13 @@ pub enum End {
 }
 
 /// One line of the timeline: seconds since the deploy began, and what.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Event {
     pub at_secs: f64,
     pub what: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     #[serde(flatten)]
     pub end: End,
@@ -928,7 +928,7 @@ impl Report {
 }
 
 /// `hoist rollback`: what happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RollbackReport {
     pub function: String,
     pub alias: String,

@@ -94,13 +94,14 @@ impl Serialize for Date {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub expires: Option<Date>,
 }
 

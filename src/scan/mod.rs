@@ -511,7 +511,7 @@ fn write_json(path: &Path, flag: &str, v: &serde_json::Value) -> Result<(), Conf
 /// `90s`, `10m`, `1h`, `500ms`, or plain seconds (`600`, `0.5`).
 // --- the report ----------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlatformVerdict {
     Passed,
@@ -519,7 +519,7 @@ pub enum PlatformVerdict {
     ScanError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateVerdict {
     /// Every image scanned, nothing blocks.
@@ -559,13 +559,13 @@ impl GateVerdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ScanError {
     pub message: String,
     pub hint: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlatformReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -588,7 +588,7 @@ pub struct PlatformReport {
     pub expired: BTreeMap<usize, Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExpiredEntry {
     #[serde(flatten)]
     pub entry: Entry,
@@ -596,7 +596,7 @@ pub struct ExpiredEntry {
     pub matched: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AllowlistReport {
     pub file: String,
     pub entries: usize,
@@ -604,14 +604,14 @@ pub struct AllowlistReport {
     pub unused: Vec<Entry>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PolicyReport {
     pub severity_threshold: Severity,
     pub max: BTreeMap<Severity, u32>,
     pub fail_on_scan_error: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub image: String,
     pub repository: String,
