@@ -104,6 +104,19 @@ pub struct Global {
     #[arg(long, global = true, env = "HOIST_SESSION_POLICY", help_heading = AUTH)]
     pub session_policy: Option<PathBuf>,
 
+    /// The STS session name (CloudTrail shows it); default hoist-<ci>-<run id>
+    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
+
+    /// Refuse to act in any AWS account but these (comma-separated), checked right after authentication
+    #[arg(
+        long,
+        global = true,
+        env = "HOIST_ALLOWED_ACCOUNT_IDS",
+        value_delimiter = ','
+    )]
+    pub allowed_account_ids: Vec<String>,
+
     /// How long a connection may stay silent (no answer, no body bytes moving) before hoist gives the attempt up and retries (e.g. 30s, 2m)
     #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse, help_heading = GLOBAL)]
     pub http_timeout: std::time::Duration,
@@ -310,7 +323,7 @@ pub struct PushArgs {
     #[arg(env = "HOIST_SOURCE")]
     pub source: PathBuf,
 
-    /// ECR repository name (e.g. team/app)
+    /// ECR repository: its name (team/app), or its full URI for a registry in another account or region (ACCOUNT.dkr.ecr.REGION.amazonaws.com/team/app)
     #[arg(long, env = "HOIST_REPOSITORY")]
     pub repository: String,
 
@@ -583,6 +596,7 @@ impl TryFrom<&PushArgs> for crate::push::Settings {
         crate::push::Settings::new(crate::push::Settings {
             source: a.source.clone(),
             repository: a.repository.clone(),
+            registry: None,
             tags: a.tags.clone(),
             reference: a.reference.clone(),
             mount_from: a.mount_from.clone(),
@@ -625,6 +639,8 @@ impl Global {
             id_token_file: self.id_token_file.clone(),
             id_token_env: self.id_token_env.clone(),
             region: self.region.clone(),
+            session_name: self.role_session_name.clone(),
+            allowed_accounts: self.allowed_account_ids.clone(),
         }
     }
 }

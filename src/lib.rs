@@ -287,8 +287,48 @@ impl Context {
         &self,
     ) -> Result<&(aws_config::SdkConfig, Option<auth::sts::Assumed>), Error> {
         self.aws
-            .get_or_try_init(|| auth::setup::aws_config(&self.auth, &self.ci, &self.env, &self.net))
+            .get_or_try_init(|| async {
+                let (config, assumed) =
+                    auth::setup::aws_config(&self.auth, &self.ci, &self.env, &self.net).await?;
+                self.check_account(&config, assumed.as_ref()).await?;
+                Ok((config, assumed))
+            })
             .await
+    }
+
+    /// `--allowed-account-ids`: right after authentication, before anything
+    /// is read or written, the account hoist acts in must be one of them.
+    async fn check_account(
+        &self,
+        config: &aws_config::SdkConfig,
+        assumed: Option<&auth::sts::Assumed>,
+    ) -> Result<(), Error> {
+        let allowed = &self.auth.allowed_accounts;
+        if allowed.is_empty() {
+            return Ok(());
+        }
+        let account = match assumed.and_then(|a| a.account()) {
+            Some(a) => a.to_string(),
+            // The default credential chain: ask STS who this is (a call
+            // that needs no permission).
+            None => aws_sdk_sts::Client::new(config)
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| aws::AwsError::new("sts:GetCallerIdentity", e))?
+                .account()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        if auth::settings::allowed(allowed, &account) {
+            return Ok(());
+        }
+        Err(ConfigError::new(format!(
+            "hoist is signed in to AWS account {account}, which --allowed-account-ids does not list ({})",
+            allowed.join(", ")
+        ))
+        .hint("nothing was read or written there; check --role-arn (or the job's credentials) and --allowed-account-ids")
+        .into())
     }
 }
 

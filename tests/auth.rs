@@ -1175,3 +1175,53 @@ fn doctor_policies_hold_across_runs_on_circleci_and_bitbucket() {
         );
     }
 }
+
+/// `--role-session-name` names the STS session instead of the generated
+/// name; one STS refuses is refused before any call.
+#[test]
+fn role_session_name_names_the_session() {
+    let token = jwt(gitlab_claims());
+    let run = auth(
+        &[
+            "--id-token-env",
+            "T",
+            "--ci",
+            "gitlab",
+            "--role-session-name",
+            "deploy-42@app",
+        ],
+        &[("T", &token), ("CI_JOB_ID", "12345")],
+    );
+    run.ok();
+    let call = common::local()
+        .aws
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "AssumeRoleWithWebIdentity")
+        .expect("STS was asked");
+    assert_eq!(
+        call.params["RoleSessionName"], "deploy-42@app",
+        "{:?}",
+        call.params
+    );
+
+    let calls = common::local().aws.calls().len();
+    let run = auth(
+        &[
+            "--id-token-env",
+            "T",
+            "--ci",
+            "gitlab",
+            "--role-session-name",
+            "no spaces allowed",
+        ],
+        &[("T", &token)],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not a session name STS takes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(common::local().aws.calls().len(), calls, "no call was made");
+}

@@ -535,3 +535,80 @@ fn repeated_tags_are_pushed_once_each() {
     assert_eq!(tags, ["v3", "v1"]);
     assert_eq!(run.json()["digest"], m.digest.as_str());
 }
+
+/// `--repository` as a full repository URI (a central registry): the ECR
+/// API is asked about that registry (registryId), the registry traffic and
+/// the image URI use its host; `--allowed-account-ids` lets the push through
+/// for that account and refuses another before anything is read.
+#[test]
+fn a_full_repository_uri_and_allowed_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 1_000);
+    let name = unique("central");
+    common::create_repository(&name, false);
+    let uri = format!("{}/{name}", local().ecr_host);
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &uri,
+            "--allowed-account-ids",
+            "210987654321,123456789012",
+            "--output",
+            "json",
+            "-q",
+        ],
+        &[],
+    );
+    let report = run.ok().json();
+    assert_eq!(report["repository"], name.as_str(), "{report}");
+    assert_eq!(report["image_uri"], format!("{uri}@{}", m.digest));
+    let described = local()
+        .aws
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "DescribeRepositories")
+        .expect("the repository was looked up");
+    assert_eq!(
+        described.params["registryId"], "123456789012",
+        "{:?}",
+        described.params
+    );
+
+    let before = local().front.counts().requests;
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &uri,
+            "--allowed-account-ids",
+            "210987654321",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("signed in to AWS account 123456789012, which --allowed-account-ids does not list (210987654321)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        local().front.counts().requests,
+        before,
+        "nothing reached the registry"
+    );
+
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            "registry.example.com/team/app",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not an ECR registry"), "{}", run.stderr);
+}

@@ -21,6 +21,10 @@ pub struct Settings {
     pub id_token_file: Option<PathBuf>,
     pub id_token_env: Option<String>,
     pub region: Option<String>,
+    /// `--role-session-name`: instead of the generated hoist-<ci>-<run>.
+    pub session_name: Option<String>,
+    /// `--allowed-account-ids`: the accounts hoist may act in.
+    pub allowed_accounts: Vec<String>,
 }
 
 /// The flags as given.
@@ -34,6 +38,8 @@ pub struct Flags {
     pub id_token_file: Option<PathBuf>,
     pub id_token_env: Option<String>,
     pub region: Option<String>,
+    pub session_name: Option<String>,
+    pub allowed_accounts: Vec<String>,
 }
 
 impl TryFrom<Flags> for Settings {
@@ -62,6 +68,20 @@ impl TryFrom<Flags> for Settings {
             None => None,
             Some(path) => Some(session_policy(path)?),
         };
+        if let Some(name) = &g.session_name {
+            check_session_name(name)?;
+        }
+        for a in &g.allowed_accounts {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(format!(
+                    "--allowed-account-ids: '{}' is not an AWS account id",
+                    crate::text::external(a, 40)
+                ))
+                .hint(
+                    "account ids are 12 digits, e.g. 123456789012 (comma-separated for several)",
+                ));
+            }
+        }
         Ok(Settings {
             role_arn: g.role_arn,
             chain_role_arn: g.chain_role_arn,
@@ -71,8 +91,33 @@ impl TryFrom<Flags> for Settings {
             id_token_file: g.id_token_file,
             id_token_env: g.id_token_env,
             region: g.region,
+            session_name: g.session_name,
+            allowed_accounts: g.allowed_accounts,
         })
     }
+}
+
+/// STS's RoleSessionName: 2–64 characters of letters, digits and `_+=,.@-`.
+fn check_session_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(format!(
+            "--role-session-name '{}' is not a session name STS takes",
+            crate::text::external(name, 80)
+        ))
+        .hint("2 to 64 letters, digits and _+=,.@- (CloudTrail shows it; e.g. deploy-$CI_JOB_ID)"))
+    }
+}
+
+/// Whether `account` may be acted in (`--allowed-account-ids`; none given:
+/// any).
+pub fn allowed(allowed: &[String], account: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|a| a == account)
 }
 
 /// The policy file, minified: STS counts the characters it is sent, so it

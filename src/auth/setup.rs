@@ -46,7 +46,10 @@ pub async fn aws_config(
     let exchange = Exchange {
         role_arn,
         chain_role_arn: g.chain_role_arn.clone(),
-        session_name: super::claims::session_name(ci.name(), ci.run_id().as_deref()),
+        session_name: g
+            .session_name
+            .clone()
+            .unwrap_or_else(|| super::claims::session_name(ci.name(), ci.run_id().as_deref())),
         audience,
         duration_secs: g.duration,
         session_policy,

@@ -58,24 +58,45 @@ pub struct Prepared {
 pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepared, Error> {
     let image = open(settings).await?;
     let sdk = ctx.aws().await?;
-    let ecr = Ecr::new(sdk);
+    // A central registry (`--repository` as a full URI): its account and
+    // region for the ECR API, its host for the registry traffic and the
+    // image URI. The password GetAuthorizationToken gives is good for every
+    // registry the identity may use.
+    let (ecr, endpoint) = match &settings.registry {
+        Some(host) => (
+            Ecr::for_registry(sdk, host),
+            match &ctx.registry_endpoint {
+                Some(e) => Some(e.clone()),
+                None => Some(
+                    url::Url::parse(&format!("https://{}", host.canonical())).map_err(|e| {
+                        crate::error::ConfigError::new("bad registry URL").source(e)
+                    })?,
+                ),
+            },
+        ),
+        None => (Ecr::new(sdk), ctx.registry_endpoint.clone()),
+    };
     let masker = ctx.ci.clone();
     let mask = Box::new(move |s: &str| masker.mask(s));
     let (registry, repo) = tokio::join!(
         Registry::connect(
             ecr.clone(),
-            ctx.registry_endpoint.clone(),
+            endpoint,
             ctx.net.clone(),
             Default::default(),
             mask
         ),
         repository::look_up(settings, &ecr)
     );
+    let mut registry = registry?;
+    if let Some(host) = &settings.registry {
+        registry.ecr_host = host.canonical();
+    }
     Ok(Prepared {
         settings: settings.clone(),
         quiet: ctx.quiet,
         image,
-        registry: registry?,
+        registry,
         ecr,
         repo: repo?,
     })

@@ -13,6 +13,9 @@ use crate::secret::Secret;
 #[derive(Clone)]
 pub struct Ecr {
     client: aws_sdk_ecr::Client,
+    /// Another account's registry (`--repository ACCOUNT.dkr.ecr.REGION…/NAME`):
+    /// every call names it.
+    registry_id: Option<String>,
 }
 
 pub struct EcrAuth {
@@ -153,6 +156,19 @@ impl Ecr {
     pub fn new(config: &aws_config::SdkConfig) -> Ecr {
         Ecr {
             client: aws_sdk_ecr::Client::new(config),
+            registry_id: None,
+        }
+    }
+
+    /// The ECR API of the registry `host` names: its account (every call
+    /// names the registry) in its region (a central registry elsewhere).
+    pub fn for_registry(config: &aws_config::SdkConfig, host: &super::host::EcrHost) -> Ecr {
+        let conf = aws_sdk_ecr::config::Builder::from(config)
+            .region(aws_sdk_ecr::config::Region::new(host.region.clone()))
+            .build();
+        Ecr {
+            client: aws_sdk_ecr::Client::from_conf(conf),
+            registry_id: Some(host.account.clone()),
         }
     }
 
@@ -215,6 +231,7 @@ impl Ecr {
         let res = self
             .client
             .describe_repositories()
+            .set_registry_id(self.registry_id.clone())
             .repository_names(name)
             .send()
             .await;
@@ -238,6 +255,13 @@ impl Ecr {
     /// not know the operation, is not an error: the caller says what it
     /// could not check.
     pub async fn creation_templates(&self) -> Result<Templates, RegistryError> {
+        if self.registry_id.is_some() {
+            // DescribeRepositoryCreationTemplates reads the caller's own
+            // registry only.
+            return Ok(Templates::Unreadable(
+                "the creation templates of another account's registry cannot be read".into(),
+            ));
+        }
         let mut out = Vec::new();
         // One retry at most: this only decides what to say about a missing
         // repository, and an emulator without the operation answers 500.
@@ -304,6 +328,7 @@ impl Ecr {
         match self
             .client
             .get_lifecycle_policy()
+            .set_registry_id(self.registry_id.clone())
             .repository_name(name)
             .send()
             .await
@@ -331,6 +356,7 @@ impl Ecr {
         if let Err(e) = self
             .client
             .set_repository_policy()
+            .set_registry_id(self.registry_id.clone())
             .repository_name(name)
             .policy_text(policy)
             .send()
@@ -349,6 +375,7 @@ impl Ecr {
         let out = self
             .client
             .create_repository()
+            .set_registry_id(self.registry_id.clone())
             .repository_name(name)
             .image_tag_mutability(ImageTagMutability::Immutable)
             .image_scanning_configuration(

@@ -43,8 +43,14 @@ impl ImageRef {
             .parse()
             .map_err(|e| ConfigError::new(format!("'{image}': {e}")).hint(usage))?;
         let (registry, repo) = match name {
+            // `--repository` may be a full repository URI too.
             None => match repository {
-                Some(r) => (None, r.to_string()),
+                Some(r) => match r.split_once('/') {
+                    Some((host, rest)) if host.contains('.') || host.contains(':') => {
+                        (Some(host.to_string()), rest.to_string())
+                    }
+                    _ => (None, r.to_string()),
+                },
                 None => {
                     return Err(ConfigError::new(format!(
                         "'{image}' is a bare digest: which repository is it in?"
@@ -69,6 +75,7 @@ impl ImageRef {
                     _ => repo,
                 };
                 if let Some(r) = repository {
+                    let r = r.rsplit_once(".amazonaws.com/").map_or(r, |(_, name)| name);
                     if r != repo {
                         return Err(ConfigError::new(format!(
                             "'{image}' is in repository '{repo}', but --repository says '{r}'"
@@ -140,6 +147,12 @@ mod tests {
                 "team/app",
             ),
             (format!("team/app:v1@{D}"), None, None, "team/app"),
+            (
+                D.to_string(),
+                Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app"),
+                Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+                "team/app",
+            ),
             (
                 format!("127.0.0.1:5443/app@{D}"),
                 Some("app"),

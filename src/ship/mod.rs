@@ -127,7 +127,7 @@ async fn check_before_writing(
     let (digest, contents) = prepared.preflight().await?;
     if let Some(d) = &s.deploy {
         let image = ImageRef {
-            registry: None,
+            registry: s.push.registry.as_ref().map(|h| h.canonical()),
             repository: s.push.repository.clone(),
             digest,
         };
