@@ -105,7 +105,7 @@ pub struct Global {
     pub session_policy: Option<PathBuf>,
 
     /// The STS session name (CloudTrail shows it); default hoist-<ci>-<run id>
-    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME")]
+    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME", help_heading = AUTH)]
     pub role_session_name: Option<String>,
 
     /// Refuse to act in any AWS account but these (comma-separated), checked right after authentication
@@ -113,7 +113,8 @@ pub struct Global {
         long,
         global = true,
         env = "HOIST_ALLOWED_ACCOUNT_IDS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        help_heading = AUTH
     )]
     pub allowed_account_ids: Vec<String>,
 
@@ -656,5 +657,37 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Every option of every command sits under one of the headings, so a
+    /// new flag without one fails here instead of landing in a flat list.
+    #[test]
+    fn every_option_has_a_heading() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let headings = [IMAGE, AUTH, GATE, DEPLOY, OUTPUT, GLOBAL];
+        let subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        for (name, args) in std::iter::once(("hoist", cmd.get_arguments().collect::<Vec<_>>()))
+            .chain(
+                subs.iter()
+                    .map(|s| (s.get_name(), s.get_arguments().collect())),
+            )
+        {
+            for a in args {
+                // --help, --version and the describing commands' own arguments.
+                if a.get_long().is_none()
+                    || matches!(a.get_id().as_str(), "help" | "version")
+                    || matches!(name, "config" | "completions" | "man" | "schema")
+                {
+                    continue;
+                }
+                let h = a.get_help_heading();
+                assert!(
+                    h.is_some_and(|h| headings.contains(&h)),
+                    "hoist {name} --{}: heading {h:?}",
+                    a.get_long().unwrap_or_default()
+                );
+            }
+        }
     }
 }
