@@ -313,7 +313,7 @@ pub struct ShipArgs {
     pub deploy_timeout: std::time::Duration,
 
     /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
-    #[arg(long, env = "HOIST_DRY_RUN", help_heading = GLOBAL)]
+    #[arg(long, env = "HOIST_DRY_RUN", help_heading = DEPLOY)]
     pub dry_run: bool,
 }
 
@@ -349,7 +349,7 @@ pub struct PushArgs {
     pub create_repository: bool,
 
     /// Also write the digest to this file
-    #[arg(long, env = "HOIST_DIGEST_FILE", help_heading = OUTPUT)]
+    #[arg(long, env = "HOIST_DIGEST_FILE", help_heading = IMAGE)]
     pub digest_file: Option<PathBuf>,
 }
 
@@ -393,11 +393,11 @@ pub struct GateOptions {
     pub fail_on_scan_error: bool,
 
     /// Also write the findings as SARIF 2.1.0 (GitHub code scanning)
-    #[arg(long, env = "HOIST_SARIF", help_heading = OUTPUT)]
+    #[arg(long, env = "HOIST_SARIF", help_heading = GATE)]
     pub sarif: Option<PathBuf>,
 
     /// Also write GitLab's container-scanning report (artifacts: reports: container_scanning)
-    #[arg(long, env = "HOIST_GITLAB_REPORT", help_heading = OUTPUT)]
+    #[arg(long, env = "HOIST_GITLAB_REPORT", help_heading = GATE)]
     pub gitlab_report: Option<PathBuf>,
 
     /// First pause between scan polls; it grows by half each poll, up to 30 s
