@@ -62,11 +62,14 @@ if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]]; then
   fail "version '$version' is not a release version like 1.2.3: set the action's version input to one"
 fi
 
-# Release assets exist for Linux on x86_64 and aarch64 (static musl builds,
-# .github/workflows/release.yml).
+# Release assets exist for Linux (static musl builds) and macOS, each on
+# x86_64 and aarch64: hoist-<arch>-<os> (.github/workflows/release.yml).
+# RUNNER_OS is Linux, Windows or macOS; RUNNER_ARCH X86, X64, ARM or ARM64.
 case "${RUNNER_OS:-}/${RUNNER_ARCH:-}" in
   Linux/X64) platform=x86_64-linux ;;
   Linux/ARM64) platform=aarch64-linux ;;
+  macOS/X64) platform=x86_64-macos ;;
+  macOS/ARM64) platform=aarch64-macos ;;
   *) platform= ;;
 esac
 
@@ -76,7 +79,7 @@ publish() { # dir
   say "using $("$1/hoist" --version) from $1"
 }
 
-# GNU sha256sum on Linux; macOS runners (which build from source) have shasum.
+# GNU sha256sum on Linux; macOS runners have shasum instead.
 sha256() { if command -v sha256sum >/dev/null; then sha256sum "$@"; else shasum -a 256 "$@"; fi; }
 sha256_of() { sha256 "$1" | cut -d ' ' -f 1; }
 

@@ -13,7 +13,7 @@ set -euo pipefail
 
 # List inputs may be written one item per line (a YAML block); hoist reads
 # them comma-separated.
-lists=" TAG MOUNT_FROM ALARM MAX "
+lists=" TAG MOUNT_FROM ALARM MAX ALLOWED_ACCOUNT_IDS "
 
 for name in $(compgen -e | grep '^HOIST_ACTION_' || true); do
   value=${!name}

@@ -20,6 +20,12 @@ pub async fn sdk_config(
     net: &Network,
 ) -> Result<SdkConfig, ConfigError> {
     use aws_config::meta::region::RegionProviderChain;
+    // hoist's own HTTP client for everything the SDK sends, IMDS included
+    // (the AWS crates are built without a default one).
+    let http = net.sdk_http_client()?;
+    let base = aws_config::provider_config::ProviderConfig::without_region()
+        .with_http_client(http.clone())
+        .with_behavior_version(Some(BehaviorVersion::latest()));
     let region = match region {
         Some(r) => Some(Region::new(r.to_string())),
         None => {
@@ -33,7 +39,7 @@ pub async fn sdk_config(
             let chain = match imds {
                 Imds::Probe => chain.or_else(
                     aws_config::imds::region::ImdsRegionProvider::builder()
-                        .imds_client(imds_client())
+                        .imds_client(imds_client(&base))
                         .build(),
                 ),
                 Imds::Skip => chain,
@@ -54,11 +60,7 @@ pub async fn sdk_config(
         ))
         .hint("regions look like eu-west-1 or us-gov-west-1: check --region, AWS_REGION and AWS_DEFAULT_REGION"));
     }
-    let http = net.sdk_http_client()?;
-    let conf = aws_config::provider_config::ProviderConfig::without_region()
-        .with_http_client(http.clone())
-        .with_region(Some(region.clone()))
-        .with_behavior_version(Some(BehaviorVersion::latest()));
+    let conf = base.with_region(Some(region.clone()));
     let credentials = credentials(imds, &conf).await;
     Ok(aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
@@ -129,8 +131,9 @@ impl Imds {
 /// The SDK's IMDS client with short timeouts: on EC2 the service answers
 /// in milliseconds; elsewhere the address does not answer at all, and the
 /// SDK's defaults (4 attempts) would keep a run without a region waiting.
-fn imds_client() -> aws_config::imds::Client {
+fn imds_client(conf: &aws_config::provider_config::ProviderConfig) -> aws_config::imds::Client {
     aws_config::imds::Client::builder()
+        .configure(conf)
         .connect_timeout(Duration::from_secs(1))
         .read_timeout(Duration::from_secs(1))
         .max_attempts(2)
@@ -149,7 +152,7 @@ async fn credentials(
         Imds::Probe => SharedCredentialsProvider::new(
             aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
                 .configure(conf.clone())
-                .imds_client(imds_client())
+                .imds_client(imds_client(conf))
                 .build()
                 .await,
         ),

@@ -293,6 +293,25 @@ pub struct SchemaArgs {
     pub dir: Option<PathBuf>,
 }
 
+impl Command {
+    /// The command's name, as the CI system's failure annotation names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Auth(_) => "auth",
+            Command::Doctor(_) => "doctor",
+            Command::Push(_) => "push",
+            Command::Gate(_) => "gate",
+            Command::Deploy(_) => "deploy",
+            Command::Rollback(_) => "rollback",
+            Command::Ship(_) => "ship",
+            Command::Config(_) => "config",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+            Command::Schema(_) => "schema",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
     #[command(flatten)]

@@ -33,20 +33,66 @@ pub trait Diagnose: StdError + Send + Sync + 'static {
     fn hint(&self) -> Option<String> {
         None
     }
+    /// The file and line at fault, when a file is (the allow-list): the CI
+    /// system can point at it.
+    fn location(&self) -> Option<Location> {
+        None
+    }
+}
+
+/// A place in a file the user gave hoist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+}
+
+impl Location {
+    /// The line of byte `offset` of `text` (1-based).
+    pub fn of_offset(file: &str, text: &str, offset: usize) -> Location {
+        let end = offset.min(text.len());
+        let line = text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        Location {
+            file: file.to_string(),
+            line,
+        }
+    }
 }
 
 /// Any stage's error, boxed, with what it knows about itself.
 pub struct Error {
     inner: Box<dyn Diagnose>,
+    /// The stage it happened in (`push`, `gate`, `deploy`…), for the CI
+    /// system's annotation.
+    stage: Option<&'static str>,
 }
 
 impl Error {
+    /// The same error, as one of `stage` (an earlier stage's is kept).
+    pub fn in_stage(mut self, stage: &'static str) -> Error {
+        self.stage.get_or_insert(stage);
+        self
+    }
+
+    pub fn stage(&self) -> Option<&'static str> {
+        self.stage
+    }
+
     pub fn class(&self) -> Class {
         self.inner.class()
     }
 
     pub fn hint(&self) -> Option<String> {
         self.inner.hint()
+    }
+
+    pub fn location(&self) -> Option<Location> {
+        self.inner.location()
     }
 
     /// The lines `main` prints: `error: …`, then `caused by: …` for each source
@@ -73,7 +119,10 @@ impl Error {
 
 impl<E: Diagnose> From<E> for Error {
     fn from(e: E) -> Self {
-        Error { inner: Box::new(e) }
+        Error {
+            inner: Box::new(e),
+            stage: None,
+        }
     }
 }
 
@@ -97,6 +146,7 @@ pub struct ConfigError {
     pub hint: Option<String>,
     #[source]
     pub source: Option<Box<dyn StdError + Send + Sync>>,
+    pub location: Option<Location>,
 }
 
 impl ConfigError {
@@ -105,6 +155,7 @@ impl ConfigError {
             message: message.into(),
             hint: None,
             source: None,
+            location: None,
         }
     }
 
@@ -117,6 +168,11 @@ impl ConfigError {
         self.source = Some(Box::new(source));
         self
     }
+
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
 }
 
 impl Diagnose for ConfigError {
@@ -125,5 +181,8 @@ impl Diagnose for ConfigError {
     }
     fn hint(&self) -> Option<String> {
         self.hint.clone()
+    }
+    fn location(&self) -> Option<Location> {
+        self.location.clone()
     }
 }

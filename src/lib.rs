@@ -8,6 +8,7 @@ pub mod auth;
 pub mod aws;
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod deploy;
 pub mod duration;
@@ -41,6 +42,18 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         Some(name) => Ci::named(name, &env)?,
         None => Ci::detect(&env),
     };
+    let stage = cli.command.name();
+    let result = run_in(cli, env, &ci).await;
+    // A failure shows where the CI system shows failures (GitHub's error
+    // annotation and step summary, Buildkite's annotation), hint included.
+    result.map_err(|e| {
+        let e = e.in_stage(stage);
+        ci.report_failure(&e, None);
+        e
+    })
+}
+
+async fn run_in(cli: Cli, env: Env, ci: &Ci) -> Result<Outcome, Error> {
     let mut net = net::Network::from_env(&env)?;
     net.idle_timeout = cli.global.http_timeout;
     // Every flag every command shares, checked before anything else.
@@ -55,12 +68,52 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         quiet: cli.global.quiet,
         registry_endpoint,
         auth,
+        dotenv: cli.global.dotenv.clone(),
         ci: ci.clone(),
         env: env.clone(),
         net: net.clone(),
         aws: Default::default(),
     };
-    let outcome = match cli.command {
+    let outcome = dispatch(&ctx, &cli, &env, &net).await?;
+    let mut outputs = outcome.outputs();
+    // Who the run acted as, from every command that assumed a role, so the
+    // GitHub action (one `hoist ship`) can offer them as outputs as
+    // configure-aws-credentials does. `hoist auth` sets them itself.
+    if let (false, Some((_, Some(assumed)))) = (matches!(outcome, Outcome::Auth(_)), ctx.aws.get())
+    {
+        report::identity_outputs(&mut outputs, &report::AuthReport::new(ci, assumed, None));
+    }
+    outputs.blocked = outcome.exit_code() != 0;
+    // Outputs a later step cannot read are a failed step, not a warning:
+    // the pipeline would go on without the digest it needs.
+    let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
+    if !problems.is_empty() && outcome.exit_code() != 0 {
+        // The run failed anyway; its own exit code says more.
+        for p in &problems {
+            tracing::warn!("{p}");
+        }
+    } else if !problems.is_empty() {
+        eprintln!("{}", outcome.log());
+        return Err(ConfigError::new(format!(
+            "the outputs could not be handed to {}: {}",
+            ci.name(),
+            problems.join("; ")
+        ))
+        .hint("the work above is done (re-running is safe); check that the CI system's output files (e.g. $GITHUB_OUTPUT) and --dotenv are writable")
+        .into());
+    }
+    Ok(outcome)
+}
+
+/// The command itself.
+async fn dispatch(
+    ctx: &Context,
+    cli: &Cli,
+    env: &Env,
+    net: &net::Network,
+) -> Result<Outcome, Error> {
+    let ci = &ctx.ci;
+    Ok(match &cli.command {
         Command::Auth(args) => {
             if cli.global.role_arn.is_none() {
                 return Err(ConfigError::new("hoist auth needs the role to assume")
@@ -86,27 +139,27 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
         }
         Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, &args, &ci, &env, &net).await?),
         Command::Push(args) => {
-            let settings = push::Settings::try_from(&args)?;
+            let settings = push::Settings::try_from(args)?;
             Outcome::Push(push::run(&ctx, &settings).await?)
         }
         Command::Gate(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
-            let settings = scan::Settings::try_from(&args)?;
+            let settings = scan::Settings::try_from(args)?;
             Outcome::Gate(scan::run(&ctx, &image, &settings).await?)
         }
         Command::Deploy(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
-            let settings = deploy::Settings::try_from(&args)?;
+            let settings = deploy::Settings::try_from(args)?;
             Outcome::Deploy(deploy::run(&ctx, &image, &settings, args.dry_run).await?)
         }
         Command::Rollback(args) => {
-            let settings = deploy::Rollback::try_from(&args)?;
+            let settings = deploy::Rollback::try_from(args)?;
             Outcome::Rollback(deploy::rollback(&ctx, &settings).await?)
         }
         Command::Ship(args) => {
-            let settings = ship::Settings::try_from(&args)?;
+            let settings = ship::Settings::try_from(args)?;
             Outcome::Ship(ship::run(&ctx, &settings).await?)
         }
         Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Schema(_) => {
@@ -115,35 +168,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<Outcome, Error> {
             )
             .into());
         }
-    };
-    let mut outputs = outcome.outputs();
-    // Who the run acted as, from every command that assumed a role, so the
-    // GitHub action (one `hoist ship`) can offer them as outputs as
-    // configure-aws-credentials does. `hoist auth` sets them itself.
-    if let (false, Some((_, Some(assumed)))) = (matches!(outcome, Outcome::Auth(_)), ctx.aws.get())
-    {
-        report::identity_outputs(&mut outputs, &report::AuthReport::new(&ci, assumed, None));
-    }
-    outputs.blocked = outcome.exit_code() != 0;
-    // Outputs a later step cannot read are a failed step, not a warning:
-    // the pipeline would go on without the digest it needs.
-    let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
-    if !problems.is_empty() && outcome.exit_code() != 0 {
-        // The run failed anyway; its own exit code says more.
-        for p in &problems {
-            tracing::warn!("{p}");
-        }
-    } else if !problems.is_empty() {
-        eprintln!("{}", outcome.log());
-        return Err(ConfigError::new(format!(
-            "the outputs could not be handed to {}: {}",
-            ci.name(),
-            problems.join("; ")
-        ))
-        .hint("the work above is done (re-running is safe); check that the CI system's output files (e.g. $GITHUB_OUTPUT) and --dotenv are writable")
-        .into());
-    }
-    Ok(outcome)
+    })
 }
 
 /// The commands that describe hoist and touch nothing (`config`,
@@ -265,6 +290,8 @@ fn schema_command(a: &cli::SchemaArgs) -> Result<String, Error> {
 pub struct Context {
     /// `-q`: no progress lines.
     pub quiet: bool,
+    /// `--dotenv`: also write outputs there.
+    pub dotenv: Option<std::path::PathBuf>,
     /// `--registry-endpoint`, checked.
     pub registry_endpoint: Option<url::Url>,
     pub auth: auth::Settings,
@@ -357,10 +384,7 @@ async fn doctor(
     let token = source.fetch(&net.reqwest()?, audience.request()).await?;
     ci.mask(token.reveal());
     let claims = auth::claims::Claims::decode(&token)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    let now = crate::clock::unix_now();
     let accepted = audience.accepted(&claims);
     let (audience, problems) = match claims.check(&accepted, now) {
         Ok(matched) => (matched, vec![]),

@@ -75,7 +75,7 @@ impl std::io::Write for Scrubbed {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool) {
+fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool, github: bool) {
     use tracing_subscriber::prelude::*;
     // By default only hoist's own lines: the SDK's and HTTP stack's
     // warnings (IMDS probing, a missing config file) are for -v; what
@@ -86,11 +86,16 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool
         (false, 1) => "info,hoist=debug",
         (false, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(user_filter.unwrap_or(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let cap = tracing_subscriber::filter::filter_fn(|m| {
-        !(is_plumbing(m.target()) && *m.level() > tracing::Level::INFO)
-    });
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(user_filter.unwrap_or(level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+    };
+    let cap = || {
+        tracing_subscriber::filter::filter_fn(|m| {
+            !(is_plumbing(m.target()) && *m.level() > tracing::Level::INFO)
+        })
+    };
+    let warn = |m: &tracing::Metadata<'_>| *m.level() == tracing::Level::WARN;
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -98,8 +103,20 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool
                 .with_ansi(color)
                 .without_time()
                 .with_target(false)
-                .with_filter(filter)
-                .with_filter(cap),
+                .with_filter(filter())
+                .with_filter(cap())
+                // On GitHub a warning is an annotation instead (below).
+                .with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+                    !(github && warn(m))
+                })),
+        )
+        .with(
+            github.then_some(
+                Annotations
+                    .with_filter(filter())
+                    .with_filter(cap())
+                    .with_filter(tracing_subscriber::filter::filter_fn(warn)),
+            ),
         )
         .init();
 }
@@ -115,6 +132,29 @@ fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
     }
     eprintln!("{}", hoist::secret::scrub(&e.report()));
     ExitCode::from(e.class().exit_code())
+}
+
+/// On GitHub Actions, each warning becomes a `::warning` annotation: the
+/// run's summary page shows it, not only the step's log.
+struct Annotations;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Annotations {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                } else {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let text = hoist::secret::scrub(&m.0);
+        eprintln!("::warning title=hoist::{}", hoist::ci::github_data(&text));
+    }
 }
 
 fn main() -> ExitCode {
@@ -154,11 +194,16 @@ fn main() -> ExitCode {
         std::io::stderr().is_terminal(),
     );
     hoist::progress::set_escapes(color);
+    let github = match cli.global.ci.as_deref() {
+        Some(ci) => ci.eq_ignore_ascii_case("github"),
+        None => env.get("GITHUB_ACTIONS") == Some("true"),
+    };
     init_logging(
         cli.global.verbose,
         cli.global.quiet,
         env.get("HOIST_LOG"),
         color,
+        github,
     );
     let json = cli.global.output == OutputFormat::Json;
     if let Some(result) = hoist::offline(&cli, &args, &layer) {

@@ -11,8 +11,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rand::RngExt;
-
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
     /// Attempts in all, the first included.
@@ -60,7 +58,7 @@ impl Policy {
             .base
             .saturating_mul(1u32 << attempt.min(16))
             .min(self.cap);
-        let ms = rand::rng().random_range(0..=ceiling.as_millis() as u64);
+        let ms = fastrand::u64(0..=ceiling.as_millis() as u64);
         Duration::from_millis(ms)
     }
 }

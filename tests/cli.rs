@@ -87,9 +87,11 @@ fn no_region_on_a_hosted_runner_fails_at_once_with_the_hint() {
         ],
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
+    // On GitHub the failure is also an annotation, then the same lines.
     assert_eq!(
         run.stderr,
-        "error: no AWS region is configured\nhint: pass --region (or HOIST_REGION), or set AWS_REGION\n"
+        "::error title=hoist rollback failed::no AWS region is configured%0Ahint: pass --region (or HOIST_REGION), or set AWS_REGION\n\
+         error: no AWS region is configured\nhint: pass --region (or HOIST_REGION), or set AWS_REGION\n"
     );
     assert_eq!(run.stdout, "");
     assert_readable(&run.stderr);
@@ -119,10 +121,17 @@ fn no_region_elsewhere_asks_imds_briefly_then_says_so() {
         env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint));
         let run = bare(&["rollback", "--function", "app", "--alias", "live"], &env);
         assert_eq!(run.code, 2, "{}", run.stderr);
-        assert_eq!(
-            run.stderr,
-            "error: no AWS region is configured\nhint: pass --region (or HOIST_REGION), or set AWS_REGION (the instance-metadata service gave none either)\n"
-        );
+        let hint = "pass --region (or HOIST_REGION), or set AWS_REGION (the instance-metadata service gave none either)";
+        let lines = format!("error: no AWS region is configured\nhint: {hint}\n");
+        let want = if env.iter().any(|(k, _)| *k == "GITHUB_ACTIONS") {
+            // On GitHub the failure is also an annotation, then the same lines.
+            format!(
+                "::error title=hoist rollback failed::no AWS region is configured%0Ahint: {hint}\n{lines}"
+            )
+        } else {
+            lines
+        };
+        assert_eq!(run.stderr, want);
         assert_readable(&run.stderr);
         let asked = seen.lock().unwrap().clone();
         assert!(!asked.is_empty(), "IMDS was asked for the region");

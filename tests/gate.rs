@@ -127,6 +127,42 @@ fn moto_scan_threshold_allowlist_and_expiry() {
         r.stderr
     );
 
+    // On GitHub each allow-list warning is an annotation on the entry's
+    // line, and a refused allow-list an error annotation on the line at fault.
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_OUTPUT", &*write(dir.path(), "github_output", "")),
+        ("GITHUB_STEP_SUMMARY", &*write(dir.path(), "summary.md", "")),
+    ];
+    let r = gate_env(&image, &["--allowlist", &allow], &github);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = format!(
+        "::warning file={},line=7,title=hoist gate%3A allow-list entry unused::the entry for CVE-0000-0001 matched no finding",
+        allow.replace(':', "%3A").replace(',', "%2C")
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with(&want)),
+        "{want}\n{}",
+        r.stderr
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        "[[allow]]\nid = \"CVE-1\"\nreason = \"r\"\n\n[[allow]]\nid = \"CVE-2\"\n",
+    );
+    let r = gate_env(&image, &["--allowlist", &bad], &github);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let want = format!(
+        "::error file={},line=5,title=hoist gate failed::the allow-list {}: entry 2 at line 5 (CVE-2) has no reason",
+        bad.replace(':', "%3A").replace(',', "%2C"),
+        bad
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with(&want)),
+        "{want}\n{}",
+        r.stderr
+    );
+
     // Expired: no longer allows, and says so.
     let expired = write(
         dir.path(),
@@ -329,11 +365,45 @@ fn an_index_is_gated_per_platform() {
     let seed = fresh_seed();
     let amd = l.image(&[l.layer(1000, seed)], "amd64");
     let arm = l.image(&[l.layer(1000, seed + 1)], "arm64");
-    let index = l.index(&[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
+    // buildx's provenance: an attestation manifest after the images,
+    // platform unknown/unknown and marked by annotation (moby/buildkit
+    // docs/attestations/attestation-storage.md). It is no image to scan.
+    let att = l.image_with_config(json!({"architecture": "unknown", "os": "unknown"}), &[]);
+    let mut att_entry = att.json();
+    att_entry["platform"] = json!({"os": "unknown", "architecture": "unknown"});
+    att_entry["annotations"] = json!({
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": amd.digest,
+    });
+    let mut entries: Vec<Value> = [(&amd, "amd64"), (&arm, "arm64")]
+        .iter()
+        .map(|(d, arch)| {
+            let mut j = d.json();
+            j["platform"] = json!({"os": "linux", "architecture": arch});
+            j
+        })
+        .collect();
+    entries.push(att_entry);
+    let index = l.blob(
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }))
+        .unwrap(),
+    );
     l.write_index(&[(Some("latest"), &index)]);
     let p = common::push(&l.dir, &repo, &[]);
     p.ok();
     assert_eq!(p.json()["digest"], index.digest.as_str());
+    // The push lists the platforms, not the attestation (which it pushes).
+    assert_eq!(
+        p.json()["platforms"],
+        json!(["linux/amd64", "linux/arm64"]),
+        "{}",
+        p.stderr
+    );
     let sarif = dir.path().join("gate.sarif");
     let r = gate(
         &format!("{repo}@{}", index.digest),
@@ -353,6 +423,16 @@ fn an_index_is_gated_per_platform() {
         assert_eq!(p["counts"]["HIGH"], 1);
     }
     assert_eq!(j["counts"]["HIGH"], 2);
+    assert_eq!(
+        j["skipped"],
+        json!([format!("{} (attestation manifest)", att.digest)])
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("skipped {} (attestation manifest)", att.digest)),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains("2 platforms (linux/amd64, linux/arm64)"),
         "{}",
@@ -411,7 +491,7 @@ fn bad_input_is_refused_before_any_call() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("entry 1 (CVE-1) has no reason"),
+        r.stderr.contains("entry 1 at line 1 (CVE-1) has no reason"),
         "{}",
         r.stderr
     );

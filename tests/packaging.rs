@@ -1658,6 +1658,114 @@ fn action_downloads_publicly_and_from_the_release_repository_given() {
     }
 }
 
+/// Every platform the release builds for (.github/workflows/release.yml) gets
+/// its own asset: Linux and macOS runners, x86_64 and ARM64. Each asset here
+/// is a small stand-in script that names its platform, so the log shows
+/// which one the install step verified, cached and the ship step ran. The
+/// macOS runners have no sha256sum: their checksums go through shasum.
+#[test]
+fn action_installs_the_release_for_the_runners_platform() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let platforms = [
+        ("Linux", "X64", "x86_64-linux"),
+        ("Linux", "ARM64", "aarch64-linux"),
+        ("macOS", "X64", "x86_64-macos"),
+        ("macOS", "ARM64", "aarch64-macos"),
+    ];
+    let mut assets = vec![];
+    let mut sums = BTreeMap::new();
+    for (_, _, platform) in platforms {
+        let name = format!("hoist-{platform}");
+        let script = format!("#!/bin/sh\necho \"hoist {VERSION} ({platform} stand-in): $*\"\n");
+        let sum = sha256_hex(script.as_bytes());
+        assets.push((
+            format!("{name}.sha256"),
+            format!("{sum}  {name}\n").into_bytes(),
+        ));
+        assets.push((name, script.into_bytes()));
+        sums.insert(platform, sum);
+    }
+    let no_sha256sum = path_without(w, "sha256sum");
+
+    for (os, arch, platform) in platforms {
+        let case_dir = w.join(platform);
+        std::fs::create_dir_all(&case_dir).unwrap();
+        let github = GitHub::start(
+            vec![Release {
+                repo: CANONICAL.into(),
+                assets: assets.clone(),
+                private: false,
+            }],
+            github_token(),
+        );
+        let mut runner = Runner::new(&case_dir, &github.url());
+        runner.env.insert("RUNNER_OS".into(), os.into());
+        runner.env.insert("RUNNER_ARCH".into(), arch.into());
+        if os == "macOS" {
+            runner.env.insert("PATH".into(), no_sha256sum.clone());
+        }
+        let run = runner.run(&[
+            ("image", "image.tar"),
+            ("repository", "pkg/never-pushed"),
+            ("token", ""),
+        ]);
+        run.ok();
+        let asset = format!("hoist-{platform}");
+        assert_eq!(
+            github.download_paths(),
+            [
+                format!("/{CANONICAL}/releases/download/v{VERSION}/{asset}"),
+                format!("/{CANONICAL}/releases/download/v{VERSION}/{asset}.sha256"),
+            ],
+            "{platform}: {}",
+            run.log()
+        );
+        let install = &run.step("install").log;
+        let cached = case_dir.join(format!("tool-cache/hoist/{VERSION}/{platform}"));
+        for expected in [
+            format!("verified {asset} (sha256 {})", sums[platform]),
+            format!(
+                "using hoist {VERSION} ({platform} stand-in): --version from {}",
+                cached.display()
+            ),
+        ] {
+            assert!(install.contains(&expected), "{platform}: {install}");
+        }
+        assert_eq!(
+            run.outputs["hoist-path"],
+            cached.join("hoist").display().to_string()
+        );
+        assert!(
+            run.step("ship")
+                .log
+                .contains(&format!("({platform} stand-in): ship")),
+            "{platform}: {}",
+            run.log()
+        );
+    }
+}
+
+/// A PATH of one directory holding every command of this PATH but `name`
+/// (symbolic links to them): a runner without that command.
+fn path_without(w: &Path, name: &str) -> String {
+    let dir = w.join(format!("path-without-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for d in std::env::split_paths(&path) {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let link = dir.join(e.file_name());
+            if e.file_name() != name && std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(e.path(), &link).unwrap();
+            }
+        }
+    }
+    dir.display().to_string()
+}
+
 #[test]
 fn action_refuses_an_unverified_binary() {
     let work = tempfile::tempdir().unwrap();
@@ -1768,11 +1876,11 @@ fn action_builds_from_source_only_when_allowed() {
             format!("{CANONICAL} has no release v{VERSION} with hoist-x86_64-linux (HTTP 404)"),
         ),
         (
-            "no release for macOS",
-            "macOS",
-            "ARM64",
+            "no release for Windows",
+            "Windows",
+            "X64",
             false,
-            "hoist's releases have no binary for macOS/ARM64".to_string(),
+            "hoist's releases have no binary for Windows/X64".to_string(),
         ),
     ] {
         for allowed in [false, true] {

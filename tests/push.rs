@@ -612,3 +612,74 @@ fn a_full_repository_uri_and_allowed_accounts() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not an ECR registry"), "{}", run.stderr);
 }
+
+/// On GitHub a failure is an error annotation (title naming the stage, the
+/// hint on its own line, the data escaped as GitHub's toolkit does) and a
+/// step summary; a warning is a warning annotation.
+#[test]
+fn github_annotations_for_failures_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    Layout::simple(dir.path(), 1, 1000);
+    let summary = dir.path().join("summary.md");
+    let out = dir.path().join("github_output");
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+        ("GITHUB_OUTPUT", out.to_str().unwrap()),
+    ];
+    let missing = unique("github-missing");
+    let run = hoist(
+        &[
+            "push",
+            dir.path().to_str().unwrap(),
+            "--repository",
+            &missing,
+        ],
+        &github,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let annotation = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no error annotation:\n{}", run.stderr));
+    assert!(
+        annotation.starts_with("::error title=hoist push failed::repository '")
+            && annotation.contains("%0Ahint: create it"),
+        "{annotation}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### hoist push failed") && md.contains("**hint:**"),
+        "{md}"
+    );
+
+    // A warning (a digest-only push into a repository whose lifecycle
+    // policy expires untagged images) is an annotation, not a log line.
+    let repo = unique("github-warning");
+    common::create_repository(&repo, false);
+    let policy = serde_json::json!({ "rules": [{ "rulePriority": 1, "description": "untagged, 1 day",
+        "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1 },
+        "action": { "type": "expire" } }] });
+    common::ecr(async |c| {
+        c.put_lifecycle_policy()
+            .repository_name(&repo)
+            .lifecycle_policy_text(policy.to_string())
+            .send()
+            .await
+            .unwrap();
+    });
+    let run = hoist(
+        &["push", dir.path().to_str().unwrap(), "--repository", &repo],
+        &github,
+    );
+    run.ok();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("::warning title=hoist::pushing by digest only into")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(" WARN "), "{}", run.stderr);
+}

@@ -151,7 +151,7 @@ impl Exchange {
             *token.lock().unwrap() = Some(t.clone());
             let claims = Claims::decode(&t).map_err(Try::Done)?;
             claims
-                .check(&self.audience.accepted(&claims), now())
+                .check(&self.audience.accepted(&claims), crate::clock::unix_now())
                 .map_err(Try::Done)?;
             let res = self
                 .sts
@@ -347,13 +347,6 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status(&self) -> u16 {
         self.status().as_u16()
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// Credentials for the SDK clients: the ones the first exchange got, then a

@@ -181,6 +181,27 @@ impl Buildkite {
         warnings
     }
 
+    /// The run failed: an error annotation for the step (its own context, so
+    /// a successful retry's summary does not hide it).
+    pub(super) fn annotate_failure(&self, markdown: &str) {
+        let context = format!(
+            "{}-failed",
+            annotation_context(
+                self.buildkite_step_key.as_deref(),
+                self.buildkite_step_id.as_deref(),
+                self.buildkite_job_id.as_deref(),
+            )
+        );
+        let context: String = context.chars().take(CONTEXT_MAX).collect();
+        if let Err(e) = agent(
+            &["annotate", "--style", "error", "--context", &context],
+            &annotation_body(markdown),
+            CALL_TIMEOUT,
+        ) {
+            tracing::warn!("buildkite-agent annotate failed: {e}");
+        }
+    }
+
     /// Register a secret with the job's log redactor (agent 3.66 and later,
     /// through the job API), so no later command of the job can print it.
     /// hoist itself never prints secrets; when the agent cannot redact, it

@@ -261,3 +261,125 @@ mod tests {
         );
     }
 }
+
+/// A fold of the CI log around one stage's lines (GitHub's `::group::`,
+/// GitLab's collapsible sections); closed when dropped.
+pub struct Group {
+    end: Option<String>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            eprintln!("{end}");
+        }
+    }
+}
+
+/// Workflow-command data as GitHub's toolkit escapes it (`%`, CR, LF), so
+/// text cannot end the command or start another.
+pub fn github_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow-command property (`title=…`): also `:` and `,`.
+pub fn github_property(text: &str) -> String {
+    github_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `file=…,line=…,` for an annotation, or nothing.
+fn github_location(at: Option<&crate::error::Location>) -> String {
+    match at {
+        Some(l) => format!("file={},line={},", github_property(&l.file), l.line),
+        None => String::new(),
+    }
+}
+
+impl Ci {
+    /// Fold `title`'s lines in the CI log, where the system has folds.
+    pub fn group(&self, name: &str, title: &str) -> Group {
+        match self {
+            Ci::GitHub(_) => {
+                eprintln!("::group::{}", github_data(title));
+                Group {
+                    end: Some("::endgroup::".into()),
+                }
+            }
+            Ci::GitLab(_) => {
+                let now = crate::clock::unix_now();
+                eprintln!(
+                    "\x1b[0Ksection_start:{now}:hoist_{name}[collapsed=false]\r\x1b[0K{title}"
+                );
+                Group {
+                    end: Some(format!(
+                        "\x1b[0Ksection_end:{}:hoist_{name}\r\x1b[0K",
+                        crate::clock::unix_now()
+                    )),
+                }
+            }
+            _ => Group { end: None },
+        }
+    }
+
+    /// A warning about a place in a file the user gave hoist (an allow-list
+    /// entry), where the CI system shows such things: GitHub's annotation,
+    /// which points at the file and line. Elsewhere the log line that says
+    /// the same is enough.
+    pub fn warn_at(&self, title: &str, message: &str, at: Option<&crate::error::Location>) {
+        if let Ci::GitHub(_) = self {
+            eprintln!(
+                "::warning {}title={}::{}",
+                github_location(at),
+                github_property(title),
+                github_data(&crate::secret::scrub(message))
+            );
+        }
+    }
+
+    /// The run failed: say so where the CI system shows failures — GitHub's
+    /// error annotation and step summary, Buildkite's annotation — with the
+    /// hint, and what was done before (`done`, Markdown).
+    pub fn report_failure(&self, error: &crate::error::Error, done: Option<&str>) {
+        let stage = error.stage().unwrap_or("run");
+        let message = crate::secret::scrub(&error.to_string());
+        let hint = error.hint().map(|h| crate::secret::scrub(&h));
+        let markdown = failure_markdown(stage, &message, hint.as_deref(), done);
+        match self {
+            Ci::GitHub(g) => {
+                let data = match &hint {
+                    Some(h) => format!("{message}\nhint: {h}"),
+                    None => message.clone(),
+                };
+                eprintln!(
+                    "::error {}title={}::{}",
+                    github_location(error.location().as_ref()),
+                    github_property(&format!("hoist {stage} failed")),
+                    github_data(&data)
+                );
+                if let Err(e) = g.write_summary(&markdown) {
+                    tracing::warn!("could not write $GITHUB_STEP_SUMMARY: {e}");
+                }
+            }
+            Ci::Buildkite(b) => b.annotate_failure(&markdown),
+            _ => {}
+        }
+    }
+}
+
+/// The step summary of a failed run.
+fn failure_markdown(stage: &str, message: &str, hint: Option<&str>, done: Option<&str>) -> String {
+    let mut md = format!("### hoist {stage} failed\n\n");
+    if let Some(done) = done {
+        md.push_str(done);
+        md.push_str("\n\n");
+    }
+    md.push_str("```\n");
+    md.push_str(&message.replace("```", "'''"));
+    md.push_str("\n```\n");
+    if let Some(h) = hint {
+        md.push_str(&format!("\n**hint:** {}\n", h.replace('\n', " ")));
+    }
+    md
+}

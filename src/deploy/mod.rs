@@ -797,7 +797,7 @@ async fn read_image(
             layers: layers
                 .iter()
                 .map(|l| Layer {
-                    media_type: l.media_type.clone(),
+                    media_type: l.media_type.clone().unwrap_or_default(),
                     size: l.size,
                 })
                 .collect(),

@@ -40,101 +40,14 @@ impl Arch {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-    #[serde(default)]
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Platform {
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A manifest as the registry holds it: an index of platforms, or one image.
-#[derive(Debug, Clone)]
-pub enum Manifest {
-    Index(Vec<Descriptor>),
-    Image {
-        media_type: String,
-        config: Descriptor,
-        layers: Vec<Descriptor>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Raw {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-}
-
-impl Manifest {
-    pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-        let raw: Raw = serde_json::from_slice(bytes)
-            .map_err(|e| format!("the manifest is not valid JSON: {e}"))?;
-        match (raw.manifests, raw.config) {
-            (Some(m), _) => Ok(Manifest::Index(m)),
-            (None, Some(config)) => Ok(Manifest::Image {
-                media_type: raw
-                    .media_type
-                    .unwrap_or_else(|| crate::image::OCI_MANIFEST.into()),
-                config,
-                layers: raw.layers.unwrap_or_default(),
-            }),
-            (None, None) => Err(format!(
-                "the manifest ({}) is neither an image nor an index",
-                raw.media_type.as_deref().unwrap_or("no media type")
-            )),
-        }
-    }
-}
-
-/// Attestations (buildx provenance and SBOMs) ride in an index as
-/// `unknown/unknown` manifests, marked with the reference-type annotation;
-/// they are never something to run.
-fn is_attestation(d: &Descriptor) -> bool {
-    d.annotations
-        .get("vnd.docker.reference.type")
-        .is_some_and(|t| t == "attestation-manifest")
-        || d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "unknown" || p.architecture == "unknown")
-}
+// The manifest model is the image module's, shared with the gate: one
+// descriptor and platform type, one rule for what is an attestation.
+pub use crate::image::manifest::{Descriptor, Parsed as Manifest, Platform};
 
 /// The child of an index that runs on `arch` (linux only), or the platforms
 /// the index does hold, for the error.
 pub fn pick_child(children: &[Descriptor], arch: Arch) -> Result<Digest, Vec<String>> {
-    let runnable: Vec<&Descriptor> = children.iter().filter(|d| !is_attestation(d)).collect();
+    let runnable: Vec<&Descriptor> = children.iter().filter(|d| !d.is_attestation()).collect();
     let matching = runnable.iter().find(|d| {
         d.platform.as_ref().is_some_and(|p| {
             p.os == "linux"
@@ -145,15 +58,7 @@ pub fn pick_child(children: &[Descriptor], arch: Arch) -> Result<Digest, Vec<Str
     });
     match matching.and_then(|d| d.digest.parse::<Digest>().ok()) {
         Some(d) => Ok(d),
-        None => Err(runnable
-            .iter()
-            .map(|d| {
-                d.platform
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "(no platform)".into())
-            })
-            .collect()),
+        None => Err(runnable.iter().map(|d| d.platform_name()).collect()),
     }
 }
 
@@ -255,29 +160,9 @@ mod tests {
         }
     }
 
+    // The manifests themselves: image::manifest tests them.
     #[test]
-    fn manifests_and_configs() {
-        let index = json!({ "schemaVersion": 2, "manifests": [child(1, "linux", "amd64", None, false).digest] });
-        assert!(Manifest::parse(serde_json::to_vec(&index).unwrap().as_slice()).is_err()); // manifests are descriptors
-        let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [] });
-        assert!(matches!(
-            Manifest::parse(&serde_json::to_vec(&index).unwrap()),
-            Ok(Manifest::Index(_))
-        ));
-        let image = json!({ "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": { "mediaType": "x", "digest": d(1), "size": 3 }, "layers": [{ "mediaType": "y", "digest": d(2), "size": 9 }] });
-        match Manifest::parse(&serde_json::to_vec(&image).unwrap()).unwrap() {
-            Manifest::Image { layers, config, .. } => {
-                assert_eq!(layers.len(), 1);
-                assert_eq!(config.size, 3);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            Manifest::parse(b"{\"schemaVersion\":2}")
-                .unwrap_err()
-                .contains("neither")
-        );
+    fn configs() {
         let c = Config::parse(
             br#"{"os":"linux","architecture":"arm64","config":{"Entrypoint":["/app"],"Cmd":null}}"#,
         )

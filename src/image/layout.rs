@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::store::{Region, Store};
 use super::{
-    Blob, Content, Digest, ImageError, MAX_DESCRIPTORS, MAX_MANIFEST, Manifest, OCI_INDEX,
-    OCI_MANIFEST, RawDescriptor, RawManifest, check_descriptor, check_media_type,
+    Blob, Content, Descriptor, Digest, ImageError, MAX_DESCRIPTORS, MAX_MANIFEST, Manifest,
+    check_descriptor, check_media_type, manifest::Document,
 };
 
 pub(super) const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -18,7 +18,7 @@ const MAX_DEPTH: usize = 4;
 #[derive(serde::Deserialize)]
 struct RawIndex {
     #[serde(default)]
-    manifests: Vec<RawDescriptor>,
+    manifests: Vec<Descriptor>,
 }
 
 pub fn open(
@@ -80,14 +80,14 @@ pub fn open(
 /// The entry `--ref` names (by ref name, image name, tag or digest); the only
 /// entry when there is one; otherwise an error that lists them.
 fn choose<'a>(
-    entries: &'a [RawDescriptor],
+    entries: &'a [Descriptor],
     shown: &str,
     reference: Option<&str>,
-) -> Result<&'a RawDescriptor, ImageError> {
+) -> Result<&'a Descriptor, ImageError> {
     let listing = || entries.iter().map(describe).collect::<Vec<_>>();
     match reference {
         Some(wanted) => {
-            let matches = |e: &RawDescriptor| {
+            let matches = |e: &Descriptor| {
                 e.digest == wanted
                     || e.annotations.get(REF_NAME).is_some_and(|r| r == wanted)
                     || e.annotations.get(CONTAINERD_NAME).is_some_and(|n| {
@@ -117,7 +117,7 @@ fn choose<'a>(
     }
 }
 
-fn describe(e: &RawDescriptor) -> String {
+fn describe(e: &Descriptor) -> String {
     let name = e
         .annotations
         .get(REF_NAME)
@@ -190,7 +190,7 @@ impl Loader<'_> {
     /// indexes below it.
     fn load(
         &mut self,
-        desc: &RawDescriptor,
+        desc: &Descriptor,
         parent: &str,
         depth: usize,
     ) -> Result<(Arc<Manifest>, usize), ImageError> {
@@ -221,7 +221,7 @@ impl Loader<'_> {
                 actual,
             });
         }
-        let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+        let raw = Document::parse(&bytes).map_err(|e| ImageError::Json {
             what: what.clone(),
             source: e,
         })?;
@@ -235,12 +235,7 @@ impl Loader<'_> {
         }
         // The manifest's own mediaType is what the registry checks the
         // Content-Type against; the descriptor's is the fallback.
-        let is_index = raw.manifests.is_some();
-        let media_type = raw
-            .media_type
-            .clone()
-            .or_else(|| desc.media_type.clone())
-            .unwrap_or_else(|| if is_index { OCI_INDEX } else { OCI_MANIFEST }.to_string());
+        let media_type = raw.media_type_or(desc.media_type.as_deref());
         check_media_type(&media_type, &what)?;
         if raw.subject.is_some() {
             return Err(ImageError::Referrer { what });
@@ -275,13 +270,14 @@ impl Loader<'_> {
             media_type,
             bytes,
             platform: desc.platform.clone(),
+            attestation: desc.is_attestation(),
             content,
         });
         self.manifests.insert(digest, (m.clone(), height));
         Ok((m, height))
     }
 
-    fn blob(&mut self, desc: &RawDescriptor, parent: &str) -> Result<Blob, ImageError> {
+    fn blob(&mut self, desc: &Descriptor, parent: &str) -> Result<Blob, ImageError> {
         let digest = parse_digest(&desc.digest, &format!("a descriptor in {parent}"))?;
         let what = format!("blob {digest}");
         check_descriptor(desc, &format!("the descriptor of {what} in {parent}"))?;

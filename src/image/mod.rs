@@ -10,6 +10,7 @@
 pub mod digest;
 mod docker;
 mod layout;
+pub mod manifest;
 pub mod spool;
 mod store;
 pub mod stream;
@@ -20,21 +21,19 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use digest::Digest;
+pub use manifest::{
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Platform,
+};
 pub use store::Region;
 use store::Store;
 
 use crate::error::{Class, Diagnose};
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const MANIFEST_TYPES: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 /// ECR's limit on a manifest (4,194,304 characters).
 pub const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
@@ -211,24 +210,6 @@ impl fmt::Display for Format {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = self.variant.as_ref().filter(|v| !v.is_empty()) {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A blob of a stored manifest: known digest and size, and where its bytes are.
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -246,6 +227,10 @@ pub struct Manifest {
     pub media_type: String,
     pub bytes: Vec<u8>,
     pub platform: Option<Platform>,
+    /// The descriptor that named it marks it an attestation
+    /// ([`manifest::is_attestation`]): pushed like any manifest, never
+    /// listed as a platform.
+    pub attestation: bool,
     pub content: Content,
 }
 
@@ -301,15 +286,15 @@ impl Manifest {
         f(self);
     }
 
-    /// The platforms an index holds (`linux/amd64`, …), each child once, or
-    /// this image's own.
+    /// The platforms an index holds (`linux/amd64`, …), each child once and
+    /// attestations left out, or this image's own.
     pub fn platforms(&self) -> Vec<String> {
         match &self.content {
             Content::Index { children } => {
                 let mut seen = HashSet::new();
                 children
                     .iter()
-                    .filter(|c| seen.insert(&c.digest))
+                    .filter(|c| seen.insert(&c.digest) && !c.attestation)
                     .map(|c| {
                         c.platform
                             .as_ref()
@@ -320,6 +305,18 @@ impl Manifest {
             }
             Content::Image { .. } => self.platform.iter().map(|p| p.to_string()).collect(),
         }
+    }
+
+    /// How many distinct children of an index are attestations.
+    pub fn attestations(&self) -> usize {
+        let Content::Index { children } = &self.content else {
+            return 0;
+        };
+        let mut seen = HashSet::new();
+        children
+            .iter()
+            .filter(|c| seen.insert(&c.digest) && c.attestation)
+            .count()
     }
 }
 
@@ -499,11 +496,15 @@ impl Image {
         match &self.root {
             Root::Stored(m) if m.is_index() => {
                 let platforms = m.platforms();
+                let attestations = match m.attestations() {
+                    0 => String::new(),
+                    n => format!(" and {}", plural(n, "attestation manifest")),
+                };
                 format!(
-                    "{}{gz}: index {} with {} ({})",
+                    "{}{gz}: index {} with {} ({}){attestations}",
                     self.format,
                     m.digest.short(),
-                    plural(platforms.len(), "manifest"),
+                    plural(platforms.len(), "image manifest"),
                     listing(&platforms, MAX_LISTED).join(", ")
                 )
             }
@@ -564,39 +565,6 @@ pub fn listing(entries: &[String], max: usize) -> Vec<String> {
         out.push(format!("… and {} more", entries.len() - max));
     }
     out
-}
-
-/// Descriptors as they appear in index.json and manifests. Parsed loosely: the
-/// bytes are what gets pushed, this is only for finding the blobs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawDescriptor {
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawManifest {
-    #[serde(default)]
-    pub schema_version: Option<u32>,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub config: Option<RawDescriptor>,
-    #[serde(default)]
-    pub layers: Option<Vec<RawDescriptor>>,
-    #[serde(default)]
-    pub manifests: Option<Vec<RawDescriptor>>,
-    /// OCI 1.1: the manifest this one refers to (a signature, an SBOM).
-    #[serde(default)]
-    pub subject: Option<serde_json::Value>,
 }
 
 /// ECR refuses media types with parameters (`…+json; charset=utf-8`); and a
@@ -710,7 +678,7 @@ pub(crate) fn check_annotations(
 
 /// A descriptor's outside text — annotations, platform, and the names hoist
 /// lists from them — checked before any of it can be printed.
-pub(crate) fn check_descriptor(d: &RawDescriptor, what: &str) -> Result<(), ImageError> {
+pub(crate) fn check_descriptor(d: &Descriptor, what: &str) -> Result<(), ImageError> {
     check_annotations(&d.annotations, what)?;
     for key in [layout::REF_NAME, layout::CONTAINERD_NAME] {
         if let Some(n) = d.annotations.get(key) {

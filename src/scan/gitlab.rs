@@ -9,9 +9,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::allowlist::Date;
+use super::report::{GateVerdict, Report};
 use super::verdict::{Finding, Severity};
-use super::{GateVerdict, Report};
 
 /// The schema version this report follows.
 pub const SCHEMA_VERSION: &str = "15.2.4";
@@ -25,17 +24,6 @@ fn severity(s: Severity) -> &'static str {
         Severity::Informational => "Info",
         Severity::Undefined => "Unknown",
     }
-}
-
-/// `yyyy-mm-ddThh:mm:ss` in UTC, the only form the schema accepts.
-pub fn timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let day = Date::from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{day}T{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
 }
 
 /// A stable id per image, platform, finding and package, UUID-shaped as the
@@ -139,8 +127,8 @@ pub fn render(r: &Report, started: SystemTime, finished: SystemTime) -> Value {
             "vendor": { "name": "Amazon Web Services" },
         },
         "type": "container_scanning",
-        "start_time": timestamp(started),
-        "end_time": timestamp(finished),
+        "start_time": crate::clock::timestamp(started),
+        "end_time": crate::clock::timestamp(finished),
         "status": if matches!(r.verdict, GateVerdict::ScanFailed | GateVerdict::Warned) { "failure" } else { "success" },
     });
     if !messages.is_empty() {
@@ -159,9 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_and_ids() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_763_845_030);
-        assert_eq!(timestamp(t), "2025-11-22T20:57:10");
+    fn stable_ids() {
         let a = uuid(&["r", "sha256:1", "CVE-1", "p"]);
         assert_eq!(a.len(), 36);
         assert_eq!(a, uuid(&["r", "sha256:1", "CVE-1", "p"]));

@@ -3,34 +3,41 @@
 //! (containers-roadmap#1683), so each platform manifest in it is gated on
 //! its own and reported per platform.
 //!
-//! `status.rs` decides what each scan status means, `verdict.rs` what the
-//! findings mean (both pure); `ecr.rs` is the edge; `sarif.rs`,
-//! `gitlab.rs` and `summary.rs` render the one [`Report`].
+//! Here: what to gate (the image, or an index's images) and the stage in
+//! order — survey the registry, wait, judge, write the reports. The pieces:
+//! `status.rs` decides what each scan status means and `verdict.rs` what
+//! the findings mean (both pure); `waiter.rs` waits for one image's scan
+//! (the `Waiter`); `ecr.rs` is the API edge; `report.rs` holds the one
+//! [`Report`] with its log and step summary, which `sarif.rs` and
+//! `gitlab.rs` render for other tools.
 
 pub mod allowlist;
 pub mod ecr;
 pub mod gitlab;
+pub mod report;
 pub mod sarif;
 pub mod settings;
 pub mod status;
-pub mod summary;
 pub mod verdict;
+pub mod waiter;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
 use crate::Context;
+use crate::clock::Date;
 use crate::error::{ConfigError, Error};
-use crate::image::{DOCKER_LIST, Digest, OCI_INDEX};
+use crate::image::Digest;
+use crate::image::manifest::{self, Entry, Parsed};
 use crate::registry::reference::ImageRef;
-use allowlist::{AllowList, Date, Entry};
-use ecr::{ScanApi, Started};
-use status::{Frequency, Next, Observation, Refusal, Registry, ScanType, Situation};
-use verdict::{Allowed, Blocking, Finding, Policy, Severity};
+use ecr::ScanApi;
+use status::{Frequency, Known, Registry, ScanType};
+use waiter::{Obtained, Waiter};
 
+pub use report::{
+    AllowlistReport, ExpiredEntry, Found, GateVerdict, PlatformReport, PlatformVerdict,
+    PolicyReport, Report, ScanError,
+};
 pub use settings::Settings;
 
 /// Gate `image`: wait (up to the settings' timeout overall) for ECR's scan
@@ -38,6 +45,11 @@ pub use settings::Settings;
 /// policy.
 pub async fn run(ctx: &Context, image: &ImageRef, settings: &Settings) -> Result<Report, Error> {
     gate(ctx, image, settings, Mode::Wait).await
+}
+
+/// What `ship --dry-run` shows: the scan as it stands, judged by the policy.
+pub async fn look(ctx: &Context, image: &ImageRef, settings: &Settings) -> Result<Report, Error> {
+    gate(ctx, image, settings, Mode::Look).await
 }
 
 /// Whether the gate may act on ECR, or only look.
@@ -50,29 +62,100 @@ pub enum Mode {
     Look,
 }
 
-/// What `ship --dry-run` shows: the scan as it stands, judged by the policy.
-pub async fn look(ctx: &Context, image: &ImageRef, settings: &Settings) -> Result<Report, Error> {
-    gate(ctx, image, settings, Mode::Look).await
+impl Mode {
+    /// How long to wait overall: a look does not.
+    pub fn timeout(self, settings: &Settings) -> Duration {
+        match self {
+            Mode::Wait => settings.timeout,
+            Mode::Look => Duration::ZERO,
+        }
+    }
+
+    /// Whether a missing scan result fails the gate: what a look cannot
+    /// see is only a warning.
+    pub fn fail_on_scan_error(self, settings: &Settings) -> bool {
+        match self {
+            Mode::Wait => settings.fail_on_scan_error,
+            Mode::Look => false,
+        }
+    }
 }
 
 async fn gate(
     ctx: &Context,
     image: &ImageRef,
-    opts: &Settings,
+    settings: &Settings,
     mode: Mode,
 ) -> Result<Report, Error> {
     let started_at = SystemTime::now();
     let clock = Instant::now();
-    // A look does not wait, and what it cannot see is a warning.
-    let (timeout, fail_on_scan_error) = match mode {
-        Mode::Wait => (opts.timeout, opts.fail_on_scan_error),
-        Mode::Look => (Duration::ZERO, false),
-    };
-    let policy = opts.policy.clone();
-    let allow = &opts.allow;
     let sdk = ctx.aws().await?;
     let api = ScanApi::new(sdk, image.region(), image.account().map(str::to_string));
-    // Independent calls, made at once.
+    let survey = survey(&api, sdk, image).await?;
+    let (targets, skipped) = targets(&survey.media_type, &survey.body, &image.digest)?;
+    let say = |line: String| {
+        if !ctx.quiet {
+            eprintln!("{line}");
+        }
+    };
+    let timeout = mode.timeout(settings);
+    say(announcement(
+        image,
+        survey.known.scan_type,
+        &targets,
+        timeout,
+    ));
+    let waiter = Waiter {
+        api: &api,
+        repository: &image.repository,
+        scan_type: survey.known.scan_type,
+        frequency: survey.frequency,
+        registry: survey.known.registry,
+        mode,
+        deadline: clock + timeout,
+        timeout,
+        poll_interval: settings.poll_interval,
+        settle: settings.findings_settle,
+        say: &say,
+    };
+    let waits = targets.iter().map(|t| waiter.wait(t));
+    let obtained = futures_util::future::try_join_all(waits).await?;
+    let (platforms, enhanced) = judge(&targets, obtained, settings, Date::today());
+    let found = Found {
+        scan_type: match survey.known.scan_type {
+            ScanType::Unknown if enhanced => ScanType::Enhanced,
+            t => t,
+        },
+        platforms,
+        skipped,
+        seconds: clock.elapsed().as_secs_f64(),
+    };
+    let mut report = Report::assemble(image, settings, mode.fail_on_scan_error(settings), found);
+    if let Some(a) = report.allowlist.as_ref().filter(|_| !ctx.quiet) {
+        for (title, message, at) in a.warnings() {
+            ctx.ci.warn_at(&title, &message, at.as_ref());
+        }
+    }
+    write_reports(&mut report, settings, started_at)?;
+    Ok(report)
+}
+
+/// What the gate learns of the registry before it waits: how the image is
+/// scanned, and its manifest (an index names the images to gate).
+struct Survey {
+    known: Known,
+    frequency: Frequency,
+    media_type: String,
+    body: String,
+}
+
+/// The scanning configuration, the repository's scan frequency and the
+/// image's manifest — independent calls, made at once.
+async fn survey(
+    api: &ScanApi,
+    sdk: &aws_config::SdkConfig,
+    image: &ImageRef,
+) -> Result<Survey, Error> {
     let digest = image.digest.to_string();
     let (config, frequency, manifest) = tokio::join!(
         api.scan_config(),
@@ -102,133 +185,16 @@ async fn gate(
             }
         );
     }
-    let scan_type = known.scan_type;
     let (media_type, body) = match manifest? {
         Ok(m) => m,
-        Err(missing) => visible_soon(&api, image, missing).await?,
+        Err(missing) => visible_soon(api, image, missing).await?,
     };
-    let (targets, skipped) = targets(&media_type, &body, &image.digest)?;
-    let say = |line: String| {
-        if !ctx.quiet {
-            eprintln!("{line}");
-        }
-    };
-    say(format!(
-        "gate: {image}: {}{}, waiting up to {}",
-        scan_type.described(),
-        if targets.len() > 1 || targets[0].platform.is_some() {
-            format!(
-                ", {} platforms ({})",
-                targets.len(),
-                targets
-                    .iter()
-                    .filter_map(|t| t.platform.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            String::new()
-        },
-        crate::duration::show(timeout)
-    ));
-    let deadline = clock + timeout;
-    let waits = targets.iter().map(|t| {
-        wait_for_scan(
-            &api,
-            &image.repository,
-            t,
-            scan_type,
-            frequency,
-            known.registry,
-            (deadline, timeout),
-            opts,
-            mode,
-            &say,
-        )
-    });
-    let obtained: Vec<Obtained> = futures_util::future::try_join_all(waits).await?;
-    let today = Date::today();
-    let mut platforms = Vec::new();
-    let mut enhanced_seen = false;
-    for (t, o) in targets.iter().zip(obtained) {
-        platforms.push(match o {
-            Obtained::Findings {
-                status,
-                description,
-                findings,
-                enhanced,
-            } => {
-                enhanced_seen |= enhanced;
-                let v = verdict::decide(&findings, &policy, &allow, today);
-                PlatformReport {
-                    platform: t.platform.clone(),
-                    digest: t.digest.clone(),
-                    status: Some(status),
-                    status_description: description,
-                    verdict: if v.blocked() {
-                        PlatformVerdict::Blocked
-                    } else {
-                        PlatformVerdict::Passed
-                    },
-                    error: None,
-                    counts: v.counts.clone(),
-                    suppressed: v.suppressed,
-                    blocking: v.blocking.clone(),
-                    allowed: v.allowed.clone(),
-                    findings,
-                    used: v.used.iter().copied().collect(),
-                    expired: v.expired.clone(),
-                }
-            }
-            Obtained::Unavailable {
-                status,
-                message,
-                hint,
-            } => PlatformReport {
-                platform: t.platform.clone(),
-                digest: t.digest.clone(),
-                status,
-                status_description: None,
-                verdict: PlatformVerdict::ScanError,
-                error: Some(ScanError { message, hint }),
-                counts: BTreeMap::new(),
-                suppressed: 0,
-                blocking: vec![],
-                allowed: vec![],
-                findings: vec![],
-                used: vec![],
-                expired: BTreeMap::new(),
-            },
-        });
-    }
-    let scan_type = match scan_type {
-        ScanType::Unknown if enhanced_seen => ScanType::Enhanced,
-        t => t,
-    };
-    let mut report = Report::assemble(
-        image,
-        scan_type,
-        policy,
-        fail_on_scan_error,
-        allow,
-        platforms,
-        skipped,
-        clock.elapsed().as_secs_f64(),
-    );
-    let finished_at = SystemTime::now();
-    if let Some(path) = &opts.sarif {
-        write_json(path, "--sarif", &sarif::render(&report))?;
-        report.sarif = Some(path.display().to_string());
-    }
-    if let Some(path) = &opts.gitlab_report {
-        write_json(
-            path,
-            "--gitlab-report",
-            &gitlab::render(&report, started_at, finished_at),
-        )?;
-        report.gitlab_report = Some(path.display().to_string());
-    }
-    Ok(report)
+    Ok(Survey {
+        known,
+        frequency,
+        media_type,
+        body,
+    })
 }
 
 /// An image not (yet) in the ECR API: look again for a few seconds before
@@ -258,6 +224,84 @@ async fn visible_soon(
     }
 }
 
+/// The first line: what is gated, how it is scanned, how long hoist waits.
+fn announcement(
+    image: &ImageRef,
+    scan_type: ScanType,
+    targets: &[Target],
+    timeout: Duration,
+) -> String {
+    let platforms: Vec<&str> = targets
+        .iter()
+        .filter_map(|t| t.platform.as_deref())
+        .collect();
+    let listed = if platforms.is_empty() {
+        String::new()
+    } else {
+        format!(", {} platforms ({})", targets.len(), platforms.join(", "))
+    };
+    format!(
+        "gate: {image}: {}{listed}, waiting up to {}",
+        scan_type.described(),
+        crate::duration::show(timeout)
+    )
+}
+
+/// Each target's scan judged by the policy and the allow-list as of
+/// `today`; and whether any scan turned out enhanced (Inspector).
+fn judge(
+    targets: &[Target],
+    obtained: Vec<Obtained>,
+    settings: &Settings,
+    today: Date,
+) -> (Vec<PlatformReport>, bool) {
+    let mut enhanced_seen = false;
+    let platforms = targets
+        .iter()
+        .zip(obtained)
+        .map(|(t, o)| match o {
+            Obtained::Findings {
+                status,
+                description,
+                findings,
+                enhanced,
+            } => {
+                enhanced_seen |= enhanced;
+                let v = verdict::decide(&findings, &settings.policy, &settings.allow, today);
+                PlatformReport::judged(t, status, description, findings, v)
+            }
+            Obtained::Unavailable {
+                status,
+                message,
+                hint,
+            } => PlatformReport::unavailable(t, status, ScanError { message, hint }),
+        })
+        .collect();
+    (platforms, enhanced_seen)
+}
+
+/// `--sarif` and `--gitlab-report`, when asked for; the report names them.
+fn write_reports(
+    report: &mut Report,
+    settings: &Settings,
+    started_at: SystemTime,
+) -> Result<(), Error> {
+    let finished_at = SystemTime::now();
+    if let Some(path) = &settings.sarif {
+        write_json(path, "--sarif", &sarif::render(report))?;
+        report.sarif = Some(path.display().to_string());
+    }
+    if let Some(path) = &settings.gitlab_report {
+        write_json(
+            path,
+            "--gitlab-report",
+            &gitlab::render(report, started_at, finished_at),
+        )?;
+        report.gitlab_report = Some(path.display().to_string());
+    }
+    Ok(())
+}
+
 /// One image ECR can scan: the image itself, or one platform of an index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -265,16 +309,15 @@ pub struct Target {
     pub platform: Option<String>,
 }
 
-/// What to gate: a single image, or every platform manifest of an index
-/// (attestation manifests — platform unknown/unknown — are not images and
-/// are skipped, as are nested indexes, which ECR cannot scan either).
+/// What to gate: a single image, or every image of an index — not its
+/// attestations (`manifest::is_attestation`), which are no images, nor a
+/// nested index, which ECR cannot scan either; those are listed as skipped.
 pub fn targets(
     media_type: &str,
     body: &str,
     digest: &Digest,
 ) -> Result<(Vec<Target>, Vec<String>), Error> {
-    let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
-    if !is_index {
+    if !manifest::is_index_type(media_type) {
         return Ok((
             vec![Target {
                 digest: digest.clone(),
@@ -283,35 +326,36 @@ pub fn targets(
             vec![],
         ));
     }
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| {
-        ConfigError::new(format!("the index {digest} in ECR is not JSON")).source(e)
-    })?;
+    let children = match Parsed::parse(body.as_bytes()) {
+        Ok(Parsed::Index(children)) => children,
+        Ok(Parsed::Image { .. }) => {
+            return Err(ConfigError::new(format!(
+                "ECR says {digest} is an index ({media_type}), but it lists no manifests"
+            ))
+            .hint("push the image again; if it persists, compare aws ecr batch-get-image with what was pushed")
+            .into());
+        }
+        Err(e) => {
+            return Err(ConfigError::new(format!("the index {digest} in ECR: {e}")).into());
+        }
+    };
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for m in v["manifests"].as_array().into_iter().flatten() {
-        let Some(d) = m["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) else {
+    for c in &children {
+        let Ok(d) = c.digest.parse::<Digest>() else {
+            skipped.push(format!(
+                "{} (not a digest)",
+                crate::text::external(&c.digest, 80)
+            ));
             continue;
         };
-        let p = &m["platform"];
-        let os = p["os"].as_str().unwrap_or("unknown");
-        let arch = p["architecture"].as_str().unwrap_or("unknown");
-        let platform = match p["variant"].as_str() {
-            Some(var) => format!("{os}/{arch}/{var}"),
-            None => format!("{os}/{arch}"),
-        };
-        let mt = m["mediaType"].as_str().unwrap_or_default();
-        let attestation = m["annotations"]["vnd.docker.reference.type"].as_str()
-            == Some("attestation-manifest")
-            || (os == "unknown" && arch == "unknown");
-        if attestation {
-            skipped.push(format!("{d} (attestation manifest)"));
-        } else if mt == OCI_INDEX || mt == DOCKER_LIST {
-            skipped.push(format!("{d} (nested index)"));
-        } else {
-            out.push(Target {
+        match Entry::of(c) {
+            Entry::Attestation => skipped.push(format!("{d} (attestation manifest)")),
+            Entry::Index => skipped.push(format!("{d} (nested index)")),
+            Entry::Image => out.push(Target {
                 digest: d,
-                platform: Some(platform),
-            });
+                platform: Some(c.platform_name()),
+            }),
         }
     }
     if out.is_empty() {
@@ -324,181 +368,6 @@ pub fn targets(
     Ok((out, skipped))
 }
 
-enum Obtained {
-    Findings {
-        status: String,
-        description: Option<String>,
-        findings: Vec<Finding>,
-        enhanced: bool,
-    },
-    Unavailable {
-        status: Option<String>,
-        message: String,
-        hint: String,
-    },
-}
-
-/// Poll one image's scan until it is final, unavailable, or the deadline.
-/// The first look is at once (after the push, the scan may be done
-/// already), and so is the first look after StartImageScan; the pauses
-/// between later looks grow (status::pause).
-#[allow(clippy::too_many_arguments)]
-async fn wait_for_scan(
-    api: &ScanApi,
-    repository: &str,
-    t: &Target,
-    mut scan_type: ScanType,
-    frequency: Frequency,
-    registry: Registry,
-    (deadline, timeout): (Instant, Duration),
-    opts: &Settings,
-    mode: Mode,
-    say: &(dyn Fn(String) + Sync),
-) -> Result<Obtained, Error> {
-    let digest = t.digest.to_string();
-    let who = t.platform.clone().unwrap_or_else(|| "image".into());
-    let began = Instant::now();
-    let mut started = false;
-    // The result as last seen (status, findings, counts) and since when,
-    // while it is COMPLETE/ACTIVE: "held still" is measured from its last
-    // change, not from the first COMPLETE.
-    type Seen = (
-        String,
-        Vec<(String, Option<String>, Severity)>,
-        Option<u32>,
-        bool,
-    );
-    let mut previous: Option<Seen> = None;
-    let mut held_since: Option<Instant> = None;
-    let mut seen = false;
-    let mut last_message = String::new();
-    let mut last_status: Option<String> = None;
-    let mut looks = 0u32;
-    loop {
-        let now = Instant::now();
-        let pause = status::pause(looks, opts.poll_interval);
-        if !pause.is_zero() {
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
-        }
-        looks += 1;
-        let scan = api.findings(repository, &digest).await?;
-        let observation = match &scan {
-            None => {
-                previous = None;
-                held_since = None;
-                Observation::NotFound
-            }
-            Some(s) => {
-                seen = true;
-                let mut ids: Vec<_> = s
-                    .findings
-                    .iter()
-                    .map(|f| (f.id.clone(), f.package.clone(), f.severity))
-                    .collect();
-                ids.sort();
-                let this: Seen = (s.status.clone(), ids, s.counted, s.enhanced);
-                let unchanged = previous.as_ref() == Some(&this);
-                if !matches!(s.status.as_str(), "COMPLETE" | "ACTIVE") {
-                    held_since = None;
-                } else if !unchanged || held_since.is_none() {
-                    held_since = Some(Instant::now());
-                }
-                previous = Some(this);
-                last_status = Some(s.status.clone());
-                Observation::Status {
-                    status: s.status.clone(),
-                    description: s.description.clone(),
-                    enhanced: s.enhanced || scan_type == ScanType::Enhanced,
-                    findings: s.findings.len(),
-                    counted: s.counted,
-                    unchanged,
-                }
-            }
-        };
-        let situation = Situation {
-            scan_type,
-            frequency,
-            registry,
-            started,
-            waited: began.elapsed(),
-            held: held_since.map(|c| c.elapsed()),
-            settle: opts.findings_settle,
-        };
-        let message = match (status::next(&observation, &situation, repository), scan) {
-            (Next::Done, Some(s)) => {
-                return Ok(Obtained::Findings {
-                    status: s.status,
-                    description: s.description.map(|d| status::outside(&d)),
-                    findings: s.findings,
-                    enhanced: s.enhanced || scan_type == ScanType::Enhanced,
-                });
-            }
-            (Next::Unavailable { message, hint }, _) => {
-                return Ok(Obtained::Unavailable {
-                    status: last_status,
-                    message,
-                    hint,
-                });
-            }
-            (Next::StartScan, _) if mode == Mode::Look => {
-                return Ok(Obtained::Unavailable {
-                    status: None,
-                    message: "no scan of this image yet (a dry run starts none)".into(),
-                    hint: "the real run starts the scan and waits for it".into(),
-                });
-            }
-            (Next::StartScan, _) => {
-                started = true;
-                let said = match api.start_scan(repository, &digest).await? {
-                    Started::Started => {
-                        "no scan yet: asked ECR to scan the image (StartImageScan)".to_string()
-                    }
-                    Started::AlreadyScanned => {
-                        "ECR says the image was scanned in the last 24 hours; waiting for that scan"
-                            .to_string()
-                    }
-                    Started::Refused { code, message } => {
-                        match status::refused(scan_type, &code, &message) {
-                            Refusal::Enhanced(m) => {
-                                scan_type = ScanType::Enhanced;
-                                m
-                            }
-                            Refusal::Unavailable { message, hint } => {
-                                return Ok(Obtained::Unavailable {
-                                    status: None,
-                                    message,
-                                    hint,
-                                });
-                            }
-                        }
-                    }
-                };
-                // Look again at once: the scan may be quick, and a
-                // refusal says the registry scans by itself.
-                looks = 0;
-                said
-            }
-            (Next::Wait(m), _) => m,
-            // Done always follows a status; should it not, look again.
-            (Next::Done, None) => "waiting for ECR to report the scan".to_string(),
-        };
-        if message != last_message {
-            say(format!("gate: {who}: {message}"));
-            last_message = message.clone();
-        }
-        if Instant::now() >= deadline {
-            return Ok(Obtained::Unavailable {
-                status: last_status,
-                message: format!(
-                    "no final scan result within --timeout {}: {message}",
-                    crate::duration::show(timeout)
-                ),
-                hint: status::timeout_hint(&situation, seen),
-            });
-        }
-    }
-}
-
 fn write_json(path: &Path, flag: &str, v: &serde_json::Value) -> Result<(), ConfigError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| {
         ConfigError::new(format!("could not write {flag} {}", path.display())).source(e)
@@ -508,231 +377,10 @@ fn write_json(path: &Path, flag: &str, v: &serde_json::Value) -> Result<(), Conf
     })
 }
 
-/// `90s`, `10m`, `1h`, `500ms`, or plain seconds (`600`, `0.5`).
-// --- the report ----------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlatformVerdict {
-    Passed,
-    Blocked,
-    ScanError,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum GateVerdict {
-    /// Every image scanned, nothing blocks.
-    Passed,
-    /// A finding blocks (exit code 1).
-    Blocked,
-    /// A scan could not be obtained and --fail-on-scan-error holds (exit 3).
-    ScanFailed,
-    /// A scan could not be obtained, but the policy says warn (exit 0).
-    Warned,
-}
-
-impl GateVerdict {
-    pub fn name(self) -> &'static str {
-        match self {
-            GateVerdict::Passed => "passed",
-            GateVerdict::Blocked => "blocked",
-            GateVerdict::ScanFailed => "scan-failed",
-            GateVerdict::Warned => "warned",
-        }
-    }
-
-    /// The overall verdict. A finding that blocks outranks a scan that
-    /// failed elsewhere: re-running cannot fix it.
-    pub fn of(platforms: &[PlatformVerdict], fail_on_scan_error: bool) -> GateVerdict {
-        if platforms.contains(&PlatformVerdict::Blocked) {
-            GateVerdict::Blocked
-        } else if platforms.contains(&PlatformVerdict::ScanError) {
-            if fail_on_scan_error {
-                GateVerdict::ScanFailed
-            } else {
-                GateVerdict::Warned
-            }
-        } else {
-            GateVerdict::Passed
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct ScanError {
-    pub message: String,
-    pub hint: String,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct PlatformReport {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    pub digest: Digest,
-    /// ECR's scan status (COMPLETE, ACTIVE, FAILED…), when there was one.
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_description: Option<String>,
-    pub verdict: PlatformVerdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ScanError>,
-    pub counts: BTreeMap<Severity, u32>,
-    pub suppressed: u32,
-    pub blocking: Vec<Blocking>,
-    pub allowed: Vec<Allowed>,
-    pub findings: Vec<Finding>,
-    #[serde(skip)]
-    pub used: Vec<usize>,
-    #[serde(skip)]
-    pub expired: BTreeMap<usize, Vec<String>>,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct ExpiredEntry {
-    #[serde(flatten)]
-    pub entry: Entry,
-    /// The findings it would have allowed.
-    pub matched: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct AllowlistReport {
-    pub file: String,
-    pub entries: usize,
-    pub expired: Vec<ExpiredEntry>,
-    pub unused: Vec<Entry>,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct PolicyReport {
-    pub severity_threshold: Severity,
-    pub max: BTreeMap<Severity, u32>,
-    pub fail_on_scan_error: bool,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct Report {
-    pub image: String,
-    pub repository: String,
-    pub digest: Digest,
-    pub verdict: GateVerdict,
-    pub scan_type: ScanType,
-    pub policy: PolicyReport,
-    /// Over every platform (allowed findings included, suppressed not).
-    pub counts: BTreeMap<Severity, u32>,
-    pub blocking: usize,
-    pub platforms: Vec<PlatformReport>,
-    /// Index entries that are not images (attestations, nested indexes).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowlist: Option<AllowlistReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sarif: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gitlab_report: Option<String>,
-    pub seconds: f64,
-}
-
-impl Report {
-    #[allow(clippy::too_many_arguments)]
-    pub fn assemble(
-        image: &ImageRef,
-        scan_type: ScanType,
-        policy: Policy,
-        fail_on_scan_error: bool,
-        allow: &AllowList,
-        platforms: Vec<PlatformReport>,
-        skipped: Vec<String>,
-        seconds: f64,
-    ) -> Report {
-        let mut counts = BTreeMap::new();
-        for p in &platforms {
-            for (s, n) in &p.counts {
-                *counts.entry(*s).or_default() += n;
-            }
-        }
-        let verdict = GateVerdict::of(
-            &platforms.iter().map(|p| p.verdict).collect::<Vec<_>>(),
-            fail_on_scan_error,
-        );
-        let allowlist = allow.file.as_ref().map(|file| {
-            let mut expired: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-            for p in &platforms {
-                for (i, m) in &p.expired {
-                    let e = expired.entry(*i).or_default();
-                    for x in m {
-                        if !e.contains(x) {
-                            e.push(x.clone());
-                        }
-                    }
-                }
-            }
-            // An entry is unused when it matched nothing anywhere — valid
-            // or expired. Scans that failed saw nothing, so say nothing.
-            let scanned = platforms
-                .iter()
-                .all(|p| p.verdict != PlatformVerdict::ScanError);
-            let unused = allow
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| {
-                    scanned
-                        && !expired.contains_key(i)
-                        && !platforms.iter().any(|p| p.used.contains(i))
-                })
-                .map(|(_, e)| e.clone())
-                .collect();
-            AllowlistReport {
-                file: file.clone(),
-                entries: allow.entries.len(),
-                expired: expired
-                    .into_iter()
-                    .map(|(i, matched)| ExpiredEntry {
-                        entry: allow.entries[i].clone(),
-                        matched,
-                    })
-                    .collect(),
-                unused,
-            }
-        });
-        Report {
-            image: image.to_string(),
-            repository: image.repository.clone(),
-            digest: image.digest.clone(),
-            verdict,
-            scan_type,
-            blocking: platforms.iter().map(|p| p.blocking.len()).sum(),
-            policy: PolicyReport {
-                severity_threshold: policy.threshold,
-                max: policy.max,
-                fail_on_scan_error,
-            },
-            counts,
-            platforms,
-            skipped,
-            allowlist,
-            sarif: None,
-            gitlab_report: None,
-            seconds,
-        }
-    }
-
-    /// 1 blocked by policy; 3 the scan could not be obtained; else 0.
-    pub fn exit_code(&self) -> u8 {
-        match self.verdict {
-            GateVerdict::Blocked => 1,
-            GateVerdict::ScanFailed => 3,
-            GateVerdict::Passed | GateVerdict::Warned => 0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::{DOCKER_LIST, OCI_INDEX};
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const E: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -752,6 +400,8 @@ mod tests {
                 { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": D, "size": 1,
                   "platform": { "os": "unknown", "architecture": "unknown" },
                   "annotations": { "vnd.docker.reference.type": "attestation-manifest" } },
+                { "mediaType": OCI_INDEX, "digest": D, "size": 1 },
+                { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:\u{1b}[2K", "size": 1 },
             ]
         })
         .to_string();
@@ -760,7 +410,21 @@ mod tests {
         assert_eq!(t[0].platform.as_deref(), Some("linux/amd64"));
         assert_eq!(t[1].platform.as_deref(), Some("linux/arm64/v8"));
         assert_eq!(t[1].digest.to_string(), F);
-        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            skipped,
+            [
+                format!("{D} (attestation manifest)"),
+                format!("{D} (nested index)"),
+                "sha256:\\x1b[2K (not a digest)".to_string(),
+            ]
+        );
+        // An image without a platform is still an image.
+        let bare = serde_json::json!({ "manifests": [
+            { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": E, "size": 1 }
+        ] })
+        .to_string();
+        let (t, _) = targets(OCI_INDEX, &bare, &d).unwrap();
+        assert_eq!(t[0].platform.as_deref(), Some("(no platform)"));
         let (t, _) = targets("application/vnd.oci.image.manifest.v1+json", "{}", &d).unwrap();
         assert_eq!(
             t,
@@ -771,28 +435,5 @@ mod tests {
         );
         let empty = serde_json::json!({ "manifests": [] }).to_string();
         assert!(targets(DOCKER_LIST, &empty, &d).is_err());
-    }
-
-    #[test]
-    fn overall_verdict_table() {
-        use GateVerdict as G;
-        use PlatformVerdict::*;
-        let cases: &[(&[PlatformVerdict], bool, GateVerdict, u8)] = &[
-            (&[Passed], true, G::Passed, 0),
-            (&[Passed, Passed], true, G::Passed, 0),
-            (&[Passed, Blocked], true, G::Blocked, 1),
-            (&[ScanError], true, G::ScanFailed, 3),
-            (&[ScanError], false, G::Warned, 0),
-            (&[ScanError, Blocked], false, G::Blocked, 1),
-            (&[ScanError, Blocked], true, G::Blocked, 1),
-            (&[Passed, ScanError], true, G::ScanFailed, 3),
-        ];
-        for (platforms, fail, want, _code) in cases {
-            assert_eq!(
-                GateVerdict::of(platforms, *fail),
-                *want,
-                "{platforms:?} {fail}"
-            );
-        }
     }
 }

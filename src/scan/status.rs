@@ -2,7 +2,7 @@
 //! hoist knows about the image's scanning (its registry, basic or
 //! enhanced), every status ECR has (and ScanNotFoundException) with its own
 //! decision and message, a refused StartImageScan, and the pauses between
-//! looks. The polling loop in `mod.rs` only carries them out.
+//! looks. The polling loop (`waiter.rs`) only carries them out.
 
 use std::time::Duration;
 
@@ -212,6 +212,14 @@ fn unavailable(message: impl Into<String>, hint: impl Into<String>) -> Next {
     }
 }
 
+/// Whether a status is a result the gate may judge: COMPLETE, or ACTIVE —
+/// continuous scanning has scanned the image and keeps watching it, as
+/// final as COMPLETE (aws/aws-sdk#288). Only such a result can hold still;
+/// `complete` decides when it has held long enough.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "COMPLETE" | "ACTIVE")
+}
+
 pub fn next(obs: &Observation, s: &Situation, repository: &str) -> Next {
     match obs {
         Observation::NotFound => not_found(s, repository),
@@ -228,12 +236,12 @@ pub fn next(obs: &Observation, s: &Situation, repository: &str) -> Next {
                 .filter(|d| !d.is_empty())
                 .map(|d| format!(": {}", outside(d)))
                 .unwrap_or_default();
+            if is_final(status) {
+                return complete(s, *enhanced, *findings, *counted, *unchanged);
+            }
             match status.as_str() {
                 "IN_PROGRESS" => Next::Wait(format!("ECR is scanning the image{said}")),
                 "PENDING" => Next::Wait(format!("the scan is queued{said}")),
-                // ACTIVE: continuous scanning has scanned it and keeps
-                // watching — as final as COMPLETE (aws/aws-sdk#288).
-                "COMPLETE" | "ACTIVE" => complete(s, *enhanced, *findings, *counted, *unchanged),
                 "FAILED" => unavailable(
                     format!("ECR could not scan the image{said}"),
                     "re-run later; if it keeps failing, the image may hold something the scanner cannot read (check the description above)",
@@ -947,6 +955,27 @@ mod tests {
                     assert!(!hint.is_empty());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn only_complete_and_active_are_final() {
+        let cases = [
+            ("COMPLETE", true),
+            ("ACTIVE", true),
+            ("IN_PROGRESS", false),
+            ("PENDING", false),
+            ("FAILED", false),
+            ("UNSUPPORTED_IMAGE", false),
+            ("SCAN_ELIGIBILITY_EXPIRED", false),
+            ("FINDINGS_UNAVAILABLE", false),
+            ("LIMIT_EXCEEDED", false),
+            ("IMAGE_ARCHIVED", false),
+            ("complete", false),
+            ("", false),
+        ];
+        for (status, want) in cases {
+            assert_eq!(is_final(status), want, "{status}");
         }
     }
 

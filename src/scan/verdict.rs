@@ -9,7 +9,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::allowlist::{AllowList, Date};
+use super::allowlist::AllowList;
+use crate::clock::Date;
 
 /// ECR's severities, lowest first. UNDEFINED (Inspector's UNTRIAGED: not
 /// rated yet) sorts lowest, so `--severity-threshold UNDEFINED` blocks on
@@ -291,6 +292,7 @@ mod tests {
             package: pkg.map(str::to_string),
             reason: format!("reason for {id}"),
             expires: expires.map(|d| d.parse().unwrap()),
+            line: None,
         }
     }
 

@@ -66,15 +66,29 @@ pub struct Timings {
 pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     let started = Instant::now();
     let mut timings = Timings::default();
-    let prepared = push::prepare(ctx, &s.push).await?;
-    if s.dry_run {
-        return dry_run(ctx, s, prepared, started).await;
-    }
-    check_before_writing(ctx, s, &prepared).await?;
+    let prepared = {
+        let _fold = ctx
+            .ci
+            .group("checks", "hoist: reading the image and checking everything");
+        let prepared = push::prepare(ctx, &s.push)
+            .await
+            .map_err(|e| e.in_stage("checks"))?;
+        if s.dry_run {
+            drop(_fold);
+            return dry_run(ctx, s, prepared, started).await;
+        }
+        check_before_writing(ctx, s, &prepared)
+            .await
+            .map_err(|e| e.in_stage("checks"))?;
+        prepared
+    };
     timings.checks = started.elapsed().as_secs_f64();
 
     let at = Instant::now();
-    let pushed = prepared.execute().await?;
+    let pushed = {
+        let _fold = ctx.ci.group("push", "hoist push");
+        prepared.execute().await.map_err(|e| e.in_stage("push"))?
+    };
     timings.push = at.elapsed().as_secs_f64();
     let mut report = Report {
         dry_run: false,
@@ -88,7 +102,11 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     let image = pushed_image(&report.push);
 
     let at = Instant::now();
-    let gate = scan::run(ctx, &image, &s.gate).await?;
+    let gate = {
+        let _fold = ctx.ci.group("gate", "hoist gate");
+        scan::run(ctx, &image, &s.gate).await
+    };
+    let gate = gate.map_err(|e| failed_after(ctx, &report, e.in_stage("gate")))?;
     report.timings.gate = at.elapsed().as_secs_f64();
     let stop = gate.exit_code() != 0;
     report.gate = Some(gate);
@@ -102,18 +120,36 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
         return Ok(report);
     };
     // A deploy that fails after a clean gate fails the run with its own
-    // error; what was pushed stays pushed (and is reported in the log).
+    // error; what was pushed stays pushed, and is reported as such.
     let at = Instant::now();
-    match deploy::run(ctx, &image, deploy_settings, false).await {
-        Ok(d) => report.deploy = Some(d),
-        Err(e) => {
-            eprintln!("{}", report.summary_line());
-            return Err(e);
-        }
-    }
+    let deployed = {
+        let _fold = ctx.ci.group("deploy", "hoist deploy");
+        deploy::run(ctx, &image, deploy_settings, false).await
+    };
+    report.deploy = Some(deployed.map_err(|e| failed_after(ctx, &report, e.in_stage("deploy")))?);
     report.timings.deploy = at.elapsed().as_secs_f64();
     report.timings.total = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A stage failed after the push: what was done stays reported — in the
+/// log, as the CI outputs that exist (the digest, the image URI, the scan),
+/// and in the step summary — before the failure ends the run.
+fn failed_after(ctx: &Context, report: &Report, e: Error) -> Error {
+    eprintln!("{}", report.summary_line());
+    let outcome = crate::report::Outcome::Ship(Report {
+        dry_run: false,
+        push: report.push.clone(),
+        gate: report.gate.clone(),
+        deploy: None,
+        skipped: vec![],
+        timings: report.timings.clone(),
+    });
+    let outputs = outcome.outputs();
+    for problem in ctx.ci.publish(&outputs, ctx.dotenv.as_deref()) {
+        tracing::warn!("{problem}");
+    }
+    e
 }
 
 /// Everything that can refuse the run without anything written: the

@@ -17,10 +17,23 @@ pub fn block_on<T>(f: impl Future<Output = T>) -> T {
         .block_on(f)
 }
 
+/// The HTTP client of the suite's own SDK clients. hoist builds the AWS
+/// crates without their default client (it brings its own, src/net.rs), so
+/// every SDK client needs one given — the suite's too.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https()
+}
+
 pub fn sdk() -> aws_config::SdkConfig {
     let l = local();
     block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .region(aws_config::Region::new(
                 l.vars
                     .get("AWS_REGION")

@@ -309,6 +309,7 @@ impl Upstream {
             .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
             .region(aws_sdk_ecr::config::Region::new(self.region.clone()))
             .endpoint_url(&self.moto)
+            .http_client(super::lambda::http_client())
             .credentials_provider(aws_sdk_ecr::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))
