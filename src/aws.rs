@@ -14,30 +14,173 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use crate::error::{Class, ConfigError};
 use crate::net::Network;
 
-pub async fn sdk_config(region: Option<&str>, net: &Network) -> Result<SdkConfig, ConfigError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(net.sdk_http_client()?)
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(timeouts(net.idle_timeout));
-    if let Some(r) = region {
-        loader = loader.region(Region::new(r.to_string()));
-    }
-    let config = loader.load().await;
-    match config.region() {
+pub async fn sdk_config(
+    region: Option<&str>,
+    imds: Imds,
+    net: &Network,
+) -> Result<SdkConfig, ConfigError> {
+    use aws_config::meta::region::RegionProviderChain;
+    // hoist's own HTTP client for everything the SDK sends, IMDS included
+    // (the AWS crates are built without a default one).
+    let http = net.sdk_http_client()?;
+    let base = aws_config::provider_config::ProviderConfig::without_region()
+        .with_http_client(http.clone())
+        .with_behavior_version(Some(BehaviorVersion::latest()));
+    let region = match region {
+        Some(r) => Some(Region::new(r.to_string())),
         None => {
-            return Err(ConfigError::new("no AWS region is configured")
-                .hint("pass --region (or HOIST_REGION), or set AWS_REGION"));
+            // The SDK's default chain (environment, profile, IMDS), with
+            // IMDS only where an instance role is plausible, and then with
+            // short timeouts (see [`Imds`]).
+            let chain = RegionProviderChain::first_try(
+                aws_config::environment::EnvironmentVariableRegionProvider::new(),
+            )
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new());
+            let chain = match imds {
+                Imds::Probe => chain.or_else(
+                    aws_config::imds::region::ImdsRegionProvider::builder()
+                        .imds_client(imds_client(&base))
+                        .build(),
+                ),
+                Imds::Skip => chain,
+            };
+            chain.region().await
         }
-        Some(r) if !is_region_name(r.as_ref()) => {
-            return Err(ConfigError::new(format!(
-                "'{}' is not an AWS region name",
-                crate::text::external(r.as_ref(), 64)
-            ))
-            .hint("regions look like eu-west-1 or us-gov-west-1: check --region, AWS_REGION and AWS_DEFAULT_REGION"));
-        }
-        Some(_) => {}
+    };
+    let Some(region) = region else {
+        return Err(ConfigError::new("no AWS region is configured").hint(match imds {
+            Imds::Skip => "pass --region (or HOIST_REGION), or set AWS_REGION",
+            Imds::Probe => "pass --region (or HOIST_REGION), or set AWS_REGION (the instance-metadata service gave none either)",
+        }));
+    };
+    if !is_region_name(region.as_ref()) {
+        return Err(ConfigError::new(format!(
+            "'{}' is not an AWS region name",
+            crate::text::external(region.as_ref(), 64)
+        ))
+        .hint("regions look like eu-west-1 or us-gov-west-1: check --region, AWS_REGION and AWS_DEFAULT_REGION"));
     }
-    Ok(config)
+    let conf = base.with_region(Some(region.clone()));
+    let credentials = credentials(imds, &conf).await;
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(timeouts(net.idle_timeout))
+        .region(region)
+        .credentials_provider(credentials)
+        .load()
+        .await)
+}
+
+/// Whether the SDK may ask the EC2 instance-metadata service (IMDS) for a
+/// region or credentials. On a machine that is no EC2 instance each probe
+/// waits for a connection that never comes; on CI systems whose runners are
+/// never EC2 instances with a role hoist does not ask at all, so a missing
+/// region or credentials fail at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imds {
+    /// Ask, with short timeouts: a self-hosted runner on EC2 (GitHub's,
+    /// GitLab's, Buildkite's Elastic CI Stack, CircleCI's and Bitbucket's
+    /// self-hosted runners, Jenkins agents) can have an instance role.
+    Probe,
+    Skip,
+}
+
+impl Imds {
+    /// The decision for this CI system and environment. Conservative: skip
+    /// only where the runner is known to be the CI vendor's own machine,
+    /// which never carries an AWS instance role, or where the user turned
+    /// IMDS off (AWS_EC2_METADATA_DISABLED, as the SDK itself honours).
+    pub fn decide(ci: &crate::ci::Ci, env: &crate::env::Env) -> Imds {
+        use crate::ci::Ci;
+        if env.is_true("AWS_EC2_METADATA_DISABLED") {
+            return Imds::Skip;
+        }
+        let vendor_hosted = match ci {
+            // GitHub-hosted runners are Azure VMs; RUNNER_ENVIRONMENT says
+            // which kind of runner this is (github-hosted or self-hosted).
+            Ci::GitHub(_) => env.get("RUNNER_ENVIRONMENT") == Some("github-hosted"),
+            // GitLab.com's hosted runners run on Google Cloud; they carry
+            // `saas-…` tags (saas-linux-small-amd64, …) and are managed
+            // from runners-manager.gitlab.com. Project and group runners on
+            // gitlab.com can be EC2 instances, so gitlab.com alone is not
+            // enough.
+            Ci::GitLab(_) => {
+                env.get("CI_SERVER_HOST") == Some("gitlab.com")
+                    && (env
+                        .get("CI_RUNNER_TAGS")
+                        .is_some_and(|t| t.contains("saas-"))
+                        || env
+                            .get("CI_RUNNER_DESCRIPTION")
+                            .is_some_and(|d| d.contains("runners-manager.gitlab.com")))
+            }
+            // Buildkite, CircleCI, Bitbucket and Jenkins all run jobs on
+            // self-hosted agents/runners that can be EC2 instances with a
+            // role, and no variable tells their hosted machines apart
+            // reliably: probe.
+            _ => false,
+        };
+        if vendor_hosted {
+            Imds::Skip
+        } else {
+            Imds::Probe
+        }
+    }
+}
+
+/// The SDK's IMDS client with short timeouts: on EC2 the service answers
+/// in milliseconds; elsewhere the address does not answer at all, and the
+/// SDK's defaults (4 attempts) would keep a run without a region waiting.
+fn imds_client(conf: &aws_config::provider_config::ProviderConfig) -> aws_config::imds::Client {
+    aws_config::imds::Client::builder()
+        .configure(conf)
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(1))
+        .max_attempts(2)
+        .build()
+}
+
+/// The SDK's default credential chain (environment, profile, web identity,
+/// container, instance metadata), with the instance-metadata step only when
+/// [`Imds::Probe`].
+async fn credentials(
+    imds: Imds,
+    conf: &aws_config::provider_config::ProviderConfig,
+) -> aws_credential_types::provider::SharedCredentialsProvider {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    match imds {
+        Imds::Probe => SharedCredentialsProvider::new(
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .configure(conf.clone())
+                .imds_client(imds_client(conf))
+                .build()
+                .await,
+        ),
+        Imds::Skip => SharedCredentialsProvider::new(
+            aws_config::meta::credentials::CredentialsProviderChain::first_try(
+                "Environment",
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            )
+            .or_else(
+                "Profile",
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .configure(conf)
+                    .build(),
+            )
+            .or_else(
+                "WebIdentityToken",
+                aws_config::web_identity_token::WebIdentityTokenCredentialsProvider::builder()
+                    .configure(conf)
+                    .build(),
+            )
+            .or_else(
+                "EcsContainer",
+                aws_config::ecs::EcsCredentialsProvider::builder()
+                    .configure(conf)
+                    .build(),
+            ),
+        ),
+    }
 }
 
 /// Every AWS call gives up on a connection silent for `idle` (no answer)
@@ -262,6 +405,13 @@ impl AwsError {
         // code and message are above. Other kinds keep their chain.
         let source: Option<Box<dyn std::error::Error + Send + Sync>> = match &e {
             SdkError::ServiceError(_) => None,
+            // "dispatch failure: other: the credential provider was not
+            // enabled: no credentials found in chain. Attempted:\n  …" says
+            // one thing: which sources were looked at.
+            _ if no_credentials => Some(Box::new(Chain {
+                text: no_credentials_cause(&e),
+                next: None,
+            })),
             other => Some(Box::new(Chain::of(other))),
         };
         AwsError {
@@ -300,6 +450,31 @@ impl crate::error::Diagnose for AwsError {
     }
 }
 
+/// Why the SDK found no credentials, in one line: the sources its chain
+/// tried (its own text lists them one per line, with a reason each), or the
+/// deepest cause's first line.
+fn no_credentials_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = e;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    let text = deepest.to_string();
+    match text.split_once("Attempted:") {
+        Some((_, tried)) => {
+            let sources: Vec<&str> = tried
+                .lines()
+                .filter_map(|l| l.trim().split_once(':').map(|(name, _)| name.trim()))
+                .filter(|name| !name.is_empty() && !name.contains(' '))
+                .collect();
+            crate::text::external(
+                &format!("no credentials found (looked in: {})", sources.join(", ")),
+                200,
+            )
+        }
+        None => crate::text::external(text.lines().next().unwrap_or_default(), 200),
+    }
+}
+
 /// An error and its causes in one line of plain `Display` text (escaped),
 /// never the SDK's `Debug` dump.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -327,7 +502,8 @@ struct Chain {
 impl Chain {
     fn of(e: &(dyn std::error::Error + 'static)) -> Chain {
         Chain {
-            text: crate::text::external(&e.to_string(), crate::text::SNIPPET),
+            // "caused by: " and this fit a 300-character line.
+            text: crate::text::external(&e.to_string(), 280),
             next: e.source().map(|s| Box::new(Chain::of(s))),
         }
     }
@@ -350,6 +526,98 @@ impl std::error::Error for Chain {
 #[cfg(test)]
 mod classify_tests {
     use super::*;
+
+    #[test]
+    fn imds_only_where_an_instance_role_is_plausible() {
+        use crate::ci::Ci;
+        use crate::env::Env;
+        let table: &[(&[(&str, &str)], Imds)] = &[
+            (&[], Imds::Probe),
+            (&[("AWS_EC2_METADATA_DISABLED", "true")], Imds::Skip),
+            (
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("RUNNER_ENVIRONMENT", "github-hosted"),
+                ],
+                Imds::Skip,
+            ),
+            (
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("RUNNER_ENVIRONMENT", "self-hosted"),
+                ],
+                Imds::Probe,
+            ),
+            (&[("GITHUB_ACTIONS", "true")], Imds::Probe),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_SERVER_HOST", "gitlab.com"),
+                    ("CI_RUNNER_TAGS", "[\"saas-linux-small-amd64\"]"),
+                ],
+                Imds::Skip,
+            ),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_SERVER_HOST", "gitlab.com"),
+                    (
+                        "CI_RUNNER_DESCRIPTION",
+                        "3-blue.saas-linux-small-amd64.runners-manager.gitlab.com/default",
+                    ),
+                ],
+                Imds::Skip,
+            ),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_SERVER_HOST", "gitlab.com"),
+                    ("CI_RUNNER_TAGS", "[\"aws\"]"),
+                ],
+                Imds::Probe,
+            ),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_SERVER_HOST", "gitlab.example.com"),
+                    ("CI_RUNNER_TAGS", "[\"saas-linux\"]"),
+                ],
+                Imds::Probe,
+            ),
+            (&[("BUILDKITE", "true")], Imds::Probe),
+            (&[("CIRCLECI", "true")], Imds::Probe),
+            (&[("BITBUCKET_BUILD_NUMBER", "7")], Imds::Probe),
+            (&[("JENKINS_URL", "https://ci/")], Imds::Probe),
+            (
+                &[("BUILDKITE", "true"), ("AWS_EC2_METADATA_DISABLED", "TRUE")],
+                Imds::Skip,
+            ),
+        ];
+        for (vars, want) in table {
+            let env = Env::from_pairs(vars.iter().copied());
+            assert_eq!(Imds::decide(&Ci::detect(&env), &env), *want, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn no_credentials_in_one_line() {
+        #[derive(Debug)]
+        struct E(&'static str);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {}
+        let chain = E(
+            "no credentials found in chain. Attempted:\n  Environment: the credential provider was not enabled: environment variable not set\n  Profile: the credential provider was not enabled\n  EcsContainer: the credential provider was not enabled",
+        );
+        assert_eq!(
+            no_credentials_cause(&chain),
+            "no credentials found (looked in: Environment, Profile, EcsContainer)"
+        );
+        assert_eq!(no_credentials_cause(&E("expired\nmore")), "expired");
+    }
 
     #[test]
     fn one_table_for_every_stage() {

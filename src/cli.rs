@@ -1,14 +1,51 @@
 //! Command-line flags. Every flag can also come from an environment variable
 //! `HOIST_<FLAG>` (list values comma-separated), so CI templates can set them
-//! without building command lines.
+//! without building command lines, or from the config file (`hoist.toml`,
+//! see [`crate::config`]), which fills in the `HOIST_<FLAG>` variables that
+//! are not set. Precedence: flag > environment > file > default.
+//!
+//! These definitions are the only ones: `--help`, the completions, the man
+//! page and the config file's keys all come from them.
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Help headings, the same in every subcommand.
+pub const IMAGE: &str = "Image";
+pub const AUTH: &str = "Authentication";
+pub const GATE: &str = "Gate";
+pub const DEPLOY: &str = "Deploy";
+pub const OUTPUT: &str = "Output";
+pub const GLOBAL: &str = "Global";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0        done
+  1        blocked by policy: the scan gate found findings the policy does not allow, or a deploy was rolled back or stopped
+  2        usage, configuration or input: a flag, the config file, the image on disk, credentials or permissions (fix, then re-run)
+  3        infrastructure: AWS, the registry or the network failed after retries, or a wait timed out (re-running is safe)
+  70       a bug in hoist (please report it)
+  130/143  hoist deploy interrupted by SIGINT/SIGTERM; the previous routing was restored
+
+Settings come from flags, then HOIST_<FLAG> environment variables, then the config file (./hoist.toml or --config), then defaults: `hoist config COMMAND` shows which.
+
+Examples:
+  hoist ship ./image.tar --repository team/app --tag \"$GIT_SHA\" --function app --alias live
+  hoist config ship            # the effective settings of `hoist ship`, and where each came from
+  hoist completions bash > ~/.local/share/bash-completion/completions/hoist
+  hoist man > hoist.1";
+
 #[derive(Debug, Parser)]
-#[command(name = "hoist", version, about = "Take a prebuilt container image from disk to a live AWS Lambda alias", long_about = None)]
+#[command(
+    name = "hoist",
+    version,
+    about = "Take a prebuilt container image from disk to a live AWS Lambda alias",
+    long_about = None,
+    after_help = EXIT_CODES,
+    max_term_width = 120
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,55 +57,55 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// What to print on stdout: the plain result (`text`) or one JSON document
-    #[arg(long, global = true, env = "HOIST_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, global = true, env = "HOIST_OUTPUT", value_enum, default_value_t = OutputFormat::Text, help_heading = OUTPUT)]
     pub output: OutputFormat,
 
     /// AWS region (default: the AWS SDK's usual settings, e.g. AWS_REGION)
-    #[arg(long, global = true, env = "HOIST_REGION")]
+    #[arg(long, global = true, env = "HOIST_REGION", help_heading = GLOBAL)]
     pub region: Option<String>,
 
     /// CI system to act for, instead of detecting it (github, gitlab, buildkite, circleci, bitbucket, jenkins, local)
-    #[arg(long, global = true, env = "HOIST_CI")]
+    #[arg(long, global = true, env = "HOIST_CI", help_heading = GLOBAL)]
     pub ci: Option<String>,
 
     /// Also write outputs to this dotenv file (default on GitLab CI: hoist.env)
-    #[arg(long, global = true, env = "HOIST_DOTENV")]
+    #[arg(long, global = true, env = "HOIST_DOTENV", help_heading = OUTPUT)]
     pub dotenv: Option<PathBuf>,
 
     /// Send registry traffic here instead of ECR's own endpoint (PrivateLink, a proxy, a local registry); image URIs keep ECR's host name
-    #[arg(long, global = true, env = "HOIST_REGISTRY_ENDPOINT")]
+    #[arg(long, global = true, env = "HOIST_REGISTRY_ENDPOINT", help_heading = GLOBAL)]
     pub registry_endpoint: Option<String>,
 
     /// Role to assume with the CI job's OIDC token (without it: the AWS default credential chain)
-    #[arg(long, global = true, env = "HOIST_ROLE_ARN")]
+    #[arg(long, global = true, env = "HOIST_ROLE_ARN", help_heading = AUTH)]
     pub role_arn: Option<String>,
 
     /// Audience to request the OIDC token for and to expect in it (default sts.amazonaws.com; .cn in China regions)
-    #[arg(long, global = true, env = "HOIST_AUDIENCE")]
+    #[arg(long, global = true, env = "HOIST_AUDIENCE", help_heading = AUTH)]
     pub audience: Option<String>,
 
     /// Session length in seconds, 900–43200 (default: the role's, usually 3600); hoist refreshes before it ends
-    #[arg(long, global = true, env = "HOIST_DURATION")]
+    #[arg(long, global = true, env = "HOIST_DURATION", help_heading = AUTH)]
     pub duration: Option<i32>,
 
     /// Read the OIDC token from this file (re-read at every refresh)
-    #[arg(long, global = true, env = "HOIST_ID_TOKEN_FILE")]
+    #[arg(long, global = true, env = "HOIST_ID_TOKEN_FILE", help_heading = AUTH)]
     pub id_token_file: Option<PathBuf>,
 
     /// Read the OIDC token from this environment variable (GitLab default: HOIST_ID_TOKEN)
-    #[arg(long, global = true, env = "HOIST_ID_TOKEN_ENV")]
+    #[arg(long, global = true, env = "HOIST_ID_TOKEN_ENV", help_heading = AUTH)]
     pub id_token_env: Option<String>,
 
     /// A second role to assume with the first one's credentials (another account)
-    #[arg(long, global = true, env = "HOIST_CHAIN_ROLE_ARN")]
+    #[arg(long, global = true, env = "HOIST_CHAIN_ROLE_ARN", help_heading = AUTH)]
     pub chain_role_arn: Option<String>,
 
     /// A JSON IAM policy file that narrows the session's permissions
-    #[arg(long, global = true, env = "HOIST_SESSION_POLICY")]
+    #[arg(long, global = true, env = "HOIST_SESSION_POLICY", help_heading = AUTH)]
     pub session_policy: Option<PathBuf>,
 
     /// The STS session name (CloudTrail shows it); default hoist-<ci>-<run id>
-    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME")]
+    #[arg(long, global = true, env = "HOIST_ROLE_SESSION_NAME", help_heading = AUTH)]
     pub role_session_name: Option<String>,
 
     /// Refuse to act in any AWS account but these (comma-separated), checked right after authentication
@@ -76,21 +113,62 @@ pub struct Global {
         long,
         global = true,
         env = "HOIST_ALLOWED_ACCOUNT_IDS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        help_heading = AUTH
     )]
     pub allowed_account_ids: Vec<String>,
 
     /// How long a connection may stay silent (no answer, no body bytes moving) before hoist gives the attempt up and retries (e.g. 30s, 2m)
-    #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse)]
+    #[arg(long, global = true, env = "HOIST_HTTP_TIMEOUT", default_value = "60s", value_parser = crate::duration::parse, help_heading = GLOBAL)]
     pub http_timeout: std::time::Duration,
 
-    /// No progress lines
-    #[arg(long, short, global = true, env = "HOIST_QUIET")]
+    /// The config file (TOML; keys are long flag names). Default: ./hoist.toml when it exists
+    #[arg(long, global = true, env = "HOIST_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
+    pub config: Option<PathBuf>,
+
+    /// No progress lines, and no warnings: only errors
+    #[arg(long, short, global = true, env = "HOIST_QUIET", help_heading = OUTPUT)]
     pub quiet: bool,
 
     /// More detail in the log (-v, -vv)
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, action = clap::ArgAction::Count, help_heading = OUTPUT)]
     pub verbose: u8,
+
+    /// Colours and terminal control codes in the log and the progress line: auto (a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, env = "HOIST_COLOR", value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN", help_heading = OUTPUT)]
+    pub color: ColorChoice,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to write colours and control codes to a stream: `always` and
+    /// `never` as said; `auto` on a terminal, unless NO_COLOR is set to
+    /// anything non-empty (no-color.org) or TERM is `dumb`.
+    pub fn enabled(self, no_color: Option<&str>, term: Option<&str>, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    /// The same choice for clap's own help and error messages.
+    pub fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,19 +180,117 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Exchange the CI job's OIDC token for the role's credentials and say who hoist became
+    #[command(after_help = "\
+Examples:
+  hoist auth --role-arn arn:aws:iam::123456789012:role/ci-deploy
+  hoist auth --role-arn arn:aws:iam::123456789012:role/ci-deploy --export   # credentials for later steps
+  eval \"$(hoist auth --role-arn arn:aws:iam::123456789012:role/ci-deploy --export)\"   # outside GitHub")]
     Auth(AuthArgs),
     /// Without calling STS: the CI system, the OIDC token's claims, a trust policy that accepts exactly this job, and whether a given one does
+    #[command(after_help = "\
+Examples:
+  hoist doctor                                   # the claims, and a trust policy for this job on stdout
+  aws iam get-role --role-name ci-deploy > role.json && hoist doctor --trust-policy role.json")]
     Doctor(DoctorArgs),
     /// Push an image from disk (OCI layout, OCI tarball, docker save archive) to an ECR repository
+    #[command(after_help = "\
+Examples:
+  hoist push ./image --repository team/app --tag \"$GIT_SHA\"          # an OCI layout directory
+  docker save app:latest -o app.tar && hoist push app.tar --repository team/app --tag latest
+  DIGEST=$(hoist push image.tar --repository team/app)               # the digest on stdout")]
     Push(PushArgs),
     /// Wait for ECR's scan of a pushed image and fail (exit 1) on findings the policy does not allow
+    #[command(after_help = "\
+Examples:
+  hoist gate team/app@sha256:… --severity-threshold HIGH
+  hoist gate team/app@sha256:… --max CRITICAL=0,HIGH=5 --allowlist hoist-allow.toml --sarif hoist.sarif")]
     Gate(GateArgs),
     /// Point a Lambda function at a pushed image by digest, publish a version, and move an alias to it (at once, or gradually with rollback on alarms)
+    #[command(
+        mut_arg("function", |a| a.required(true)),
+        mut_arg("alias", |a| a.required(true)),
+        after_help = "\
+Examples:
+  hoist deploy team/app@sha256:… --function app --alias live
+  hoist deploy team/app@sha256:… --function app --alias live --strategy canary:10%:5m --alarm app-errors
+  hoist deploy team/app@sha256:… --function app --alias live --dry-run     # the plan; nothing written"
+    )]
     Deploy(DeployArgs),
     /// Point an alias back at the version it served before the last hoist deploy
+    #[command(after_help = "\
+Examples:
+  hoist rollback --function app --alias live")]
     Rollback(RollbackArgs),
     /// The whole pipeline in one step: authenticate, push, gate on the scan, deploy
+    #[command(after_help = "\
+Examples:
+  hoist ship ./image --repository team/app --tag \"$GIT_SHA\" --function app --alias live
+  hoist ship app.tar --role-arn arn:aws:iam::123456789012:role/ci-deploy --repository team/app \\
+    --severity-threshold HIGH --function app --alias live --strategy canary:10%:5m --alarm app-errors
+  hoist ship ./image --dry-run                   # with the rest in hoist.toml: check everything, write nothing")]
     Ship(ShipArgs),
+    /// Print the effective settings of a command and where each came from (flag, environment, config file, default); does nothing else
+    #[command(after_help = "\
+Examples:
+  hoist config                                   # the settings every command shares
+  hoist config ship                              # everything `hoist ship` would use
+  hoist config deploy --alias canary             # with these flags
+  hoist config ship --output json")]
+    Config(ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    #[command(after_help = "\
+Examples:
+  hoist completions bash > ~/.local/share/bash-completion/completions/hoist
+  hoist completions zsh > \"${fpath[1]}/_hoist\"
+  hoist completions fish > ~/.config/fish/completions/hoist.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    #[command(after_help = "\
+Examples:
+  hoist man > hoist.1 && man ./hoist.1
+  hoist man --dir /usr/local/share/man/man1      # hoist.1, hoist-push.1, …")]
+    Man(ManArgs),
+    /// Print the JSON Schema of a command's `--output json` document (or write all of them into a directory)
+    #[command(after_help = "\
+Examples:
+  hoist schema push
+  hoist schema --dir schemas                     # auth.json, push.json, …, error.json")]
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The command line to explain: a command and any of its flags (e.g. `ship --alias canary`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND [FLAGS]"
+    )]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write hoist.1 and one page per command (hoist-push.1, …) into this directory instead of printing hoist.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// The document: a command (auth, doctor, push, gate, deploy, rollback, ship, config) or `error`
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::schema::DOCUMENTS))]
+    pub document: Option<String>,
+
+    /// Write every schema as DIR/DOCUMENT.json
+    #[arg(long, value_name = "DIR", conflicts_with = "document")]
+    pub dir: Option<PathBuf>,
 }
 
 impl Command {
@@ -128,6 +304,10 @@ impl Command {
             Command::Deploy(_) => "deploy",
             Command::Rollback(_) => "rollback",
             Command::Ship(_) => "ship",
+            Command::Config(_) => "config",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+            Command::Schema(_) => "schema",
         }
     }
 }
@@ -141,22 +321,23 @@ pub struct ShipArgs {
     pub gate: GateOptions,
 
     /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
-    #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse)]
+    #[arg(long, env = "HOIST_SCAN_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse, help_heading = GATE)]
     pub scan_timeout: std::time::Duration,
 
     #[command(flatten)]
     pub deploy: DeployOptions,
 
     /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
-    #[arg(long, env = "HOIST_DEPLOY_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout)]
+    #[arg(long, env = "HOIST_DEPLOY_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout, help_heading = DEPLOY)]
     pub deploy_timeout: std::time::Duration,
 
     /// Authenticate, read the image and the registry, check the scan and print the deploy plan; push and deploy nothing
-    #[arg(long, env = "HOIST_DRY_RUN")]
+    #[arg(long, env = "HOIST_DRY_RUN", help_heading = DEPLOY)]
     pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = IMAGE)]
 pub struct PushArgs {
     /// The image: an OCI layout directory, an OCI layout tarball, or a `docker save` archive (plain or gzip)
     #[arg(env = "HOIST_SOURCE")]
@@ -187,11 +368,12 @@ pub struct PushArgs {
     pub create_repository: bool,
 
     /// Also write the digest to this file
-    #[arg(long, env = "HOIST_DIGEST_FILE")]
+    #[arg(long, env = "HOIST_DIGEST_FILE", help_heading = IMAGE)]
     pub digest_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = IMAGE)]
 pub struct GateArgs {
     /// The pushed image, by digest: REPO@sha256:…, an image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:…), or the digest with --repository
     #[arg(env = "HOIST_IMAGE")]
@@ -202,7 +384,7 @@ pub struct GateArgs {
     pub repository: Option<String>,
 
     /// How long to wait for the scan overall (e.g. 90s, 10m, 1h)
-    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse)]
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse, help_heading = GATE)]
     pub timeout: std::time::Duration,
 
     #[command(flatten)]
@@ -211,6 +393,7 @@ pub struct GateArgs {
 
 /// The gate's policy and reports; `hoist ship` takes the same flags.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GATE)]
 pub struct GateOptions {
     /// Block on findings at or above this severity: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or UNDEFINED (any case)
     #[arg(long, env = "HOIST_SEVERITY_THRESHOLD", default_value = "HIGH", value_parser = crate::scan::verdict::Severity::from_str)]
@@ -229,11 +412,11 @@ pub struct GateOptions {
     pub fail_on_scan_error: bool,
 
     /// Also write the findings as SARIF 2.1.0 (GitHub code scanning)
-    #[arg(long, env = "HOIST_SARIF")]
+    #[arg(long, env = "HOIST_SARIF", help_heading = GATE)]
     pub sarif: Option<PathBuf>,
 
     /// Also write GitLab's container-scanning report (artifacts: reports: container_scanning)
-    #[arg(long, env = "HOIST_GITLAB_REPORT")]
+    #[arg(long, env = "HOIST_GITLAB_REPORT", help_heading = GATE)]
     pub gitlab_report: Option<PathBuf>,
 
     /// First pause between scan polls; it grows by half each poll, up to 30 s
@@ -248,18 +431,19 @@ pub struct GateOptions {
 #[derive(Debug, Clone, Args)]
 pub struct AuthArgs {
     /// Hand the credentials to later steps: $GITHUB_ENV on GitHub (masked), the --dotenv file if given, otherwise `export` lines on stdout
-    #[arg(long, env = "HOIST_EXPORT")]
+    #[arg(long, env = "HOIST_EXPORT", help_heading = OUTPUT)]
     pub export: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
     /// The role's trust policy to check against this token: `aws iam get-role --role-name NAME` output, or the policy document
-    #[arg(long, env = "HOIST_TRUST_POLICY")]
+    #[arg(long, env = "HOIST_TRUST_POLICY", help_heading = AUTH)]
     pub trust_policy: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = IMAGE)]
 pub struct DeployArgs {
     /// The pushed image, by digest: REPO@sha256:…, an image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:…), or a digest with --repository
     #[arg(env = "HOIST_IMAGE")]
@@ -270,11 +454,11 @@ pub struct DeployArgs {
     pub repository: Option<String>,
 
     /// The longest hoist waits for Lambda to finish an update (each wait), e.g. 300s, 10m
-    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout)]
+    #[arg(long, env = "HOIST_TIMEOUT", default_value = "10m", value_parser = crate::duration::parse_timeout, help_heading = DEPLOY)]
     pub timeout: std::time::Duration,
 
     /// Check everything and print the plan; write nothing
-    #[arg(long, env = "HOIST_DRY_RUN")]
+    #[arg(long, env = "HOIST_DRY_RUN", help_heading = DEPLOY)]
     pub dry_run: bool,
 
     #[command(flatten)]
@@ -283,6 +467,7 @@ pub struct DeployArgs {
 
 /// How to deploy: the deploy stage's own options (flattened into `ship`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = DEPLOY)]
 pub struct DeployOptions {
     /// The Lambda function (name or ARN); it must be a container-image function. (`hoist ship` without it stops after the gate)
     #[arg(long, env = "HOIST_FUNCTION")]
@@ -330,6 +515,7 @@ pub struct DeployOptions {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = DEPLOY)]
 pub struct RollbackArgs {
     /// The Lambda function (name or ARN)
     #[arg(long, env = "HOIST_FUNCTION")]
@@ -490,5 +676,37 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Every option of every command sits under one of the headings, so a
+    /// new flag without one fails here instead of landing in a flat list.
+    #[test]
+    fn every_option_has_a_heading() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let headings = [IMAGE, AUTH, GATE, DEPLOY, OUTPUT, GLOBAL];
+        let subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        for (name, args) in std::iter::once(("hoist", cmd.get_arguments().collect::<Vec<_>>()))
+            .chain(
+                subs.iter()
+                    .map(|s| (s.get_name(), s.get_arguments().collect())),
+            )
+        {
+            for a in args {
+                // --help, --version and the describing commands' own arguments.
+                if a.get_long().is_none()
+                    || matches!(a.get_id().as_str(), "help" | "version")
+                    || matches!(name, "config" | "completions" | "man" | "schema")
+                {
+                    continue;
+                }
+                let h = a.get_help_heading();
+                assert!(
+                    h.is_some_and(|h| headings.contains(&h)),
+                    "hoist {name} --{}: heading {h:?}",
+                    a.get_long().unwrap_or_default()
+                );
+            }
+        }
     }
 }

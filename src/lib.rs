@@ -9,6 +9,7 @@ pub mod aws;
 pub mod ci;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod deploy;
 pub mod duration;
 pub mod env;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod report;
 pub mod retry;
 pub mod scan;
+pub mod schema;
 pub mod secret;
 pub mod ship;
 pub mod text;
@@ -160,7 +162,125 @@ async fn dispatch(
             let settings = ship::Settings::try_from(args)?;
             Outcome::Ship(ship::run(&ctx, &settings).await?)
         }
+        Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Schema(_) => {
+            return Err(ConfigError::new(
+                "this command describes hoist and runs before any stage: use hoist::offline",
+            )
+            .into());
+        }
     })
+}
+
+/// The commands that describe hoist and touch nothing (`config`,
+/// `completions`, `man`, `schema`): what they print on stdout, or None for
+/// the commands that run the pipeline. `args` is the command line as given
+/// and `layer` what the config file set (for `hoist config`).
+pub fn offline(
+    cli: &Cli,
+    args: &[std::ffi::OsString],
+    layer: &config::Layer,
+) -> Option<Result<String, Error>> {
+    use clap::CommandFactory;
+    let json = cli.global.output == cli::OutputFormat::Json;
+    Some(match &cli.command {
+        Command::Config(_) => {
+            let report = config::explain(&Cli::command(), args, layer);
+            if json || report.json() {
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("command".into(), "config".into());
+                }
+                Ok(
+                    serde_json::to_string_pretty(&schema::versioned(move_command_first(v)))
+                        .unwrap_or_default(),
+                )
+            } else {
+                Ok(report.text())
+            }
+        }
+        Command::Completions(a) => {
+            let mut out = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "hoist", &mut out);
+            Ok(String::from_utf8_lossy(&out).trim_end().to_string())
+        }
+        Command::Man(a) => match &a.dir {
+            Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
+                .map(|()| String::new())
+                .map_err(|e| {
+                    ConfigError::new(format!(
+                        "could not write the man pages to {}",
+                        dir.display()
+                    ))
+                    .source(e)
+                    .into()
+                }),
+            None => {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut out)
+                    .map(|()| String::from_utf8_lossy(&out).trim_end().to_string())
+                    .map_err(|e| {
+                        ConfigError::new("could not render the man page")
+                            .source(e)
+                            .into()
+                    })
+            }
+        },
+        Command::Schema(a) => schema_command(a),
+        _ => return None,
+    })
+}
+
+/// `{"command": …}` before the other fields, as every document has it.
+fn move_command_first(v: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(fields) = v else {
+        return v;
+    };
+    let mut out = serde_json::Map::new();
+    if let Some(c) = fields.get("command") {
+        out.insert("command".into(), c.clone());
+    }
+    for (k, v) in fields {
+        if k != "command" {
+            out.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// `hoist schema DOCUMENT` or `hoist schema --dir DIR`.
+fn schema_command(a: &cli::SchemaArgs) -> Result<String, Error> {
+    let text = |d: &str| {
+        schema::schema(d)
+            .and_then(|s| serde_json::to_string_pretty(&s).ok())
+            .ok_or_else(|| {
+                Error::from(
+                    ConfigError::new(format!("no schema named '{}'", text::external(d, 40)))
+                        .hint(format!("one of: {}", schema::DOCUMENTS.join(", "))),
+                )
+            })
+    };
+    match (&a.document, &a.dir) {
+        (Some(d), _) => text(d),
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ConfigError::new(format!("could not create {}", dir.display())).source(e)
+            })?;
+            for d in schema::DOCUMENTS {
+                let path = dir.join(format!("{d}.json"));
+                std::fs::write(&path, text(d)? + "\n").map_err(|e| {
+                    ConfigError::new(format!("could not write {}", path.display())).source(e)
+                })?;
+            }
+            Ok(String::new())
+        }
+        (None, None) => Err(ConfigError::new("hoist schema needs a document or --dir")
+            .hint(format!(
+                "name one of: {}; or write them all with --dir DIR",
+                schema::DOCUMENTS.join(", ")
+            ))
+            .into()),
+    }
 }
 
 /// What every stage of a run shares: the flags every command takes, the CI

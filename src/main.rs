@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use hoist::cli::{Cli, OutputFormat};
+use clap::{CommandFactory, FromArgMatches};
+use hoist::cli::{Cli, ColorChoice, OutputFormat};
 use hoist::env::Env;
 
 /// The exit code of a bug in hoist (sysexits' EX_SOFTWARE): never a code a
@@ -75,7 +75,7 @@ impl std::io::Write for Scrubbed {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, github: bool) {
+fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool, github: bool) {
     use tracing_subscriber::prelude::*;
     // By default only hoist's own lines: the SDK's and HTTP stack's
     // warnings (IMDS probing, a missing config file) are for -v; what
@@ -100,7 +100,7 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, github: boo
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(|| Scrubbed)
-                .with_ansi(std::io::stderr().is_terminal())
+                .with_ansi(color)
                 .without_time()
                 .with_target(false)
                 .with_filter(filter())
@@ -119,6 +119,19 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, github: boo
             ),
         )
         .init();
+}
+
+/// A failure as the user sees it: the `error:`/`caused by:`/`hint:` lines on
+/// stderr and, with `--output json`, the error document on stdout.
+fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&hoist::report::ErrorDocument::new(e)).unwrap_or_default()
+        );
+    }
+    eprintln!("{}", hoist::secret::scrub(&e.report()));
+    ExitCode::from(e.class().exit_code())
 }
 
 /// On GitHub Actions, each warning becomes a `::warning` annotation: the
@@ -146,8 +159,41 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Annotations {
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let definitions = Cli::command();
+    // The config file fills in the HOIST_<FLAG> variables the environment
+    // does not set, before clap reads them (flag > env > file > default).
+    let pre = hoist::config::pre_parse(&definitions, &args);
+    let layer = match hoist::config::load(&definitions, &pre, &Env::from_process()) {
+        Ok(layer) => layer,
+        Err(e) => return fail(&e.into(), pre.json),
+    };
+    for (name, value) in &layer.vars {
+        // SAFETY: set_var is unsound only while another thread may read or
+        // write the environment. None exists yet: nothing before this line
+        // spawns one, and the logging, the TLS warm-up and the async runtime
+        // (the first threads) all start below.
+        unsafe { std::env::set_var(name, value) };
+    }
+    // Built again: clap reads an option's variable when the option is
+    // defined, so the definitions made before the file was applied do not
+    // see its values.
+    let definitions = Cli::command().color(pre.color.unwrap_or(ColorChoice::Auto).clap());
+    let cli = match definitions
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        // --help, --version, or clap's usage error (exit code 2).
+        Err(e) => e.exit(),
+    };
     let env = Env::from_process();
+    let color = cli.global.color.enabled(
+        env.get("NO_COLOR"),
+        env.get("TERM"),
+        std::io::stderr().is_terminal(),
+    );
+    hoist::progress::set_escapes(color);
     let github = match cli.global.ci.as_deref() {
         Some(ci) => ci.eq_ignore_ascii_case("github"),
         None => env.get("GITHUB_ACTIONS") == Some("true"),
@@ -156,8 +202,21 @@ fn main() -> ExitCode {
         cli.global.verbose,
         cli.global.quiet,
         env.get("HOIST_LOG"),
+        color,
         github,
     );
+    let json = cli.global.output == OutputFormat::Json;
+    if let Some(result) = hoist::offline(&cli, &args, &layer) {
+        return match result {
+            Ok(text) => {
+                if !text.is_empty() {
+                    println!("{text}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e, json),
+        };
+    }
     if env.get("LOG_SENSITIVE_BODIES").is_some() {
         // The AWS SDK logs whole request and response bodies — STS's
         // credentials among them — when this is set. hoist's log filter
@@ -189,15 +248,6 @@ fn main() -> ExitCode {
             println!("{}", outcome.stdout(format));
             ExitCode::from(outcome.exit_code())
         }
-        Err(e) => {
-            if format == OutputFormat::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": e.to_string(), "hint": e.hint(), "exit_code": e.class().exit_code() })
-                );
-            }
-            eprintln!("{}", hoist::secret::scrub(&e.report()));
-            ExitCode::from(e.class().exit_code())
-        }
+        Err(e) => fail(&e, json),
     }
 }

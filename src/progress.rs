@@ -2,11 +2,24 @@
 //! place; in CI (no TTY), one line per finished blob and a total every 15 s —
 //! never a flood. Retries roll the byte count back, so the figure never runs
 //! ahead of what the registry holds.
+//!
+//! The redrawn line clears itself with an escape code (erase line) only
+//! when colours are on (`--color`, NO_COLOR: see [`set_escapes`]);
+//! otherwise it returns with `\r` and pads with spaces, so a terminal that
+//! asked for no escape codes gets none.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Whether terminal escape codes may be written; `main` sets it once, from
+/// `--color` and NO_COLOR, before anything runs.
+static ESCAPES: AtomicBool = AtomicBool::new(false);
+
+pub fn set_escapes(on: bool) {
+    ESCAPES.store(on, Ordering::Relaxed);
+}
 
 pub struct Progress {
     pub total_bytes: u64,
@@ -16,6 +29,9 @@ pub struct Progress {
     start: Instant,
     tty: bool,
     quiet: bool,
+    escapes: bool,
+    /// Width of the status line last drawn, for clearing it without escapes.
+    drawn: AtomicUsize,
     stopped: AtomicBool,
 }
 
@@ -29,6 +45,8 @@ impl Progress {
             start: Instant::now(),
             tty: std::io::stderr().is_terminal(),
             quiet,
+            escapes: ESCAPES.load(Ordering::Relaxed),
+            drawn: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
         })
     }
@@ -48,7 +66,7 @@ impl Progress {
             return;
         }
         if self.tty {
-            eprint!("\r\x1b[2K{line}\n");
+            eprint!("{}{line}\n", self.clear());
             self.draw();
         } else {
             eprintln!("{line}");
@@ -68,8 +86,20 @@ impl Progress {
         )
     }
 
+    /// What takes the cursor back to the start of an empty line.
+    fn clear(&self) -> String {
+        let width = self.drawn.swap(0, Ordering::Relaxed);
+        if self.escapes {
+            "\r\x1b[2K".to_string()
+        } else {
+            format!("\r{:width$}\r", "")
+        }
+    }
+
     fn draw(&self) {
-        eprint!("\r\x1b[2K{}", self.status());
+        let status = self.status();
+        eprint!("{}{status}", self.clear());
+        self.drawn.store(status.chars().count(), Ordering::Relaxed);
         let _ = std::io::stderr().flush();
     }
 
@@ -103,7 +133,7 @@ impl Progress {
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
         if self.tty && !self.quiet {
-            eprint!("\r\x1b[2K");
+            eprint!("{}", self.clear());
         }
     }
 }

@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// Who `hoist auth` became. Never the credentials themselves.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AuthReport {
     pub ci: &'static str,
     pub authenticated_arn: String,
@@ -34,7 +34,7 @@ pub struct AuthReport {
 }
 
 /// What `hoist doctor` found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DoctorReport {
     pub ci: &'static str,
     pub token_source: String,
@@ -86,6 +86,73 @@ impl Serialize for Export {
     }
 }
 
+/// The three shapes [`Export`] serializes to.
+impl schemars::JsonSchema for Export {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Export".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": { "to": { "const": "github-env" } },
+                    "required": ["to"],
+                },
+                {
+                    "type": "object",
+                    "properties": { "to": { "const": "dotenv" }, "path": { "type": "string" } },
+                    "required": ["to", "path"],
+                },
+                {
+                    "type": "object",
+                    "description": "The credentials, in the shape of the AWS CLI's credential_process output.",
+                    "properties": {
+                        "to": { "const": "stdout" },
+                        "credentials": {
+                            "type": "object",
+                            "properties": {
+                                "Version": { "const": 1 },
+                                "AccessKeyId": { "type": "string" },
+                                "SecretAccessKey": { "type": "string" },
+                                "SessionToken": { "type": "string" },
+                                "Expiration": { "type": "string" },
+                            },
+                            "required": ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"],
+                        },
+                    },
+                    "required": ["to", "credentials"],
+                },
+            ],
+        })
+    }
+}
+
+/// What any command prints on stdout with `--output json` when it fails.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorDocument {
+    /// See [`crate::schema`].
+    pub schema_version: u32,
+    /// What went wrong (the `error:` line).
+    pub error: String,
+    /// The fix, when hoist knows one (the `hint:` line).
+    pub hint: Option<String>,
+    /// The exit code: 2 usage, configuration or input; 3 infrastructure.
+    pub exit_code: u8,
+}
+
+impl ErrorDocument {
+    pub fn new(e: &crate::error::Error) -> ErrorDocument {
+        ErrorDocument {
+            schema_version: crate::schema::VERSION,
+            error: e.to_string(),
+            hint: e.hint(),
+            exit_code: e.class().exit_code(),
+        }
+    }
+}
+
 impl AuthReport {
     pub fn new(ci: &Ci, a: &Assumed, exported: Option<Export>) -> AuthReport {
         AuthReport {
@@ -117,10 +184,18 @@ impl Outcome {
     /// whole result as JSON.
     pub fn stdout(&self, format: OutputFormat) -> String {
         match format {
-            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_else(|e| {
-                serde_json::json!({ "error": format!("the report could not be written as JSON: {e}") })
+            // Every document starts with its schema_version (src/schema.rs).
+            OutputFormat::Json => serde_json::to_value(self)
+                .and_then(|v| serde_json::to_string_pretty(&crate::schema::versioned(v)))
+                .unwrap_or_else(|e| {
+                    serde_json::json!({
+                        "schema_version": crate::schema::VERSION,
+                        "error": format!("the report could not be written as JSON: {e}"),
+                        "hint": null,
+                        "exit_code": 70,
+                    })
                     .to_string()
-            }),
+                }),
             OutputFormat::Text => match self {
                 Outcome::Auth(AuthReport {
                     exported: Some(Export::Shell { lines, .. }),

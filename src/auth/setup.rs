@@ -23,7 +23,8 @@ pub async fn aws_config(
     net: &Network,
 ) -> Result<(SdkConfig, Option<Assumed>), Error> {
     let g = settings;
-    let base = crate::aws::sdk_config(g.region.as_deref(), net).await?;
+    let imds = crate::aws::Imds::decide(ci, env);
+    let base = crate::aws::sdk_config(g.region.as_deref(), imds, net).await?;
     let Some(role_arn) = g.role_arn.clone() else {
         return Ok((base, None));
     };

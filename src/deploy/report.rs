@@ -12,7 +12,7 @@ use crate::error::Class;
 use crate::image::Digest;
 
 /// How a deploy ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum End {
     Deployed,
@@ -67,7 +67,7 @@ impl Signal {
 }
 
 /// One line of the timeline: seconds since the deploy began, and what.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Event {
     pub at_secs: f64,
     pub what: String,
@@ -75,29 +75,36 @@ pub struct Event {
 
 /// Where a deploy's time went. The waits on AWS each count from their
 /// first look to the look that found what they waited for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Timings {
     /// The whole deploy.
     #[serde(rename = "total_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub total: Duration,
     /// Waiting on AWS in all: the three below.
     #[serde(rename = "aws_wait_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub aws_wait: Duration,
     /// The function's update settling (LastUpdateStatus), including an
     /// update in progress waited out before hoist's own.
     #[serde(rename = "update_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub update: Duration,
     /// New versions becoming Active.
     #[serde(rename = "version_active_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub version_active: Duration,
     /// Provisioned concurrency becoming READY after each routing change.
     #[serde(rename = "provisioned_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub provisioned: Duration,
     /// The strategy's bakes (the alarms watched meanwhile).
     #[serde(rename = "bake_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub bake: Duration,
     /// Waiting for another deployment that held the alias.
     #[serde(rename = "other_deployment_secs", serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub other_deployment: Duration,
 }
 
@@ -147,7 +154,7 @@ impl Timings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     #[serde(flatten)]
     pub end: End,

@@ -13,7 +13,7 @@ use crate::Context;
 use crate::error::Error;
 
 /// What `hoist rollback` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Move the alias wholly back to the recorded previous version.
@@ -90,7 +90,7 @@ pub fn decide(alias: &Alias, force: bool) -> Result<Decision, String> {
 }
 
 /// `hoist rollback`: what happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RollbackReport {
     pub function: String,
     pub alias: String,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::ConfigError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Strategy {
     AllAtOnce,
@@ -21,12 +21,14 @@ pub enum Strategy {
     Canary {
         percent: u32,
         #[serde(with = "secs")]
+        #[schemars(with = "u64")]
         bake: Duration,
     },
     /// `percent` more every `bake` until all of it.
     Linear {
         percent: u32,
         #[serde(with = "secs")]
+        #[schemars(with = "u64")]
         bake: Duration,
     },
 }

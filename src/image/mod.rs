@@ -192,7 +192,7 @@ impl Diagnose for ImageError {
 }
 
 /// What kind of file the image came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     OciLayout,

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::image::stream::Sent;
 use crate::image::manifest::Document;
+use crate::image::stream::Sent;
 use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest, OCI_MANIFEST};
 use crate::registry::ecr::CreationTemplate;
 

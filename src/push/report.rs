@@ -6,14 +6,14 @@ use serde::Serialize;
 use crate::image::{Digest, Format, plural};
 use crate::progress::bytes;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TagReport {
     pub tag: String,
     /// `pushed` or `unchanged` (it already pointed at this image).
     pub action: &'static str,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct BlobCounts {
     pub total: usize,
     pub uploaded: usize,
@@ -22,7 +22,7 @@ pub struct BlobCounts {
     pub bytes_uploaded: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub digest: Digest,
     pub image_uri: String,

@@ -18,13 +18,14 @@ use super::verdict::Finding;
 use crate::clock::Date;
 use crate::error::{ConfigError, Location};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub expires: Option<Date>,
     /// Where it is in the file (1-based), for the CI system's annotation.
     #[serde(skip)]

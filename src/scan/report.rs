@@ -18,7 +18,7 @@ use crate::error::Location;
 use crate::image::Digest;
 use crate::registry::reference::ImageRef;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlatformVerdict {
     Passed,
@@ -26,7 +26,7 @@ pub enum PlatformVerdict {
     ScanError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateVerdict {
     /// Every image scanned, nothing blocks.
@@ -66,13 +66,13 @@ impl GateVerdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ScanError {
     pub message: String,
     pub hint: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlatformReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -95,7 +95,7 @@ pub struct PlatformReport {
     pub expired: BTreeMap<usize, Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExpiredEntry {
     #[serde(flatten)]
     pub entry: Entry,
@@ -103,7 +103,7 @@ pub struct ExpiredEntry {
     pub matched: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AllowlistReport {
     pub file: String,
     pub entries: usize,
@@ -194,14 +194,14 @@ impl AllowlistReport {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PolicyReport {
     pub severity_threshold: Severity,
     pub max: BTreeMap<Severity, u32>,
     pub fail_on_scan_error: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub image: String,
     pub repository: String,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// The registry's kind of scanning (GetRegistryScanningConfiguration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScanType {
     Basic,

@@ -15,7 +15,9 @@ use crate::clock::Date;
 /// ECR's severities, lowest first. UNDEFINED (Inspector's UNTRIAGED: not
 /// rated yet) sorts lowest, so `--severity-threshold UNDEFINED` blocks on
 /// every finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     Undefined,
@@ -95,7 +97,7 @@ pub fn parse_limit(s: &str) -> Result<(Severity, u32), String> {
 }
 
 /// One finding, whichever kind of scan produced it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// CVE-… (basic: the finding's name; enhanced: the vulnerability id).
     pub id: String,
@@ -149,13 +151,13 @@ pub struct Policy {
     pub max: BTreeMap<Severity, u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Blocking {
     pub finding: Finding,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Allowed {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +165,7 @@ pub struct Allowed {
     pub severity: Severity,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub expires: Option<Date>,
     #[serde(skip)]
     pub entry: usize,

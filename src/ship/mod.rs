@@ -35,7 +35,7 @@ pub struct Settings {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub dry_run: bool,
     pub push: push::Report,
@@ -51,7 +51,7 @@ pub struct Report {
 }
 
 /// Seconds per stage, and in all.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Timings {
     /// Authentication, reading the image and the registry, and every check
     /// made before the first write.
