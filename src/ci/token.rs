@@ -164,112 +164,173 @@ impl TokenSource {
         http: &reqwest::Client,
         audience: &str,
     ) -> Result<Secret, TokenError> {
-        let failed = |reason: String, transient: bool| TokenError::Fetch {
+        let token = match self {
+            TokenSource::File(path) => read_file(path.clone()).await?,
+            TokenSource::Var { name, value } => checked_var(name, value)?,
+            TokenSource::GitHub { url, bearer } => {
+                self.ask_github(http, url, bearer, audience).await?
+            }
+            TokenSource::Buildkite { lifetime_secs } => {
+                self.ask_buildkite(*lifetime_secs, audience).await?
+            }
+        };
+        // Known from now on, so that text hoist prints is scrubbed of it.
+        crate::secret::register(token.reveal());
+        Ok(token)
+    }
+
+    fn failed(&self, reason: String, transient: bool) -> TokenError {
+        TokenError::Fetch {
             from: self.describe(),
             reason,
             transient,
-        };
-        match self {
-            TokenSource::File(path) => {
-                let path = path.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    crate::files::read_to_string(&path, "the token file", crate::files::TOKEN)
-                })
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                let text = read.map_err(|e| TokenError::NoToken {
-                    why: e.to_string(),
-                    hint: "check --id-token-file / AWS_WEB_IDENTITY_TOKEN_FILE (Jenkins: the credential must be bound as a file)".into(),
-                })?;
-                let token = Secret::new(text.trim());
-                crate::secret::register(token.reveal());
-                Ok(token)
-            }
-            TokenSource::Var { name, value } => {
-                if value.reveal().len() as u64 > crate::files::TOKEN {
-                    return Err(TokenError::NoToken {
-                        why: format!(
-                            "${name} holds {} characters, more than an OIDC token for STS can have (20,000)",
-                            value.reveal().len()
-                        ),
-                        hint: "check that --id-token-env names the variable holding the job's OIDC token".into(),
-                    });
-                }
-                crate::secret::register(value.reveal());
-                Ok(value.clone())
-            }
-            TokenSource::GitHub { url, bearer } => {
-                // The URL already carries a query string.
-                let mut u = url::Url::parse(url).map_err(|e| {
-                    failed(
-                        format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"),
-                        false,
-                    )
-                })?;
-                u.query_pairs_mut().append_pair("audience", audience);
-                let res = http
-                    .get(u)
-                    .header("Authorization", format!("bearer {}", bearer.reveal()))
-                    .header("Accept", "application/json")
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        failed(format!("the request failed: {}", e.without_url()), true)
-                    })?;
-                let status = res.status();
-                if !status.is_success() {
-                    return Err(failed(
-                        format!("it answered {status}"),
-                        status.is_server_error() || status.as_u16() == 429,
-                    ));
-                }
-                #[derive(serde::Deserialize)]
-                struct Answer {
-                    value: String,
-                }
-                let a: Answer = res.json().await.map_err(|e| {
-                    failed(
-                        format!("its answer has no token: {}", e.without_url()),
-                        false,
-                    )
-                })?;
-                crate::secret::register(&a.value);
-                Ok(Secret::new(a.value))
-            }
-            TokenSource::Buildkite { lifetime_secs } => {
-                let out = tokio::process::Command::new("buildkite-agent")
-                    .args([
-                        "oidc",
-                        "request-token",
-                        "--audience",
-                        audience,
-                        "--lifetime",
-                        &lifetime_secs.to_string(),
-                    ])
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true)
-                    .output();
-                // The agent asks its server for the token; a hung agent
-                // must not hang the job.
-                let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
-                    .await
-                    .map_err(|_| failed("buildkite-agent gave no token within 60 s".into(), true))?
-                    .map_err(|e| TokenError::NoToken {
-                        why: format!("buildkite-agent cannot be run: {e}"),
-                        hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH"
-                            .into(),
-                    })?;
-                if !out.status.success() {
-                    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                    return Err(failed(
-                        format!("buildkite-agent exited with {}: {stderr}", out.status),
-                        false,
-                    ));
-                }
-                let token = Secret::new(String::from_utf8_lossy(&out.stdout).trim());
-                crate::secret::register(token.reveal());
-                Ok(token)
-            }
         }
+    }
+
+    /// GitHub's token endpoint, asked for a token for `audience`.
+    async fn ask_github(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        bearer: &Secret,
+        audience: &str,
+    ) -> Result<Secret, TokenError> {
+        // The URL already carries a query string.
+        let mut u = url::Url::parse(url).map_err(|e| {
+            self.failed(
+                format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"),
+                false,
+            )
+        })?;
+        u.query_pairs_mut().append_pair("audience", audience);
+        let res = http
+            .get(u)
+            .header("Authorization", format!("bearer {}", bearer.reveal()))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| self.failed(format!("the request failed: {}", e.without_url()), true))?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(self.failed(format!("it answered {status}"), transient(status)));
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            value: String,
+        }
+        let a: Answer = res.json().await.map_err(|e| {
+            self.failed(
+                format!("its answer has no token: {}", e.without_url()),
+                false,
+            )
+        })?;
+        Ok(Secret::new(a.value))
+    }
+
+    /// `buildkite-agent oidc request-token`, run for a token for `audience`.
+    async fn ask_buildkite(
+        &self,
+        lifetime_secs: u32,
+        audience: &str,
+    ) -> Result<Secret, TokenError> {
+        let out = tokio::process::Command::new("buildkite-agent")
+            .args([
+                "oidc",
+                "request-token",
+                "--audience",
+                audience,
+                "--lifetime",
+                &lifetime_secs.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        // The agent asks its server for the token; a hung agent
+        // must not hang the job.
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+            .await
+            .map_err(|_| self.failed("buildkite-agent gave no token within 60 s".into(), true))?
+            .map_err(|e| TokenError::NoToken {
+                why: format!("buildkite-agent cannot be run: {e}"),
+                hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH".into(),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(self.failed(
+                format!("buildkite-agent exited with {}: {stderr}", out.status),
+                false,
+            ));
+        }
+        Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+    }
+}
+
+/// The token in the file at `path`, read off the async runtime.
+async fn read_file(path: PathBuf) -> Result<Secret, TokenError> {
+    let read = tokio::task::spawn_blocking(move || {
+        crate::files::read_to_string(&path, "the token file", crate::files::TOKEN)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let text = read.map_err(|e| TokenError::NoToken {
+        why: e.to_string(),
+        hint: "check --id-token-file / AWS_WEB_IDENTITY_TOKEN_FILE (Jenkins: the credential must be bound as a file)".into(),
+    })?;
+    Ok(Secret::new(text.trim()))
+}
+
+/// The token a variable holds, unless it is too long to be one.
+fn checked_var(name: &str, value: &Secret) -> Result<Secret, TokenError> {
+    if value.reveal().len() as u64 > crate::files::TOKEN {
+        return Err(TokenError::NoToken {
+            why: format!(
+                "${name} holds {} characters, more than an OIDC token for STS can have (20,000)",
+                value.reveal().len()
+            ),
+            hint: "check that --id-token-env names the variable holding the job's OIDC token"
+                .into(),
+        });
+    }
+    Ok(value.clone())
+}
+
+/// Whether asking the token endpoint again may work after it answered
+/// `status`: its own failure or a rate limit, not a refusal.
+fn transient(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status.as_u16() == 429
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_refusals_of_the_token_endpoint_are_worth_asking_again() {
+        let table = [
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+        ];
+        for (status, want) in table {
+            let status = reqwest::StatusCode::from_u16(status).unwrap();
+            assert_eq!(transient(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_variable_too_long_for_a_token_is_refused() {
+        let limit = crate::files::TOKEN as usize;
+        let fits = Secret::new("x".repeat(limit));
+        assert_eq!(checked_var("T", &fits).unwrap().reveal(), fits.reveal());
+        let err = checked_var("T", &Secret::new("x".repeat(limit + 1))).unwrap_err();
+        assert!(
+            err.to_string().contains("$T holds 20001 characters"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::store::Store;
+use super::store::{Region, Store};
 use super::{
     Blob, Compression, DOCKER_CONFIG, Digest, DockerImage, DockerLayer, ImageError,
     MAX_DESCRIPTORS, Platform, check_name, check_platform,
@@ -46,6 +46,35 @@ pub fn open(
     shown: &str,
     reference: Option<&str>,
 ) -> Result<DockerImage, ImageError> {
+    let entries = read_entries(store, shown)?;
+    let entry = choose(&entries, reference, shown)?;
+    let config_name = clean(&entry.config)?;
+    let (config_region, config_bytes) = read_config(store, &config_name)?;
+    let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Json {
+        what: format!("config {config_name}"),
+        source: e,
+    })?;
+    check_layer_count(entry, &config, &config_name)?;
+    let layers = read_layers(store, entry, &config, &config_name)?;
+    let platform = platform_of(config);
+    if let Some(p) = &platform {
+        check_platform(p, &format!("config {config_name}"))?;
+    }
+    let config = Blob {
+        digest: Digest::of(&config_bytes),
+        size: config_bytes.len() as u64,
+        media_type: DOCKER_CONFIG.into(),
+        region: config_region,
+    };
+    Ok(DockerImage {
+        config,
+        layers,
+        platform,
+    })
+}
+
+/// The entries of manifest.json, each checked for what a message may print.
+fn read_entries(store: &Store, shown: &str) -> Result<Vec<Entry>, ImageError> {
     let bytes = store
         .read("manifest.json", super::MAX_MANIFEST)?
         .ok_or_else(|| ImageError::UnknownFormat {
@@ -64,29 +93,26 @@ pub fn open(
         }
         clean(&e.config)?;
     }
-    let listing = || {
-        entries
-            .iter()
-            .map(|e| match e.repo_tags.as_deref() {
-                Some([first, ..]) => format!("--ref {first} ({} layers)", e.layers.len()),
-                _ => format!("(untagged) config {}", e.config),
-            })
-            .collect::<Vec<_>>()
-    };
-    let entry = match (reference, entries.as_slice()) {
-        (_, []) => {
-            return Err(ImageError::Malformed {
-                what: "manifest.json".into(),
-                reason: "it lists no images".into(),
-            });
-        }
-        (None, [one]) => one,
-        (None, _) => {
-            return Err(ImageError::RefNeeded {
-                source_path: shown.into(),
-                entries: listing(),
-            });
-        }
+    Ok(entries)
+}
+
+/// The entry `reference` names (a whole RepoTag or its tag), or the only
+/// one when there is no reference.
+fn choose<'a>(
+    entries: &'a [Entry],
+    reference: Option<&str>,
+    shown: &str,
+) -> Result<&'a Entry, ImageError> {
+    match (reference, entries) {
+        (_, []) => Err(ImageError::Malformed {
+            what: "manifest.json".into(),
+            reason: "it lists no images".into(),
+        }),
+        (None, [one]) => Ok(one),
+        (None, _) => Err(ImageError::RefNeeded {
+            source_path: shown.into(),
+            entries: listed(entries),
+        }),
         (Some(wanted), _) => {
             let hit = |t: &String| {
                 t == wanted || t.rsplit_once(':').is_some_and(|(_, tag)| tag == wanted)
@@ -97,23 +123,38 @@ pub fn open(
                 .ok_or_else(|| ImageError::RefNotFound {
                     source_path: shown.into(),
                     wanted: wanted.into(),
-                    entries: listing(),
-                })?
+                    entries: listed(entries),
+                })
         }
-    };
+    }
+}
 
-    let config_name = clean(&entry.config)?;
-    let config_region = store
-        .region(&config_name)?
+/// One line per entry, for the hint of a missing or unknown reference.
+fn listed(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| match e.repo_tags.as_deref() {
+            Some([first, ..]) => format!("--ref {first} ({} layers)", e.layers.len()),
+            _ => format!("(untagged) config {}", e.config),
+        })
+        .collect()
+}
+
+/// The config file's region and its bytes.
+fn read_config(store: &Store, config_name: &str) -> Result<(Region, Vec<u8>), ImageError> {
+    let region = store
+        .region(config_name)?
         .ok_or_else(|| ImageError::MissingFile {
             what: format!("config {config_name}"),
             referenced_by: "manifest.json".into(),
         })?;
-    let config_bytes = config_region.read_all(MAX_CONFIG, &config_name)?;
-    let config: Config = serde_json::from_slice(&config_bytes).map_err(|e| ImageError::Json {
-        what: format!("config {config_name}"),
-        source: e,
-    })?;
+    let bytes = region.read_all(MAX_CONFIG, config_name)?;
+    Ok((region, bytes))
+}
+
+/// The entry must list no more layers than a manifest may hold, and as many
+/// as its config has diff_ids.
+fn check_layer_count(entry: &Entry, config: &Config, config_name: &str) -> Result<(), ImageError> {
     // The config and each layer are descriptors of the manifest hoist
     // writes: a manifest.json listing one layer 10,000 times once made
     // 10,001 uploads (issue 12).
@@ -133,6 +174,16 @@ pub fn open(
             ),
         });
     }
+    Ok(())
+}
+
+/// The entry's layers, in order, each paired with its diff_id.
+fn read_layers(
+    store: &Store,
+    entry: &Entry,
+    config: &Config,
+    config_name: &str,
+) -> Result<Vec<DockerLayer>, ImageError> {
     let mut layers: Vec<DockerLayer> = Vec::with_capacity(entry.layers.len());
     // A layer listed again is looked at once.
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
@@ -142,63 +193,71 @@ pub fn open(
             continue;
         }
         seen.insert((raw_name, raw_diff_id), layers.len());
-        let name = clean(raw_name)?;
-        let region = store
-            .region(&name)?
-            .ok_or_else(|| ImageError::MissingFile {
-                what: format!("layer {name}"),
-                referenced_by: "manifest.json".into(),
-            })?;
-        let diff_id: Digest = raw_diff_id.parse().map_err(|e| ImageError::Digest {
-            what: format!("config {config_name} (rootfs.diff_ids)"),
+        layers.push(read_layer(store, raw_name, raw_diff_id, config_name)?);
+    }
+    Ok(layers)
+}
+
+fn read_layer(
+    store: &Store,
+    raw_name: &str,
+    raw_diff_id: &str,
+    config_name: &str,
+) -> Result<DockerLayer, ImageError> {
+    let name = clean(raw_name)?;
+    let region = store
+        .region(&name)?
+        .ok_or_else(|| ImageError::MissingFile {
+            what: format!("layer {name}"),
+            referenced_by: "manifest.json".into(),
+        })?;
+    let diff_id: Digest = raw_diff_id.parse().map_err(|e| ImageError::Digest {
+        what: format!("config {config_name} (rootfs.diff_ids)"),
+        source: e,
+    })?;
+    let mut magic = [0u8; 4];
+    let n = region
+        .open()
+        .and_then(|mut r| super::read_up_to(&mut r, &mut magic))
+        .map_err(|e| ImageError::Read {
+            what: name.clone(),
             source: e,
         })?;
-        let mut magic = [0u8; 4];
-        let n = region
-            .open()
-            .and_then(|mut r| super::read_up_to(&mut r, &mut magic))
-            .map_err(|e| ImageError::Read {
-                what: name.clone(),
-                source: e,
-            })?;
-        let compression = match &magic[..n] {
-            [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-            _ => Compression::None,
-        };
-        if compression == Compression::Zstd {
-            return Err(ImageError::Unsupported { what: format!("layer {name}"), reason: "zstd layers are not accepted by Lambda; export the image with gzip or uncompressed layers".into() });
-        }
-        layers.push(DockerLayer {
-            name,
-            region,
-            diff_id,
-            compression,
+    let compression = compression_of(&magic[..n]);
+    if compression == Compression::Zstd {
+        return Err(ImageError::Unsupported {
+            what: format!("layer {name}"),
+            reason: "zstd layers are not accepted by Lambda; export the image with gzip or uncompressed layers".into(),
         });
     }
+    Ok(DockerLayer {
+        name,
+        region,
+        diff_id,
+        compression,
+    })
+}
+
+/// How a layer file is compressed, from its first bytes.
+fn compression_of(magic: &[u8]) -> Compression {
+    match magic {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// The config's platform, when it names both an OS and an architecture.
+fn platform_of(config: Config) -> Option<Platform> {
     let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let platform = match (nonempty(config.os), nonempty(config.architecture)) {
+    match (nonempty(config.os), nonempty(config.architecture)) {
         (Some(os), Some(architecture)) => Some(Platform {
             os,
             architecture,
             variant: nonempty(config.variant),
         }),
         _ => None,
-    };
-    if let Some(p) = &platform {
-        check_platform(p, &format!("config {config_name}"))?;
     }
-    let config = Blob {
-        digest: Digest::of(&config_bytes),
-        size: config_bytes.len() as u64,
-        media_type: DOCKER_CONFIG.into(),
-        region: config_region,
-    };
-    Ok(DockerImage {
-        config,
-        layers,
-        platform,
-    })
 }
 
 /// manifest.json names files relative to the archive's root; a name that
@@ -226,4 +285,67 @@ fn clean(name: &str) -> Result<String, ImageError> {
         }
     }
     Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(config: &str, tags: Option<&[&str]>) -> Entry {
+        Entry {
+            config: config.into(),
+            repo_tags: tags.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            layers: vec!["l.tar".into()],
+        }
+    }
+
+    #[test]
+    fn the_reference_chooses_the_entry() {
+        let entries = [
+            entry("a.json", Some(&["app:1", "app:latest"])),
+            entry("b.json", Some(&["registry:5000/other:2"])),
+            entry("c.json", None),
+        ];
+        let one = [entry("a.json", None)];
+        // (entries, reference, the chosen entry's config or the error)
+        let no_images = "manifest.json is malformed: it lists no images";
+        let table: [(&[Entry], Option<&str>, &str); 7] = [
+            (&[], None, no_images),
+            (&[], Some("app:1"), no_images),
+            (&one, None, "a.json"),
+            (
+                &entries,
+                None,
+                "x holds 3 images; say which one to push with --ref",
+            ),
+            (&entries, Some("app:latest"), "a.json"),
+            (&entries, Some("2"), "b.json"),
+            (
+                &entries,
+                Some("registry:5000"),
+                "x has no image named 'registry:5000'",
+            ),
+        ];
+        for (entries, reference, want) in table {
+            let got = match choose(entries, reference, "x") {
+                Ok(e) => e.config.clone(),
+                Err(e) => e.to_string(),
+            };
+            assert_eq!(got, want, "{reference:?}");
+        }
+    }
+
+    #[test]
+    fn compression_from_the_first_bytes() {
+        let table: [(&[u8], Compression); 5] = [
+            (&[0x1f, 0x8b, 8, 0], Compression::Gzip),
+            (&[0x1f, 0x8b], Compression::Gzip),
+            (&[0x28, 0xb5, 0x2f, 0xfd], Compression::Zstd),
+            (&[0x28, 0xb5, 0x2f], Compression::None),
+            (b"", Compression::None),
+        ];
+        for (magic, want) in table {
+            assert_eq!(compression_of(magic), want, "{magic:?}");
+        }
+    }
 }

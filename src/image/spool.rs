@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::ImageError;
-use super::store::{Backing, Guarded, MAX_EXTENSION, MAX_MEMBERS, padded, too_many_members};
+use super::store::{Backing, Guard, Guarded, MAX_EXTENSION, MAX_MEMBERS, padded, too_many_members};
 
 /// The largest decompressed archive hoist copies to disk: three times
 /// Lambda's 10 GB limit on an image. A larger one can still be pushed —
@@ -76,138 +76,191 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 /// Decompress the gzip archive `source` into an unnamed file in `dir`
 /// (TMPDIR) and hand it back, open, for [`super::store::Store::tar`].
 pub fn gunzip(source: &Path, dir: &Path) -> Result<Arc<Backing>, ImageError> {
-    let shown = source.display().to_string();
-    let dir_shown = dir.display().to_string();
+    let at = Spooling {
+        shown: source.display().to_string(),
+        dir,
+        dir_shown: dir.display().to_string(),
+        write_error: Rc::new(RefCell::new(None)),
+    };
     let input = std::fs::File::open(source).map_err(|e| ImageError::Read {
-        what: shown.clone(),
+        what: at.shown.clone(),
         source: e,
     })?;
     let compressed = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let no_space = |need: u64, free: u64| ImageError::NoSpace {
-        what: shown.clone(),
-        dir: dir_shown.clone(),
-        need,
-        free,
-    };
-    let space = |need: u64| -> Result<(), ImageError> {
-        match free_space(dir) {
-            Ok(free) if !fits(need, free) => Err(no_space(need, free)),
-            // A file system that cannot say is written to, and a full one
-            // then fails the write, which is reported as such.
-            _ => Ok(()),
-        }
-    };
     // First, before a byte is written: the copy is at least about as large
     // as the compressed file.
-    space(compressed)?;
+    at.make_room(compressed)?;
     let file = tempfile::tempfile_in(dir).map_err(|e| ImageError::Read {
-        what: format!("a temporary file in {dir_shown} (TMPDIR)"),
+        what: format!("a temporary file in {} (TMPDIR)", at.dir_shown),
         source: e,
     })?;
     let decoder =
         flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, input));
     let writer = file
         .try_clone()
-        .map_err(|e| spool_write_error(&dir_shown, e))?;
-    let write_error = Rc::new(RefCell::new(None));
+        .map_err(|e| spool_write_error(&at.dir_shown, e))?;
     let tee = Tee {
         inner: decoder,
         out: BufWriter::with_capacity(1 << 20, writer),
         written: 0,
-        write_error: write_error.clone(),
+        write_error: at.write_error.clone(),
     };
     let guarded = Guarded::new(tee);
-    let (budget, eof, over) = (
-        guarded.budget.clone(),
-        guarded.eof.clone(),
-        guarded.over.clone(),
-    );
+    let guard = guarded.guard.clone();
     let mut archive = tar::Archive::new(guarded);
-    let corrupt = |e: &std::io::Error| ImageError::Malformed {
-        what: shown.clone(),
-        reason: format!("gzip stream is corrupt or truncated: {e}"),
-    };
-    let mut accounted = 0u64;
-    let mut members = 0usize;
-    {
-        let entries = archive.entries().map_err(|e| corrupt(&e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                if let Some(w) = write_error.borrow_mut().take() {
-                    spool_write_error(&dir_shown, w)
-                } else if over.get() {
-                    ImageError::GzipBomb {
-                        what: shown.clone(),
-                        detail: format!(
-                            "a tar header or extension is followed by more than {MAX_EXTENSION} bytes its header does not account for"
-                        ),
-                    }
-                } else {
-                    tar_error(&shown, &e, eof.get())
-                }
-            })?;
-            members += 1;
-            if members > MAX_MEMBERS {
-                return Err(too_many_members(&shown));
-            }
-            let size = padded(entry.size());
-            accounted = accounted.saturating_add(size).saturating_add(512);
-            if accounted > MAX_SPOOL {
-                return Err(ImageError::SpoolTooLarge {
-                    what: shown.clone(),
-                    size: accounted,
-                    limit: MAX_SPOOL,
-                });
-            }
-            if size > 0 {
-                space(size)?;
-            }
-            // This member's data, then the next member's headers.
-            budget.set(size.saturating_add(MAX_EXTENSION));
-        }
-    }
-    if eof.get() {
+    at.read_members(&mut archive, &guard)?;
+    if guard.eof.get() {
         return Err(ImageError::TruncatedArchive {
-            what: shown,
+            what: at.shown,
             reason: "the decompressed stream ends before the tar archive does (no end-of-archive marker)".into(),
         });
     }
-    // After the end-of-archive marker only padding may follow.
-    let guarded = archive.into_inner();
-    let mut tee = guarded.inner;
-    let mut trailer = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match tee.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(match write_error.borrow_mut().take() {
-                    Some(w) => spool_write_error(&dir_shown, w),
-                    None => corrupt(&e),
-                });
-            }
-        };
-        trailer += n as u64;
-        if trailer > MAX_TRAILER {
-            return Err(ImageError::GzipBomb {
-                what: shown,
-                detail: format!(
-                    "more than {} follow the end of its tar archive ({} of tar)",
-                    crate::progress::bytes(MAX_TRAILER),
-                    crate::progress::bytes(tee.written - trailer)
-                ),
-            });
-        }
-    }
+    let mut tee = archive.into_inner().inner;
+    at.read_trailer(&mut tee)?;
     let Tee { mut out, .. } = tee;
-    out.flush().map_err(|e| spool_write_error(&dir_shown, e))?;
+    out.flush()
+        .map_err(|e| spool_write_error(&at.dir_shown, e))?;
     drop(out);
     Ok(Arc::new(Backing::Open {
         file,
-        shown: format!("{shown} (decompressed)"),
+        shown: format!("{} (decompressed)", at.shown),
     }))
+}
+
+/// One gzip source being copied to TMPDIR.
+struct Spooling<'a> {
+    /// The source, as messages name it.
+    shown: String,
+    dir: &'a Path,
+    dir_shown: String,
+    /// Where the [`Tee`] puts a failed write to the spool.
+    write_error: Rc<RefCell<Option<std::io::Error>>>,
+}
+
+impl Spooling<'_> {
+    /// Refuse to write `need` more bytes unless TMPDIR's file system has
+    /// room for them.
+    fn make_room(&self, need: u64) -> Result<(), ImageError> {
+        match free_space(self.dir) {
+            Ok(free) if !fits(need, free) => Err(ImageError::NoSpace {
+                what: self.shown.clone(),
+                dir: self.dir_shown.clone(),
+                need,
+                free,
+            }),
+            // A file system that cannot say is written to, and a full one
+            // then fails the write, which is reported as such.
+            _ => Ok(()),
+        }
+    }
+
+    /// Read the decompressed stream as the tar it must be, up to its
+    /// end-of-archive marker: the tar crate reads (and skips) each member's
+    /// data, which the [`Tee`] writes to the spool, and is allowed only what
+    /// the member's header accounts for.
+    fn read_members<R: Read>(
+        &self,
+        archive: &mut tar::Archive<R>,
+        guard: &Guard,
+    ) -> Result<(), ImageError> {
+        let entries = archive.entries().map_err(|e| corrupt(&self.shown, &e))?;
+        let mut tally = Tally::default();
+        for entry in entries {
+            let entry = entry.map_err(|e| {
+                self.write_error_or(|| {
+                    if guard.over.get() {
+                        ImageError::GzipBomb {
+                            what: self.shown.clone(),
+                            detail: format!(
+                                "a tar header or extension is followed by more than {MAX_EXTENSION} bytes its header does not account for"
+                            ),
+                        }
+                    } else {
+                        tar_error(&self.shown, &e, guard.eof.get())
+                    }
+                })
+            })?;
+            let size = padded(entry.size());
+            tally.add(size, &self.shown)?;
+            if size > 0 {
+                self.make_room(size)?;
+            }
+            // This member's data, then the next member's headers.
+            guard.budget.set(size.saturating_add(MAX_EXTENSION));
+        }
+        Ok(())
+    }
+
+    /// After the end-of-archive marker only padding may follow: read the
+    /// rest of the stream, refusing it once it is more than that.
+    fn read_trailer<R: Read, W: Write>(&self, tee: &mut Tee<R, W>) -> Result<(), ImageError> {
+        let mut trailer = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match tee.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.write_error_or(|| corrupt(&self.shown, &e))),
+            };
+            trailer += n as u64;
+            if trailer > MAX_TRAILER {
+                return Err(ImageError::GzipBomb {
+                    what: self.shown.clone(),
+                    detail: format!(
+                        "more than {} follow the end of its tar archive ({} of tar)",
+                        crate::progress::bytes(MAX_TRAILER),
+                        crate::progress::bytes(tee.written - trailer)
+                    ),
+                });
+            }
+        }
+    }
+
+    /// A failed read of the decompressed stream: the disk's problem if
+    /// writing the spool failed (the [`Tee`] kept the error aside), else
+    /// `otherwise`, the archive's.
+    fn write_error_or(&self, otherwise: impl FnOnce() -> ImageError) -> ImageError {
+        match self.write_error.borrow_mut().take() {
+            Some(w) => spool_write_error(&self.dir_shown, w),
+            None => otherwise(),
+        }
+    }
+}
+
+/// The members of the decompressed tar so far, against the caps: how many,
+/// and how much of the stream their headers and data account for.
+#[derive(Default)]
+struct Tally {
+    members: usize,
+    accounted: u64,
+}
+
+impl Tally {
+    /// Count one more member, with `size` bytes of (padded) data.
+    fn add(&mut self, size: u64, shown: &str) -> Result<(), ImageError> {
+        self.members += 1;
+        if self.members > MAX_MEMBERS {
+            return Err(too_many_members(shown));
+        }
+        self.accounted = self.accounted.saturating_add(size).saturating_add(512);
+        if self.accounted > MAX_SPOOL {
+            return Err(ImageError::SpoolTooLarge {
+                what: shown.to_string(),
+                size: self.accounted,
+                limit: MAX_SPOOL,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The decompressor's error: the gzip stream is broken.
+fn corrupt(shown: &str, e: &std::io::Error) -> ImageError {
+    ImageError::Malformed {
+        what: shown.to_string(),
+        reason: format!("gzip stream is corrupt or truncated: {e}"),
+    }
 }
 
 fn spool_write_error(dir: &str, e: std::io::Error) -> ImageError {
@@ -229,10 +282,7 @@ fn tar_error(shown: &str, e: &std::io::Error, eof: bool) -> ImageError {
         };
     }
     if e.kind() != std::io::ErrorKind::Other {
-        return ImageError::Malformed {
-            what: shown.to_string(),
-            reason: format!("gzip stream is corrupt or truncated: {e}"),
-        };
+        return corrupt(shown, e);
     }
     ImageError::Malformed {
         what: shown.to_string(),
@@ -328,6 +378,35 @@ mod tests {
         h.set_cksum();
         let err = spool(&gz(&[h.as_bytes(), &[0u8; 4096]])).unwrap_err();
         assert!(matches!(err, ImageError::SpoolTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn members_are_tallied_against_the_caps() {
+        // (the padded sizes of the members, whether the last one is refused)
+        let table: [(&[u64], Option<&str>); 5] = [
+            (&[0, 512, 1 << 20], None),
+            (&[MAX_SPOOL - 512], None),
+            (&[MAX_SPOOL - 512, 0], Some("SpoolTooLarge")),
+            (&[MAX_SPOOL], Some("SpoolTooLarge")),
+            (&[u64::MAX], Some("SpoolTooLarge")),
+        ];
+        for (sizes, want) in table {
+            let mut tally = Tally::default();
+            let got = sizes.iter().try_for_each(|&s| tally.add(s, "x"));
+            match (got, want) {
+                (Ok(()), None) => {}
+                (Err(ImageError::SpoolTooLarge { size, limit, .. }), Some("SpoolTooLarge")) => {
+                    assert!(size > limit, "{sizes:?}")
+                }
+                (got, want) => panic!("{sizes:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+        let mut tally = Tally::default();
+        for _ in 0..MAX_MEMBERS {
+            tally.add(0, "x").unwrap();
+        }
+        let err = tally.add(0, "x").unwrap_err();
+        assert!(err.to_string().contains("more than 100000 files"), "{err}");
     }
 
     #[test]

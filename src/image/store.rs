@@ -135,9 +135,12 @@ pub enum Store {
     },
     Tar {
         backing: Arc<Backing>,
-        members: HashMap<String, (u64, u64)>,
+        members: Members,
     },
 }
+
+/// A tar's files by name: the offset and length of each one's data.
+type Members = HashMap<String, (u64, u64)>;
 
 /// A reader that counts what the tar crate reads and allows it only so much
 /// between two members (`budget`), and notes when it met the end of the file.
@@ -145,27 +148,38 @@ pub enum Store {
 /// marker (a zero block) was reading a truncated archive.
 pub(super) struct Guarded<R> {
     pub inner: R,
-    pub budget: Rc<Cell<u64>>,
-    pub eof: Rc<Cell<bool>>,
-    pub over: Rc<Cell<bool>>,
+    pub guard: Rc<Guard>,
+}
+
+/// What a [`Guarded`] reader shares with the code driving the tar reader
+/// that owns it.
+pub(super) struct Guard {
+    /// What the tar reader may still read before the next member.
+    pub budget: Cell<u64>,
+    /// The reader met the end of the file.
+    pub eof: Cell<bool>,
+    /// The tar reader asked for more than its budget.
+    pub over: Cell<bool>,
 }
 
 impl<R> Guarded<R> {
     pub fn new(inner: R) -> Guarded<R> {
         Guarded {
             inner,
-            budget: Rc::new(Cell::new(MAX_EXTENSION)),
-            eof: Rc::new(Cell::new(false)),
-            over: Rc::new(Cell::new(false)),
+            guard: Rc::new(Guard {
+                budget: Cell::new(MAX_EXTENSION),
+                eof: Cell::new(false),
+                over: Cell::new(false),
+            }),
         }
     }
 }
 
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.budget.get();
+        let left = self.guard.budget.get();
         if left == 0 && !buf.is_empty() {
-            self.over.set(true);
+            self.guard.over.set(true);
             return Err(std::io::Error::other(
                 "the archive holds more than its headers account for",
             ));
@@ -173,9 +187,9 @@ impl<R: Read> Read for Guarded<R> {
         let want = buf.len().min(left.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 && want > 0 {
-            self.eof.set(true);
+            self.guard.eof.set(true);
         }
-        self.budget.set(left - n as u64);
+        self.guard.budget.set(left - n as u64);
         Ok(n)
     }
 }
@@ -231,104 +245,25 @@ impl Store {
     pub fn tar(backing: Arc<Backing>) -> Result<Store, ImageError> {
         let shown = backing.shown();
         let Backing::Open { file, .. } = &*backing else {
-            return Err(ImageError::Read {
-                what: shown,
-                source: std::io::Error::other("a tar is read from an open file"),
-            });
-        };
-        let read_err = |e| ImageError::Read {
-            what: shown.clone(),
-            source: e,
+            return Err(read_error(
+                &shown,
+                std::io::Error::other("a tar is read from an open file"),
+            ));
         };
         let mut reader = file;
-        reader.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| read_error(&shown, e))?;
         let guarded = Guarded::new(reader);
-        let (budget, eof, over) = (
-            guarded.budget.clone(),
-            guarded.eof.clone(),
-            guarded.over.clone(),
-        );
+        let guard = guarded.guard.clone();
         let mut archive = tar::Archive::new(guarded);
-        let mut members: HashMap<String, (u64, u64)> = HashMap::new();
-        let mut links: Vec<(String, String)> = Vec::new();
-        let mut count = 0usize;
-        let entries = archive.entries_with_seek().map_err(read_err)?;
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    return Err(if eof.get() {
-                        truncated(&shown)
-                    } else if over.get() {
-                        ImageError::Malformed {
-                            what: shown.clone(),
-                            reason: format!(
-                                "a tar header's extension data is over {MAX_EXTENSION} bytes"
-                            ),
-                        }
-                    } else {
-                        ImageError::Malformed {
-                            what: shown.clone(),
-                            reason: format!("not a valid tar archive: {e}"),
-                        }
-                    });
-                }
-            };
-            // Data is seeked past, never read here: each member may read
-            // only its headers and extensions.
-            budget.set(MAX_EXTENSION);
-            count += 1;
-            if count > MAX_MEMBERS {
-                return Err(too_many_members(&shown));
-            }
-            let name = match entry.path() {
-                Ok(p) => match normalize(&p) {
-                    Some(n) => n,
-                    None => continue, // names that leave the archive's root are never looked up
-                },
-                Err(_) => continue,
-            };
-            let kind = entry.header().entry_type();
-            if kind.is_file() || kind == tar::EntryType::Continuous {
-                members.insert(name, (entry.raw_file_position(), entry.size()));
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                if let Ok(Some(target)) = entry.link_name() {
-                    // A symlink is relative to its own directory; a hard link
-                    // names a member from the archive's root.
-                    let joined = if kind.is_symlink() && !target.is_absolute() {
-                        Path::new(&name)
-                            .parent()
-                            .unwrap_or(Path::new(""))
-                            .join(&target)
-                    } else {
-                        target.to_path_buf()
-                    };
-                    if let Some(t) = normalize(&joined) {
-                        links.push((name, t));
-                    }
-                }
-            }
-        }
+        let (mut members, links) = index(&mut archive, &guard, &shown)?;
         // The tar crate ends at the first zero block, or at the end of the
         // file: only the first is a whole archive.
-        if eof.get() {
+        if guard.eof.get() {
             return Err(truncated(&shown));
         }
-        // Links to links: resolve a few levels, then give up on that name.
-        for _ in 0..8 {
-            let mut progressed = false;
-            for (name, target) in &links {
-                if !members.contains_key(name) {
-                    if let Some(&m) = members.get(target) {
-                        members.insert(name.clone(), m);
-                        progressed = true;
-                    }
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
+        resolve_links(&mut members, &links);
         Ok(Store::Tar { backing, members })
     }
 
@@ -389,6 +324,127 @@ impl Store {
     }
 }
 
+/// One pass over a tar's headers: where each file's data is, and the links,
+/// each as (its name, the name it points to).
+fn index<R: Read + Seek>(
+    archive: &mut tar::Archive<R>,
+    guard: &Guard,
+    shown: &str,
+) -> Result<(Members, Vec<(String, String)>), ImageError> {
+    let mut members = Members::new();
+    let mut links: Vec<(String, String)> = Vec::new();
+    let mut count = 0usize;
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| read_error(shown, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| entry_error(shown, &e, guard.eof.get(), guard.over.get()))?;
+        // Data is seeked past, never read here: each member may read
+        // only its headers and extensions.
+        guard.budget.set(MAX_EXTENSION);
+        count += 1;
+        if count > MAX_MEMBERS {
+            return Err(too_many_members(shown));
+        }
+        match member(&entry) {
+            Some(Member::File(name, at)) => {
+                members.insert(name, at);
+            }
+            Some(Member::Link(name, target)) => links.push((name, target)),
+            None => {}
+        }
+    }
+    Ok((members, links))
+}
+
+/// What a tar member is to the index.
+enum Member {
+    /// A file (or contiguous file), and where its data is.
+    File(String, (u64, u64)),
+    /// A symbolic or hard link, and the member it names.
+    Link(String, String),
+}
+
+/// The member `entry` is, or None for one never looked up: a directory, a
+/// device, a name that cannot be read or that leaves the archive's root.
+fn member<R: Read>(entry: &tar::Entry<'_, R>) -> Option<Member> {
+    let name = normalize(&entry.path().ok()?)?;
+    let kind = entry.header().entry_type();
+    if kind.is_file() || kind == tar::EntryType::Continuous {
+        return Some(Member::File(
+            name,
+            (entry.raw_file_position(), entry.size()),
+        ));
+    }
+    if !(kind.is_symlink() || kind.is_hard_link()) {
+        return None;
+    }
+    let target = entry.link_name().ok()??;
+    let target = link_target(&name, kind.is_symlink(), &target)?;
+    Some(Member::Link(name, target))
+}
+
+/// The member a link named `name` points to, or None if that leaves the
+/// archive's root.
+fn link_target(name: &str, symlink: bool, target: &Path) -> Option<String> {
+    // A symlink is relative to its own directory; a hard link names a
+    // member from the archive's root.
+    let joined = if symlink && !target.is_absolute() {
+        Path::new(name)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(target)
+    } else {
+        target.to_path_buf()
+    };
+    normalize(&joined)
+}
+
+/// Give each link the data of the file it names. Links to links: resolve a
+/// few levels, then give up on that name.
+fn resolve_links(members: &mut Members, links: &[(String, String)]) {
+    for _ in 0..8 {
+        let mut progressed = false;
+        for (name, target) in links {
+            if !members.contains_key(name)
+                && let Some(&m) = members.get(target)
+            {
+                members.insert(name.clone(), m);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+}
+
+/// The tar crate's error while it read the headers: the end of the file
+/// inside the archive (`eof`), an extension over its budget (`over`), or a
+/// broken tar.
+fn entry_error(shown: &str, e: &std::io::Error, eof: bool, over: bool) -> ImageError {
+    if eof {
+        truncated(shown)
+    } else if over {
+        ImageError::Malformed {
+            what: shown.to_string(),
+            reason: format!("a tar header's extension data is over {MAX_EXTENSION} bytes"),
+        }
+    } else {
+        ImageError::Malformed {
+            what: shown.to_string(),
+            reason: format!("not a valid tar archive: {e}"),
+        }
+    }
+}
+
+fn read_error(shown: &str, e: std::io::Error) -> ImageError {
+    ImageError::Read {
+        what: shown.to_string(),
+        source: e,
+    }
+}
+
 fn truncated(shown: &str) -> ImageError {
     ImageError::TruncatedArchive {
         what: shown.to_string(),
@@ -429,6 +485,61 @@ mod tests {
         assert_eq!(normalize(Path::new("a/../b")).as_deref(), Some("b"));
         assert_eq!(normalize(Path::new("../x")), None);
         assert_eq!(normalize(Path::new("/etc/passwd")), None);
+    }
+
+    #[test]
+    fn link_targets() {
+        // (link name, symlink?, target, the member it names)
+        let table = [
+            (
+                "d2/layer.tar",
+                true,
+                "../d1/layer.tar",
+                Some("d1/layer.tar"),
+            ),
+            ("d2/layer.tar", true, "layer0.tar", Some("d2/layer0.tar")),
+            ("layer.tar", true, "x/y", Some("x/y")),
+            ("d2/layer.tar", true, "/d1/layer.tar", None),
+            ("d2/layer.tar", true, "../../etc/passwd", None),
+            ("d2/layer.tar", false, "d1/layer.tar", Some("d1/layer.tar")),
+            ("d2/layer.tar", false, "../d1/layer.tar", None),
+        ];
+        for (name, symlink, target, want) in table {
+            assert_eq!(
+                link_target(name, symlink, Path::new(target)).as_deref(),
+                want,
+                "{name} -> {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_resolve_through_links_a_few_levels_deep() {
+        let mut members = Members::from([("f".to_string(), (512, 5))]);
+        let mut links: Vec<(String, String)> = vec![
+            ("gone".into(), "nowhere".into()),
+            ("f".into(), "l1".into()),
+            ("loop1".into(), "loop2".into()),
+            ("loop2".into(), "loop1".into()),
+        ];
+        // A chain of ten links, listed from its far end: each pass resolves
+        // one more.
+        for i in (1..=10).rev() {
+            let target = if i == 1 {
+                "f".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
+            links.push((format!("l{i}"), target));
+        }
+        resolve_links(&mut members, &links);
+        assert_eq!(members["f"], (512, 5), "a file is not replaced by a link");
+        for i in 1..=8 {
+            assert_eq!(members.get(&format!("l{i}")), Some(&(512, 5)), "l{i}");
+        }
+        for name in ["l9", "l10", "gone", "loop1", "loop2"] {
+            assert!(!members.contains_key(name), "{name}");
+        }
     }
 
     #[test]

@@ -107,83 +107,98 @@ impl Registry {
         mount_from: &[String],
         progress: &Arc<Progress>,
     ) -> Result<(Sent, BlobOutcome), RegistryError> {
-        // Nothing to upload: the registry has it, or mounts it.
-        let skipped = |digest: &Digest, outcome| {
-            if let Upload::Stored(b) = up {
-                progress.add(b.size);
-            }
-            let size = up.content_length().unwrap_or_default();
-            Ok((
-                Sent {
-                    digest: digest.clone(),
-                    size,
-                },
-                outcome,
-            ))
-        };
-        if let Some(digest) = up.known_digest() {
-            if self
+        if let Some(digest) = up.known_digest()
+            && self
                 .head_blob(repository, digest, up.content_length())
                 .await?
-            {
-                return skipped(digest, BlobOutcome::Present);
-            }
+        {
+            return Ok(skipped(up, progress, digest, BlobOutcome::Present));
         }
         let password = self.password().await?;
         let auth = Self::basic(&password);
         let uploads = self.url(&format!("/v2/{repository}/blobs/uploads/"));
-
-        // A mount is tried from --mount-from, then from a repository this run
-        // already pushed the blob to. ECR answers 202 with a fresh upload
-        // session when mounting is off or the source lacks the blob: then we
-        // upload into that session.
-        let mut session = None;
-        if let Some(digest) = up.known_digest() {
-            let mut sources: Vec<String> = mount_from
-                .iter()
-                .filter(|r| *r != repository)
-                .cloned()
-                .collect();
-            if let Some(r) = self.pushed.lock().await.get(digest) {
-                if r != repository && !sources.contains(r) {
-                    sources.push(r.clone());
+        let session = match up.known_digest() {
+            Some(digest) => {
+                match self
+                    .try_mounts(repository, digest, mount_from, &uploads, &auth)
+                    .await?
+                {
+                    Mount::Mounted { from } => {
+                        return Ok(skipped(up, progress, digest, BlobOutcome::Mounted { from }));
+                    }
+                    Mount::Session(location) => Some(location),
+                    Mount::NotMounted => None,
                 }
             }
-            for from in sources {
-                let op = format!("mounting blob {} from {from}", digest.short());
-                let mut url = uploads.clone();
-                url.query_pairs_mut()
-                    .append_pair("mount", &digest.to_string())
-                    .append_pair("from", &from);
-                let res = self.start_upload(url, &auth, &op).await?;
-                match res.status().as_u16() {
-                    201 => return skipped(digest, BlobOutcome::Mounted { from }),
-                    202 => {
-                        session = Some(self.location(&res, &op)?);
-                        break;
-                    }
-                    // Refused credentials and transient failures are what
-                    // they are; any other refusal (the source repository is
-                    // gone, say) only means this blob gets uploaded.
-                    401 | 403 | 408 | 429 | 500..=599 => return Err(Self::refusal(&op, res).await),
-                    status => {
-                        tracing::info!("{op}: the registry answered {status}; uploading instead")
-                    }
+            None => None,
+        };
+        let location = match session {
+            Some(location) => location,
+            None => self.open_session(uploads, &auth, up).await?,
+        };
+        let sent = self.upload_into(location, &auth, up, progress).await?;
+        Ok((sent, BlobOutcome::Uploaded))
+    }
+
+    /// Try to mount `digest` into `repository` from each source in turn.
+    ///
+    /// A mount is tried from --mount-from, then from a repository this run
+    /// already pushed the blob to. ECR answers 202 with a fresh upload
+    /// session when mounting is off or the source lacks the blob: then we
+    /// upload into that session.
+    async fn try_mounts(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        mount_from: &[String],
+        uploads: &url::Url,
+        auth: &HeaderValue,
+    ) -> Result<Mount, RegistryError> {
+        let pushed_to = self.pushed.lock().await.get(digest).cloned();
+        for from in mount_sources(mount_from, repository, pushed_to.as_deref()) {
+            let op = format!("mounting blob {} from {from}", digest.short());
+            let mut url = uploads.clone();
+            url.query_pairs_mut()
+                .append_pair("mount", &digest.to_string())
+                .append_pair("from", &from);
+            let res = self.start_upload(url, auth, &op).await?;
+            let status = res.status().as_u16();
+            match mount_answer(status) {
+                MountAnswer::Mounted => return Ok(Mount::Mounted { from }),
+                MountAnswer::Session => return Ok(Mount::Session(self.location(&res, &op)?)),
+                MountAnswer::Refused => return Err(Self::refusal(&op, res).await),
+                MountAnswer::UploadInstead => {
+                    tracing::info!("{op}: the registry answered {status}; uploading instead")
                 }
             }
         }
-        let location = match session {
-            Some(l) => l,
-            None => {
-                let op = format!("starting the upload of {}", up.label());
-                let res = self.start_upload(uploads, &auth, &op).await?;
-                if res.status().as_u16() != 202 {
-                    return Err(Self::refusal(&op, res).await);
-                }
-                self.location(&res, &op)?
-            }
-        };
+        Ok(Mount::NotMounted)
+    }
 
+    /// A new upload session for `up`: where to send it.
+    async fn open_session(
+        &self,
+        uploads: url::Url,
+        auth: &HeaderValue,
+        up: Upload<'_>,
+    ) -> Result<url::Url, RegistryError> {
+        let op = format!("starting the upload of {}", up.label());
+        let res = self.start_upload(uploads, auth, &op).await?;
+        if res.status().as_u16() != 202 {
+            return Err(Self::refusal(&op, res).await);
+        }
+        self.location(&res, &op)
+    }
+
+    /// Send the blob into the session at `location`, counting its bytes as
+    /// they go; a failed upload takes them back and ends the session.
+    async fn upload_into(
+        &self,
+        location: url::Url,
+        auth: &HeaderValue,
+        up: Upload<'_>,
+        progress: &Arc<Progress>,
+    ) -> Result<Sent, RegistryError> {
         let sent_here = Arc::new(AtomicU64::new(0));
         let counted = sent_here.clone();
         let p = progress.clone();
@@ -191,18 +206,18 @@ impl Registry {
             counted.fetch_add(n, Ordering::Relaxed);
             p.add(n);
         }));
-        let result = self.send_body(&location, &auth, up, blob).await;
+        let result = self.send_body(&location, auth, up, blob).await;
         if result.is_err() {
             progress.rollback(sent_here.load(Ordering::Relaxed));
             // Leave no dangling session behind; failure here changes nothing.
             let _ = self
                 .http
                 .delete(location)
-                .header(AUTHORIZATION, &auth)
+                .header(AUTHORIZATION, auth)
                 .send()
                 .await;
         }
-        result.map(|sent| (sent, BlobOutcome::Uploaded))
+        result
     }
 
     /// POST …/blobs/uploads/ (with `mount` and `from` for a mount).
@@ -298,6 +313,80 @@ impl Registry {
     }
 }
 
+/// Nothing to upload: the registry has the blob, or mounted it. Its whole
+/// size counts as done.
+fn skipped(
+    up: Upload<'_>,
+    progress: &Progress,
+    digest: &Digest,
+    outcome: BlobOutcome,
+) -> (Sent, BlobOutcome) {
+    if let Upload::Stored(b) = up {
+        progress.add(b.size);
+    }
+    let size = up.content_length().unwrap_or_default();
+    (
+        Sent {
+            digest: digest.clone(),
+            size,
+        },
+        outcome,
+    )
+}
+
+/// What the mount attempts came to.
+enum Mount {
+    Mounted {
+        from: String,
+    },
+    /// A mount was refused with a fresh upload session, at this location.
+    Session(url::Url),
+    /// No source to mount from, or none would; no session yet.
+    NotMounted,
+}
+
+/// Where to try mounting a blob into `repository` from, in order: the
+/// --mount-from repositories, then the one this run already pushed it to
+/// (`pushed_to`), never `repository` itself.
+fn mount_sources(mount_from: &[String], repository: &str, pushed_to: Option<&str>) -> Vec<String> {
+    let mut sources: Vec<String> = mount_from
+        .iter()
+        .filter(|r| *r != repository)
+        .cloned()
+        .collect();
+    if let Some(r) = pushed_to
+        && r != repository
+        && !sources.iter().any(|s| s == r)
+    {
+        sources.push(r.to_string());
+    }
+    sources
+}
+
+/// What the registry's answer to a mount request means.
+#[derive(Debug, PartialEq, Eq)]
+enum MountAnswer {
+    Mounted,
+    /// Not mounted, but an upload session was opened.
+    Session,
+    /// A failure to report.
+    Refused,
+    /// Not mounted: the blob is uploaded instead.
+    UploadInstead,
+}
+
+fn mount_answer(status: u16) -> MountAnswer {
+    match status {
+        201 => MountAnswer::Mounted,
+        202 => MountAnswer::Session,
+        // Refused credentials and transient failures are what they are; any
+        // other refusal (the source repository is gone, say) only means this
+        // blob gets uploaded.
+        401 | 403 | 408 | 429 | 500..=599 => MountAnswer::Refused,
+        _ => MountAnswer::UploadInstead,
+    }
+}
+
 /// How far one upload has got: when the connection last took bytes of the
 /// body, and whether it has taken all of them. A registry that stops reading
 /// mid-body, or never answers once it has everything, is noticed after the
@@ -364,4 +453,53 @@ where
         end.done.store(true, Ordering::Relaxed);
         std::task::Poll::Ready(None)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_a_mount_is_tried_from() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (--mount-from, the repository pushed to before, the sources)
+        let table: [(&[&str], Option<&str>, &[&str]); 7] = [
+            (&[], None, &[]),
+            (&["base"], None, &["base"]),
+            (&["app", "base"], None, &["base"]),
+            (&[], Some("other"), &["other"]),
+            (&[], Some("app"), &[]),
+            (&["base"], Some("base"), &["base"]),
+            (&["base", "app"], Some("other"), &["base", "other"]),
+        ];
+        for (mount_from, pushed_to, want) in table {
+            assert_eq!(
+                mount_sources(&v(mount_from), "app", pushed_to),
+                v(want),
+                "{mount_from:?} {pushed_to:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_an_answer_to_a_mount_means() {
+        let table = [
+            (201, MountAnswer::Mounted),
+            (202, MountAnswer::Session),
+            (401, MountAnswer::Refused),
+            (403, MountAnswer::Refused),
+            (408, MountAnswer::Refused),
+            (429, MountAnswer::Refused),
+            (500, MountAnswer::Refused),
+            (503, MountAnswer::Refused),
+            (599, MountAnswer::Refused),
+            (400, MountAnswer::UploadInstead),
+            (404, MountAnswer::UploadInstead),
+            (405, MountAnswer::UploadInstead),
+            (200, MountAnswer::UploadInstead),
+        ];
+        for (status, want) in table {
+            assert_eq!(mount_answer(status), want, "{status}");
+        }
+    }
 }
