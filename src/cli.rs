@@ -178,6 +178,10 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing the stage flags would only make every match on them noisier"
+)]
 pub enum Command {
     /// Exchange the CI job's OIDC token for the role's credentials and say who hoist became
     #[command(after_help = "\

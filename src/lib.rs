@@ -127,7 +127,7 @@ async fn dispatch(
             })?;
             let exported = if args.export {
                 Some(export(
-                    &ci,
+                    ci,
                     assumed,
                     sdk.region().map(|r| r.as_ref()),
                     cli.global.dotenv.as_deref(),
@@ -135,32 +135,32 @@ async fn dispatch(
             } else {
                 None
             };
-            Outcome::Auth(report::AuthReport::new(&ci, assumed, exported))
+            Outcome::Auth(report::AuthReport::new(ci, assumed, exported))
         }
-        Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, &args, &ci, &env, &net).await?),
+        Command::Doctor(args) => Outcome::Doctor(doctor(&ctx.auth, args, ci, env, net).await?),
         Command::Push(args) => {
             let settings = push::Settings::try_from(args)?;
-            Outcome::Push(push::run(&ctx, &settings).await?)
+            Outcome::Push(push::run(ctx, &settings).await?)
         }
         Command::Gate(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
             let settings = scan::Settings::try_from(args)?;
-            Outcome::Gate(scan::run(&ctx, &image, &settings).await?)
+            Outcome::Gate(scan::run(ctx, &image, &settings).await?)
         }
         Command::Deploy(args) => {
             let image =
                 registry::reference::ImageRef::parse(&args.image, args.repository.as_deref())?;
             let settings = deploy::Settings::try_from(args)?;
-            Outcome::Deploy(deploy::run(&ctx, &image, &settings, args.dry_run).await?)
+            Outcome::Deploy(deploy::run(ctx, &image, &settings, args.dry_run).await?)
         }
         Command::Rollback(args) => {
             let settings = deploy::Rollback::try_from(args)?;
-            Outcome::Rollback(deploy::rollback(&ctx, &settings).await?)
+            Outcome::Rollback(deploy::rollback(ctx, &settings).await?)
         }
         Command::Ship(args) => {
             let settings = ship::Settings::try_from(args)?;
-            Outcome::Ship(ship::run(&ctx, &settings).await?)
+            Outcome::Ship(ship::run(ctx, &settings).await?)
         }
         Command::Config(_) | Command::Completions(_) | Command::Man(_) | Command::Schema(_) => {
             return Err(ConfigError::new(

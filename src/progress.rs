@@ -66,7 +66,7 @@ impl Progress {
             return;
         }
         if self.tty {
-            eprint!("{}{line}\n", self.clear());
+            eprintln!("{}{line}", self.clear());
             self.draw();
         } else {
             eprintln!("{line}");

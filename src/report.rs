@@ -12,6 +12,10 @@ use crate::push;
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per run, moved once from the stage to the output"
+)]
 pub enum Outcome {
     Auth(AuthReport),
     Doctor(DoctorReport),

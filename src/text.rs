@@ -12,8 +12,7 @@
 pub fn external(text: &str, max: usize) -> String {
     let text = crate::secret::scrub(text);
     let mut out = String::new();
-    let mut shown = 0;
-    for c in text.trim().chars() {
+    for (shown, c) in text.trim().chars().enumerate() {
         if shown >= max {
             out.push('…');
             break;
@@ -30,7 +29,6 @@ pub fn external(text: &str, max: usize) -> String {
             }
             c => out.push(c),
         }
-        shown += 1;
     }
     out
 }

@@ -335,7 +335,9 @@ fn what_can_be_seen_locally_fails_before_sts() {
     let wrong_aud = jwt(
         json!({ "iss": "https://gitlab.com", "aud": "https://gitlab.com", "sub": "project_path:acme/app:ref_type:branch:ref:main" }),
     );
-    let cases: Vec<(Vec<(&str, String)>, Vec<&str>, &str)> = vec![
+    // (environment, arguments, what the error says)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("HOIST_ID_TOKEN", expired.clone()),

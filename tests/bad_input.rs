@@ -53,7 +53,7 @@ fn truncated_blob() {
     let dir = tempfile::tempdir().unwrap();
     let (l, m) = Layout::simple(dir.path(), 2, 5000);
     let layer = l.layer(4000, fixtures::fresh_seed());
-    let m2 = l.image(&[layer.clone()], "amd64");
+    let m2 = l.image(std::slice::from_ref(&layer), "amd64");
     l.write_index(&[(None, &m2)]);
     let path = l.blob_path(&layer);
     let bytes = std::fs::read(&path).unwrap();

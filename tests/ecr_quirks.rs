@@ -863,7 +863,7 @@ fn a_registry_that_lies_is_caught() {
         digest: manifest["layers"][0]["digest"].as_str().unwrap().into(),
         size: manifest["layers"][0]["size"].as_u64().unwrap(),
     };
-    let other = l.image(&[layer.clone()], "arm64");
+    let other = l.image(std::slice::from_ref(&layer), "arm64");
     l.write_index(&[(Some("other"), &other)]);
     let run = common::push_via(&proxy.endpoint(), dir.path(), &repo, &[]);
     assert_eq!(run.code, 3, "{}", run.stderr);

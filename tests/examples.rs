@@ -222,29 +222,26 @@ fn component_inputs() -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("HOIST_INPUT_") {
-            if let Some((flag, value)) = rest.split_once(':') {
-                if let Some(input) = value
-                    .trim()
-                    .strip_prefix("$[[ inputs.")
-                    .and_then(|v| v.strip_suffix("]]"))
-                {
-                    map.insert(input.trim().to_string(), format!("HOIST_{flag}"));
-                }
-            }
+        if let Some(rest) = line.strip_prefix("HOIST_INPUT_")
+            && let Some((flag, value)) = rest.split_once(':')
+            && let Some(input) = value
+                .trim()
+                .strip_prefix("$[[ inputs.")
+                .and_then(|v| v.strip_suffix("]]"))
+        {
+            map.insert(input.trim().to_string(), format!("HOIST_{flag}"));
         }
         if let Some(rest) = line.strip_prefix("HOIST_TYPED_INPUTS:") {
             for pair in rest.trim().trim_matches('"').split(' ') {
-                if let Some((flag, value)) = pair.split_once('=') {
-                    if let Some(input) = value
+                if let Some((flag, value)) = pair.split_once('=')
+                    && let Some(input) = value
                         .strip_prefix("$[[ inputs.")
                         .or_else(|| value.strip_prefix("$[[inputs."))
-                    {
-                        map.insert(
-                            input.trim_end_matches("]]").trim().to_string(),
-                            format!("HOIST_{flag}"),
-                        );
-                    }
+                {
+                    map.insert(
+                        input.trim_end_matches("]]").trim().to_string(),
+                        format!("HOIST_{flag}"),
+                    );
                 }
             }
         }
@@ -256,20 +253,19 @@ fn component_inputs() -> BTreeMap<String, String> {
         .find(|l| l.trim().starts_with("HOIST_TYPED_INPUTS:"))
         .unwrap_or_default();
     for part in typed.split(" ]]") {
-        if let Some((left, input)) = part.rsplit_once("$[[ inputs.") {
-            if let Some(flag) = left
+        if let Some((left, input)) = part.rsplit_once("$[[ inputs.")
+            && let Some(flag) = left
                 .trim()
                 .trim_start_matches('"')
                 .rsplit(' ')
                 .next()
                 .and_then(|f| f.strip_suffix('='))
-            {
-                let flag = flag
-                    .trim_start_matches("HOIST_TYPED_INPUTS:")
-                    .trim()
-                    .trim_start_matches('"');
-                map.insert(input.trim().to_string(), format!("HOIST_{flag}"));
-            }
+        {
+            let flag = flag
+                .trim_start_matches("HOIST_TYPED_INPUTS:")
+                .trim()
+                .trim_start_matches('"');
+            map.insert(input.trim().to_string(), format!("HOIST_{flag}"));
         }
     }
     map
@@ -387,10 +383,9 @@ fn command_args(command: &str) -> Vec<String> {
         .skip(1)
         .position(|a| !a.starts_with('-'))
         .map(|i| i + 1)
+        && matches!(args[0].as_str(), "ship" | "push")
     {
-        if matches!(args[0].as_str(), "ship" | "push") {
-            args[i] = SENTINEL.into();
-        }
+        args[i] = SENTINEL.into();
     }
     args
 }

@@ -303,7 +303,9 @@ fn input_files_over_their_limits_are_refused_before_reading() {
     let role = "arn:aws:iam::123456789012:role/ci";
     let long = "x".repeat(30_000);
     let jwt = common_jwt();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, environment, what the error says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["auth", "--role-arn", role, "--id-token-file", "/dev/zero"],
             vec![],

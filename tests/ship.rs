@@ -62,10 +62,7 @@ fn dry_run_pushes_nothing_and_knows_the_digest() {
         let pushed = push(source, &repo, &["--create-repository", "--tag", "v1"]);
         let pushed = pushed.ok().json();
         assert_eq!(pushed["digest"], planned["digest"], "{}", source.display());
-        assert_eq!(
-            run.stdout.contains(pushed["digest"].as_str().unwrap()),
-            true
-        );
+        assert!(run.stdout.contains(pushed["digest"].as_str().unwrap()));
 
         let again = ship(source, &repo, &["--dry-run", "--tag", "v1"])
             .ok()

@@ -52,17 +52,17 @@ impl TryFrom<Flags> for Settings {
         if let Some(chain) = &g.chain_role_arn {
             check_arn("--chain-role-arn", chain)?;
         }
-        if let Some(d) = g.duration {
-            if !(900..=43200).contains(&d) {
-                return Err(ConfigError::new(format!("--duration {d} is out of range")).hint("STS sessions last 900 to 43200 seconds (and at most the role's maximum session duration)"));
-            }
+        if let Some(d) = g.duration
+            && !(900..=43200).contains(&d)
+        {
+            return Err(ConfigError::new(format!("--duration {d} is out of range")).hint("STS sessions last 900 to 43200 seconds (and at most the role's maximum session duration)"));
         }
         // AWS caps a role-chained session at one hour, whatever the role allows.
-        if let (Some(d), Some(_)) = (g.duration, &g.chain_role_arn) {
-            if d > 3600 {
-                return Err(ConfigError::new(format!("--duration {d} is too long with --chain-role-arn"))
+        if let (Some(d), Some(_)) = (g.duration, &g.chain_role_arn)
+            && d > 3600
+        {
+            return Err(ConfigError::new(format!("--duration {d} is too long with --chain-role-arn"))
                     .hint("AWS limits a chained role session to 3600 seconds; hoist refreshes the credentials before they expire, so a shorter session is fine"));
-            }
         }
         let session_policy = match &g.session_policy {
             None => None,

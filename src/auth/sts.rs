@@ -244,15 +244,12 @@ impl Exchange {
 
     fn judge<
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug + 'static,
+        R: fmt::Debug + HttpStatus + 'static,
     >(
         &self,
         e: SdkError<E, R>,
         claims: Option<&Claims>,
-    ) -> Try
-    where
-        R: HttpStatus,
-    {
+    ) -> Try {
         let status = e.raw_response().map(HttpStatus::status);
         let code = e.code().map(str::to_string);
         let message = e

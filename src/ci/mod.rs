@@ -224,44 +224,6 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detection_order_and_override() {
-        let env = Env::from_pairs([("GITHUB_ACTIONS", "true"), ("GITLAB_CI", "true")]);
-        assert_eq!(Ci::detect(&env).name(), "github");
-        assert_eq!(
-            Ci::detect(&Env::from_pairs([("BUILDKITE", "true")])).name(),
-            "buildkite"
-        );
-        assert_eq!(
-            Ci::detect(&Env::from_pairs([("JENKINS_URL", "https://ci/")])).name(),
-            "jenkins"
-        );
-        assert_eq!(Ci::detect(&Env::default()).name(), "local");
-        assert_eq!(Ci::named("GitLab", &env).unwrap().name(), "gitlab");
-        let err = Ci::named("travis", &env).unwrap_err();
-        assert!(err.hint.unwrap().contains("github"));
-    }
-
-    #[test]
-    fn dotenv_replaces_own_keys_and_keeps_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hoist.env");
-        std::fs::write(&path, "OTHER=1\nHOIST_DIGEST=old\n").unwrap();
-        let mut o = Outputs::default();
-        o.set("digest", "sha256:abc");
-        o.set("image-uri", "r/x@sha256:abc");
-        write_dotenv(&path, &o).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "OTHER=1\nHOIST_DIGEST=sha256:abc\nHOIST_IMAGE_URI=r/x@sha256:abc\n"
-        );
-    }
-}
-
 /// A fold of the CI log around one stage's lines (GitHub's `::group::`,
 /// GitLab's collapsible sections); closed when dropped.
 pub struct Group {
@@ -382,4 +344,42 @@ fn failure_markdown(stage: &str, message: &str, hint: Option<&str>, done: Option
         md.push_str(&format!("\n**hint:** {}\n", h.replace('\n', " ")));
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_order_and_override() {
+        let env = Env::from_pairs([("GITHUB_ACTIONS", "true"), ("GITLAB_CI", "true")]);
+        assert_eq!(Ci::detect(&env).name(), "github");
+        assert_eq!(
+            Ci::detect(&Env::from_pairs([("BUILDKITE", "true")])).name(),
+            "buildkite"
+        );
+        assert_eq!(
+            Ci::detect(&Env::from_pairs([("JENKINS_URL", "https://ci/")])).name(),
+            "jenkins"
+        );
+        assert_eq!(Ci::detect(&Env::default()).name(), "local");
+        assert_eq!(Ci::named("GitLab", &env).unwrap().name(), "gitlab");
+        let err = Ci::named("travis", &env).unwrap_err();
+        assert!(err.hint.unwrap().contains("github"));
+    }
+
+    #[test]
+    fn dotenv_replaces_own_keys_and_keeps_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hoist.env");
+        std::fs::write(&path, "OTHER=1\nHOIST_DIGEST=old\n").unwrap();
+        let mut o = Outputs::default();
+        o.set("digest", "sha256:abc");
+        o.set("image-uri", "r/x@sha256:abc");
+        write_dotenv(&path, &o).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "OTHER=1\nHOIST_DIGEST=sha256:abc\nHOIST_IMAGE_URI=r/x@sha256:abc\n"
+        );
+    }
 }

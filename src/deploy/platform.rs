@@ -138,7 +138,8 @@ mod tests {
             child(6, "linux", "arm64", None, false),
         ];
         let windows = vec![child(7, "windows", "amd64", None, false)];
-        let cases: &[(&[Descriptor], Arch, Result<String, Vec<&str>>)] = &[
+        type Case<'a> = (&'a [Descriptor], Arch, Result<String, Vec<&'a str>>);
+        let cases: &[Case] = &[
             (&buildx, Arch::X86_64, Ok(d(1))),
             (&buildx, Arch::Arm64, Ok(d(2))),
             (&arm_only, Arch::Arm64, Ok(d(6))),

@@ -29,18 +29,18 @@ impl Settings {
     #[allow(clippy::new_ret_no_self)]
     pub fn new(mut s: Settings) -> Result<Settings, ConfigError> {
         s.tags = plan::unique_tags(std::mem::take(&mut s.tags));
-        if let Some((host, name)) = s.repository.split_once('/') {
-            if host.contains('.') || host.contains(':') {
-                let ecr = crate::registry::host::EcrHost::parse(host).ok_or_else(|| {
+        if let Some((host, name)) = s.repository.split_once('/')
+            && (host.contains('.') || host.contains(':'))
+        {
+            let ecr = crate::registry::host::EcrHost::parse(host).ok_or_else(|| {
                     ConfigError::new(format!(
                         "--repository '{}' names the registry {host}, which is not an ECR registry",
                         s.repository
                     ))
                     .hint("give the repository's name (team/app), or its full ECR URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/team/app)")
                 })?;
-                s.registry = Some(ecr);
-                s.repository = name.to_string();
-            }
+            s.registry = Some(ecr);
+            s.repository = name.to_string();
         }
         plan::check_repository(&s.repository)?;
         for t in &s.tags {

@@ -306,8 +306,7 @@ impl Ecr {
                     prefix: t.prefix().unwrap_or_default().to_string(),
                     create_on_push: t
                         .applied_for()
-                        .iter()
-                        .any(|a| *a == aws_sdk_ecr::types::RctAppliedFor::CreateOnPush),
+                        .contains(&aws_sdk_ecr::types::RctAppliedFor::CreateOnPush),
                     mutability: mutability_of(
                         t.image_tag_mutability(),
                         t.image_tag_mutability_exclusion_filters(),

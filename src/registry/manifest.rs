@@ -158,14 +158,14 @@ impl Registry {
         .await
         .map_err(|e| RegistryError::after(&op, e))?;
         let digest = Digest::of(&bytes);
-        if let Ok(wanted) = reference.parse::<Digest>() {
-            if wanted != digest {
-                return Err(RegistryError::DigestMismatch {
-                    op,
-                    expected: wanted,
-                    registry_said: digest.to_string(),
-                });
-            }
+        if let Ok(wanted) = reference.parse::<Digest>()
+            && wanted != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                op,
+                expected: wanted,
+                registry_said: digest.to_string(),
+            });
         }
         Ok((bytes.to_vec(), digest))
     }

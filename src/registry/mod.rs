@@ -15,6 +15,7 @@
 //!   refuses (parts under 5 MiB) and whose `Range` ECR stops advancing after
 //!   the first (aws/containers-roadmap#2831);
 //! - it reads error and manifest bodies whole, however large.
+//!
 //! Owning the requests also puts every one of them under the same timeouts,
 //! size limits and retry layer.
 

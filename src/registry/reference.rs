@@ -139,7 +139,7 @@ mod tests {
     fn the_forms_users_write() {
         let cases: &[(String, Option<&str>, Option<&str>, &str)] = &[
             (format!("team/app@{D}"), None, None, "team/app"),
-            (format!("{D}"), Some("team/app"), None, "team/app"),
+            (D.to_string(), Some("team/app"), None, "team/app"),
             (
                 format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app@{D}"),
                 None,

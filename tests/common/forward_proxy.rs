@@ -87,11 +87,10 @@ async fn handle(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
+        && let Some(rest) = auth.split("Credential=").nth(1)
     {
-        if let Some(rest) = auth.split("Credential=").nth(1) {
-            let key = rest.split('/').next().unwrap_or_default().to_string();
-            counts.signed_by.lock().unwrap().push(key);
-        }
+        let key = rest.split('/').next().unwrap_or_default().to_string();
+        counts.signed_by.lock().unwrap().push(key);
     }
     let url = req.uri().to_string();
     let res = relay(&client, &url, req).await?;

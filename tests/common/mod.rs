@@ -199,14 +199,13 @@ pub fn hoist_measured(
     let started = std::time::Instant::now();
     let mut peak_kib = 0u64;
     let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_file) {
-            if let Some(kib) = text
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
                 .lines()
                 .find_map(|l| l.strip_prefix("VmHWM:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
+        {
+            peak_kib = peak_kib.max(kib);
         }
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -264,10 +263,10 @@ pub fn assert_no_secrets(run: &Run, exporting: bool) {
     };
     let mut secrets = vec![l.password.clone(), basic];
     for k in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-        if let Some(v) = l.vars.get(k) {
-            if v.len() >= 8 {
-                secrets.push(v.clone());
-            }
+        if let Some(v) = l.vars.get(k)
+            && v.len() >= 8
+        {
+            secrets.push(v.clone());
         }
     }
     let streams: Vec<&String> = if exporting {
