@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod image;
 pub mod net;
+pub mod output;
 pub mod progress;
 pub mod push;
 pub mod registry;
@@ -93,7 +94,7 @@ async fn run_in(cli: Cli, env: Env, ci: &Ci) -> Result<Outcome, Error> {
             tracing::warn!("{p}");
         }
     } else if !problems.is_empty() {
-        eprintln!("{}", outcome.log());
+        output::always(&outcome.log());
         return Err(ConfigError::new(format!(
             "the outputs could not be handed to {}: {}",
             ci.name(),

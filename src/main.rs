@@ -59,14 +59,14 @@ fn is_plumbing(target: &str) -> bool {
     PLUMBING.iter().any(|p| target.starts_with(p))
 }
 
-/// stderr, with every secret hoist knows scrubbed from each line: the last
-/// guard, should a secret ever reach a log line by some other path.
+/// The log's writer: [`hoist::output::log`], which scrubs every secret
+/// hoist knows from each line (the last guard, should a secret ever reach a
+/// log line by some other path) and keeps the progress line out of its way.
 struct Scrubbed;
 
 impl std::io::Write for Scrubbed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(hoist::secret::scrub(&text).as_bytes())?;
+        hoist::output::log(&String::from_utf8_lossy(buf));
         Ok(buf.len())
     }
 
@@ -130,7 +130,7 @@ fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
             serde_json::to_string(&hoist::report::ErrorDocument::new(e)).unwrap_or_default()
         );
     }
-    eprintln!("{}", hoist::secret::scrub(&e.report()));
+    hoist::output::always(&e.report());
     ExitCode::from(e.class().exit_code())
 }
 
@@ -153,7 +153,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Annotations {
         let mut m = Message(String::new());
         event.record(&mut m);
         let text = hoist::secret::scrub(&m.0);
-        eprintln!("::warning title=hoist::{}", hoist::ci::github_data(&text));
+        hoist::output::command(&format!(
+            "::warning title=hoist::{}",
+            hoist::ci::github_data(&text)
+        ));
     }
 }
 
@@ -193,7 +196,7 @@ fn main() -> ExitCode {
         env.get("TERM"),
         std::io::stderr().is_terminal(),
     );
-    hoist::progress::set_escapes(color);
+    hoist::output::init(cli.global.quiet, color);
     let github = match cli.global.ci.as_deref() {
         Some(ci) => ci.eq_ignore_ascii_case("github"),
         None => env.get("GITHUB_ACTIONS") == Some("true"),
@@ -244,7 +247,12 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(hoist::run(cli, env)) {
         Ok(outcome) => {
-            eprintln!("{}", outcome.log());
+            // The result's lines: the narrative's last (quiet with -q),
+            // unless the run was blocked or rolled back.
+            match outcome.exit_code() {
+                0 => hoist::output::say(&outcome.log()),
+                _ => hoist::output::always(&outcome.log()),
+            }
             println!("{}", outcome.stdout(format));
             ExitCode::from(outcome.exit_code())
         }

@@ -1,25 +1,15 @@
 //! Progress while blobs upload: on a terminal, one status line redrawn in
 //! place; in CI (no TTY), one line per finished blob and a total every 15 s —
 //! never a flood. Retries roll the byte count back, so the figure never runs
-//! ahead of what the registry holds.
-//!
-//! The redrawn line clears itself with an escape code (erase line) only
-//! when colours are on (`--color`, NO_COLOR: see [`set_escapes`]);
-//! otherwise it returns with `\r` and pads with spaces, so a terminal that
-//! asked for no escape codes gets none.
+//! ahead of what the registry holds. The line itself is drawn by
+//! [`crate::output`], which clears it before any other line prints.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether terminal escape codes may be written; `main` sets it once, from
-/// `--color` and NO_COLOR, before anything runs.
-static ESCAPES: AtomicBool = AtomicBool::new(false);
-
-pub fn set_escapes(on: bool) {
-    ESCAPES.store(on, Ordering::Relaxed);
-}
+use crate::output;
 
 pub struct Progress {
     pub total_bytes: u64,
@@ -28,15 +18,11 @@ pub struct Progress {
     done_blobs: AtomicUsize,
     start: Instant,
     tty: bool,
-    quiet: bool,
-    escapes: bool,
-    /// Width of the status line last drawn, for clearing it without escapes.
-    drawn: AtomicUsize,
     stopped: AtomicBool,
 }
 
 impl Progress {
-    pub fn new(total_bytes: u64, total_blobs: usize, quiet: bool) -> Arc<Progress> {
+    pub fn new(total_bytes: u64, total_blobs: usize) -> Arc<Progress> {
         Arc::new(Progress {
             total_bytes,
             total_blobs,
@@ -44,9 +30,6 @@ impl Progress {
             done_blobs: AtomicUsize::new(0),
             start: Instant::now(),
             tty: std::io::stderr().is_terminal(),
-            quiet,
-            escapes: ESCAPES.load(Ordering::Relaxed),
-            drawn: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
         })
     }
@@ -62,15 +45,8 @@ impl Progress {
     /// A blob is finished (uploaded, mounted or already there).
     pub fn blob_done(&self, line: &str) {
         self.done_blobs.fetch_add(1, Ordering::Relaxed);
-        if self.quiet {
-            return;
-        }
-        if self.tty {
-            eprintln!("{}{line}", self.clear());
-            self.draw();
-        } else {
-            eprintln!("{line}");
-        }
+        output::say(line);
+        self.draw();
     }
 
     fn status(&self) -> String {
@@ -86,28 +62,18 @@ impl Progress {
         )
     }
 
-    /// What takes the cursor back to the start of an empty line.
-    fn clear(&self) -> String {
-        let width = self.drawn.swap(0, Ordering::Relaxed);
-        if self.escapes {
-            "\r\x1b[2K".to_string()
-        } else {
-            format!("\r{:width$}\r", "")
-        }
-    }
-
+    /// The status line, on a terminal and without -q.
     fn draw(&self) {
-        let status = self.status();
-        eprint!("{}{status}", self.clear());
-        self.drawn.store(status.chars().count(), Ordering::Relaxed);
-        let _ = std::io::stderr().flush();
+        if self.tty && !output::quiet() && !self.stopped.load(Ordering::Relaxed) {
+            output::status(&self.status());
+        }
     }
 
     /// Redraw (terminal) or report (CI) until [`Progress::stop`].
     pub fn spawn_ticker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            if me.quiet {
+            if output::quiet() {
                 return;
             }
             let period = if me.tty {
@@ -124,7 +90,7 @@ impl Progress {
                 if me.tty {
                     me.draw();
                 } else {
-                    eprintln!("progress: {}", me.status());
+                    output::say(&format!("progress: {}", me.status()));
                 }
             }
         })
@@ -132,8 +98,8 @@ impl Progress {
 
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
-        if self.tty && !self.quiet {
-            eprint!("{}", self.clear());
+        if self.tty {
+            output::clear_status();
         }
     }
 }

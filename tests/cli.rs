@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use common::fixtures::Layout;
 use common::server::{full, serve};
-use common::{Run, hoist_in, unique};
+use common::{Run, hoist_in, on_a_terminal, unique};
 
 /// hoist with nothing of the test environment: PATH, an empty HOME (no
 /// ~/.aws) and `env` only — a new user's first run.
@@ -201,31 +201,6 @@ fn no_credentials_is_one_readable_error() {
         "{:?}",
         seen.lock().unwrap()
     );
-}
-
-/// Run `hoist ARGS` on a pseudo-terminal (util-linux's `script`, which
-/// keeps every byte written to the terminal — tmux's capture-pane drops
-/// control codes such as erase-line) with the local environment and `env`.
-fn on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
-    let l = common::local();
-    let line = std::iter::once(env!("CARGO_BIN_EXE_hoist"))
-        .chain(args.iter().copied())
-        .map(|a| shlex::try_quote(a).unwrap().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qefc", &line, "/dev/null"])
-        .env_clear()
-        .stdin(Stdio::null());
-    for k in ["PATH", "HOME", "TMPDIR"] {
-        if let Some(v) = std::env::var_os(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.envs(&l.vars).env("TERM", "xterm-256color");
-    cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("script runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// NO_COLOR (and --color never) on a terminal: no escape code at all, in
@@ -613,4 +588,43 @@ fn unknown_keys_are_refused_with_the_file_and_the_fix() {
     write(dir.path(), "big.toml", &"# x\n".repeat(300_000));
     let run = hoist_in(Some(dir.path()), &["config", "--config", "big.toml"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+/// `-q`: a push that works prints its digest on stdout and nothing on
+/// stderr (no narrative, no tag lines, no result lines); one that fails
+/// still says why.
+#[test]
+fn quiet_prints_only_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, m) = Layout::simple(dir.path(), 2, 3000);
+    let repo = unique("quiet");
+    let source = layout.dir.to_str().unwrap();
+    let run = common::hoist(
+        &[
+            "push",
+            source,
+            "--repository",
+            &repo,
+            "--create-repository",
+            "--tag",
+            "v1",
+            "-q",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, format!("{}\n", m.digest));
+    assert_eq!(run.stderr, "", "-q prints nothing on success");
+
+    // The same without -q tells the story.
+    let loud = common::hoist(&["push", source, "--repository", &repo, "--tag", "v1"], &[]);
+    assert_eq!(loud.code, 0, "{}", loud.stderr);
+    assert!(loud.stderr.contains("tag v1: unchanged"), "{}", loud.stderr);
+
+    let failed = common::hoist(
+        &["push", "/nonexistent/image", "--repository", &repo, "-q"],
+        &[],
+    );
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    assert!(failed.stderr.starts_with("error: "), "{}", failed.stderr);
 }

@@ -236,3 +236,63 @@ fn a_failing_auth_probe_does_not_matter() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["digest"], m.digest);
 }
+
+/// On a terminal, the progress line is redrawn in place; a retry warning
+/// printed during the upload clears it first and it is drawn again under
+/// the warning, so no line of the terminal holds both (hoist's output
+/// module; before it, `1/5 blobs, … WARN looking up …` shared a line).
+#[test]
+fn retry_warnings_do_not_land_in_the_progress_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, m) = Layout::simple(dir.path(), 8, 400_000);
+    let proxy = Proxy::start(Options {
+        faults: Some(Faults {
+            share: 0.3,
+            seed: FAULT_SEED,
+        }),
+        ..Options::default()
+    });
+    let repo = unique("faults-tty");
+    let screen = common::on_a_terminal(
+        &[
+            "push",
+            layout.dir.to_str().unwrap(),
+            "--repository",
+            &repo,
+            "--create-repository",
+            "--registry-endpoint",
+            &proxy.endpoint(),
+            "--jobs",
+            "2",
+        ],
+        &[],
+    );
+    assert!(screen.contains(&m.digest), "the push ran: {screen:?}");
+    assert!(screen.contains("retrying"), "faults were met: {screen:?}");
+    assert!(screen.contains(" blobs, "), "a progress line: {screen:?}");
+    // What the terminal shows on each line: the text after the last
+    // return-and-erase (or bare return) on it.
+    // (The terminal turns each line feed into CR LF: that CR is no return.)
+    let lines = || screen.split('\n').map(|l| l.trim_end_matches('\r'));
+    for line in lines() {
+        let shown = line.rsplit('\r').next().unwrap_or_default();
+        let shown = shown.replace("\x1b[2K", "");
+        assert!(
+            !(shown.contains(" blobs, ") && shown.contains("retrying")),
+            "a warning inside the progress line: {shown:?}\nwhole screen: {screen:?}"
+        );
+    }
+    // Not a flood: the status line is redrawn in place, never one per line.
+    let status_lines = lines()
+        .filter(|l| {
+            l.rsplit('\r')
+                .next()
+                .unwrap_or_default()
+                .contains(" blobs, ")
+        })
+        .count();
+    assert!(
+        status_lines <= 1,
+        "{status_lines} lines end in a status: {screen:?}"
+    );
+}

@@ -22,7 +22,6 @@ fn ship_env(
         repo,
         "--output",
         "json",
-        "-q",
     ];
     args.extend_from_slice(extra);
     hoist(&args, env)
@@ -231,6 +230,24 @@ fn the_whole_pipeline_push_gate_deploy() {
     );
     assert_eq!(report["deploy"]["version"], "2");
     assert_eq!(report["deploy"]["previous_version"], "1");
+    // Where the time went: each stage, and the share spent waiting on AWS
+    // (the scan, and the deploy's own waits on Lambda).
+    let t = &report["timings"];
+    let secs = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("{k} in {t}"));
+    let deploy_wait = report["deploy"]["timings"]["aws_wait_secs"]
+        .as_f64()
+        .unwrap();
+    // (The deploy's own figures are shown to a tenth of a second.)
+    assert!(
+        (secs("aws_wait") - (secs("gate") + deploy_wait)).abs() <= 0.051,
+        "{t}"
+    );
+    assert!(secs("aws_wait") <= secs("total"), "{t}");
+    assert!(
+        run.stderr.contains("of it waiting on AWS"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(alias(&f, "live").0, "2");
     assert!(
         versions(&f)

@@ -63,12 +63,12 @@ pub async fn aws_config(
         },
     };
     let assumed = exchange.assume().await?;
-    eprintln!(
+    crate::output::say(&format!(
         "authenticated as {} (account {}) with the OIDC token from {}",
         assumed.arn,
         assumed.account().unwrap_or("?"),
         exchange.source.describe()
-    );
+    ));
     let provider = Refreshing::new(exchange, assumed.credentials.clone());
     let config = base
         .to_builder()

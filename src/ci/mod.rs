@@ -112,7 +112,7 @@ impl Ci {
         match self {
             Ci::GitHub(_) => {
                 for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-                    eprintln!("::add-mask::{line}");
+                    crate::output::command(&format!("::add-mask::{line}"));
                 }
             }
             Ci::Buildkite(b) => b.redact(secret),
@@ -233,7 +233,7 @@ pub struct Group {
 impl Drop for Group {
     fn drop(&mut self) {
         if let Some(end) = self.end.take() {
-            eprintln!("{end}");
+            crate::output::command(&end);
         }
     }
 }
@@ -264,16 +264,16 @@ impl Ci {
     pub fn group(&self, name: &str, title: &str) -> Group {
         match self {
             Ci::GitHub(_) => {
-                eprintln!("::group::{}", github_data(title));
+                crate::output::command(&format!("::group::{}", github_data(title)));
                 Group {
                     end: Some("::endgroup::".into()),
                 }
             }
             Ci::GitLab(_) => {
                 let now = crate::clock::unix_now();
-                eprintln!(
+                crate::output::command(&format!(
                     "\x1b[0Ksection_start:{now}:hoist_{name}[collapsed=false]\r\x1b[0K{title}"
-                );
+                ));
                 Group {
                     end: Some(format!(
                         "\x1b[0Ksection_end:{}:hoist_{name}\r\x1b[0K",
@@ -291,12 +291,12 @@ impl Ci {
     /// the same is enough.
     pub fn warn_at(&self, title: &str, message: &str, at: Option<&crate::error::Location>) {
         if let Ci::GitHub(_) = self {
-            eprintln!(
+            crate::output::command(&format!(
                 "::warning {}title={}::{}",
                 github_location(at),
                 github_property(title),
                 github_data(&crate::secret::scrub(message))
-            );
+            ));
         }
     }
 
@@ -314,12 +314,12 @@ impl Ci {
                     Some(h) => format!("{message}\nhint: {h}"),
                     None => message.clone(),
                 };
-                eprintln!(
+                crate::output::command(&format!(
                     "::error {}title={}::{}",
                     github_location(error.location().as_ref()),
                     github_property(&format!("hoist {stage} failed")),
                     github_data(&data)
-                );
+                ));
                 if let Err(e) = g.write_summary(&markdown) {
                     tracing::warn!("could not write $GITHUB_STEP_SUMMARY: {e}");
                 }

@@ -44,7 +44,7 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     fn say(&self, line: &str) {
         if !self.ctx.quiet {
-            eprintln!("{line}");
+            crate::output::say(line);
         }
     }
 

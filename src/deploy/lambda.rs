@@ -132,7 +132,7 @@ impl Lambda {
 
     pub fn say(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            crate::output::say(line);
         }
     }
 

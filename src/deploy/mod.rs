@@ -268,7 +268,7 @@ async fn execute(e: &Executor<'_>, p: &Plan, report: &mut Report) -> Result<Exec
 
 fn say(ctx: &Context, line: &str) {
     if !ctx.quiet {
-        eprintln!("{line}");
+        crate::output::say(line);
     }
 }
 

@@ -106,7 +106,7 @@ impl Shift<'_> {
 
     fn event(&self, p: &mut Progress, what: String) {
         if !self.quiet {
-            eprintln!("{what}");
+            crate::output::say(&what);
         }
         p.timeline.push(Event {
             at_secs: (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -392,13 +392,13 @@ impl Shift<'_> {
                 return Ok(None);
             }
             if !self.quiet && last_line.elapsed() >= Duration::from_secs(10).min(step.bake / 2) {
-                eprintln!(
+                crate::output::say(&format!(
                     "  {}% on version {}, {} left in this step; {} OK",
                     step.percent,
                     self.to(),
                     show(left + Duration::from_millis(999)),
                     self.watched()
-                );
+                ));
                 last_line = Instant::now();
             }
         }

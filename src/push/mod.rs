@@ -46,7 +46,6 @@ pub async fn plan(ctx: &crate::Context, settings: &Settings) -> Result<(Report, 
 /// Everything a push needs, read; nothing written yet.
 pub struct Prepared {
     settings: Settings,
-    quiet: bool,
     image: Image,
     registry: Registry,
     ecr: Ecr,
@@ -94,7 +93,6 @@ pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepar
     }
     Ok(Prepared {
         settings: settings.clone(),
-        quiet: ctx.quiet,
         image,
         registry,
         ecr,
@@ -135,11 +133,11 @@ impl Prepared {
         if let Some(made) = self.repo.ensure(&self.ecr).await? {
             repo = made;
         }
-        eprintln!(
+        crate::output::say(&format!(
             "pushing {} to {}",
             self.image.describe(),
             self.registry.repository_uri(self.name())
-        );
+        ));
         let pushed = match &self.image.root {
             Root::Stored(root) => self.push_stored(root, &repo).await?,
             Root::Docker(d) => self.push_docker(d, &repo).await?,
@@ -196,7 +194,10 @@ impl Prepared {
         if already_present {
             counts.total = blobs.len();
             counts.present = blobs.len();
-            eprintln!("{} is already in {name}: nothing to upload", root.digest);
+            crate::output::say(&format!(
+                "{} is already in {name}: nothing to upload",
+                root.digest
+            ));
         } else {
             let uploads: Vec<Upload> = blobs.iter().map(|b| Upload::Stored(b)).collect();
             let total = blobs.iter().map(|b| b.size).sum();
@@ -247,10 +248,10 @@ impl Prepared {
         let mut counts = BlobCounts::default();
         let layers = match layers::reuse_layers(&self.registry, name, d, &lookups).await? {
             Some((tag, layers)) => {
-                eprintln!(
+                crate::output::say(&format!(
                     "tag {tag} already names this image (config {}): its layers are reused, nothing to upload",
                     d.config.digest.short()
-                );
+                ));
                 counts.total = 1 + layers.len();
                 counts.present = counts.total;
                 layers
@@ -287,15 +288,7 @@ impl Prepared {
         total: u64,
         counts: &mut BlobCounts,
     ) -> Result<Vec<Sent>, crate::registry::RegistryError> {
-        upload::upload_all(
-            &self.settings,
-            self.quiet,
-            &self.registry,
-            uploads,
-            total,
-            counts,
-        )
-        .await
+        upload::upload_all(&self.settings, &self.registry, uploads, total, counts).await
     }
 
     /// What `execute` would do, found with reads only: the image's digest

@@ -38,10 +38,10 @@ pub async fn look_up(settings: &Settings, ecr: &Ecr) -> Result<Found, RegistryEr
     let unreadable = match ecr.creation_templates().await? {
         Templates::Listed(ts) => {
             if let Some(t) = plan::template_for(&ts, name) {
-                eprintln!(
+                crate::output::say(&format!(
                     "repository {name} does not exist: ECR creates it on the push, with the settings of the creation template for prefix '{}'",
                     t.prefix
-                );
+                ));
                 return Ok(Found::FromTemplate(RepoInfo::from_template(name, t)));
             }
             None
@@ -99,10 +99,10 @@ impl Found {
         match self {
             Found::ToCreate(r) => {
                 let made = ecr.create_repository(&r.name).await?;
-                eprintln!(
+                crate::output::say(&format!(
                     "created repository {} (scan on push, immutable tags, Lambda may pull)",
                     r.name
-                );
+                ));
                 Ok(Some(made))
             }
             _ => Ok(None),

@@ -63,7 +63,7 @@ pub(super) async fn write(
         } else {
             "unchanged"
         };
-        eprintln!("tag {tag}: {action}");
+        crate::output::say(&format!("tag {tag}: {action}"));
         reports.push(TagReport { tag, action });
     }
     Ok(reports)

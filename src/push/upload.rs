@@ -38,13 +38,12 @@ pub(super) async fn push_manifest(
 /// in the order given.
 pub(super) async fn upload_all(
     settings: &Settings,
-    quiet: bool,
     registry: &Registry,
     uploads: &[Upload<'_>],
     total: u64,
     counts: &mut BlobCounts,
 ) -> Result<Vec<Sent>, RegistryError> {
-    let progress = Progress::new(total, uploads.len(), quiet);
+    let progress = Progress::new(total, uploads.len());
     let ticker = progress.spawn_ticker();
     let p = &progress;
     let results: Result<Vec<(usize, Sent, BlobOutcome)>, RegistryError> =
@@ -73,8 +72,10 @@ pub(super) async fn upload_all(
             .buffer_unordered(settings.jobs)
             .try_collect()
             .await;
-    progress.stop();
+    // The ticker first, so that it cannot draw the line again once cleared.
     ticker.abort();
+    let _ = ticker.await;
+    progress.stop();
     let mut results = results?;
     results.sort_by_key(|(i, _, _)| *i);
     counts.total += results.len();

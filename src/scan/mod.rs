@@ -95,7 +95,7 @@ async fn gate(
     let (targets, skipped) = targets(&survey.media_type, &survey.body, &image.digest)?;
     let say = |line: String| {
         if !ctx.quiet {
-            eprintln!("{line}");
+            crate::output::say(&line);
         }
     };
     let timeout = mode.timeout(settings);

@@ -61,6 +61,10 @@ pub struct Timings {
     pub gate: f64,
     pub deploy: f64,
     pub total: f64,
+    /// Of the total, waiting on AWS: the gate (ECR's scan) and the deploy's
+    /// waits on Lambda (the update, new versions becoming Active,
+    /// provisioned concurrency), bakes not included.
+    pub aws_wait: f64,
 }
 
 pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
@@ -117,6 +121,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
             "deploy: no --function and --alias given".into()
         });
         report.timings.total = started.elapsed().as_secs_f64();
+        report.timings.aws_wait = report.timings.gate;
         return Ok(report);
     };
     // A deploy that fails after a clean gate fails the run with its own
@@ -129,6 +134,11 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     report.deploy = Some(deployed.map_err(|e| failed_after(ctx, &report, e.in_stage("deploy")))?);
     report.timings.deploy = at.elapsed().as_secs_f64();
     report.timings.total = started.elapsed().as_secs_f64();
+    report.timings.aws_wait = report.timings.gate
+        + report
+            .deploy
+            .as_ref()
+            .map_or(0.0, |d| d.timings.aws_wait.as_secs_f64());
     Ok(report)
 }
 
@@ -136,7 +146,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
 /// log, as the CI outputs that exist (the digest, the image URI, the scan),
 /// and in the step summary — before the failure ends the run.
 fn failed_after(ctx: &Context, report: &Report, e: Error) -> Error {
-    eprintln!("{}", report.summary_line());
+    crate::output::always(&report.summary_line());
     let outcome = crate::report::Outcome::Ship(Report {
         dry_run: false,
         push: report.push.clone(),
@@ -173,10 +183,10 @@ async fn check_before_writing(
             ..ctx.clone()
         };
         deploy::plan(&quiet, &image, d, &contents).await?;
-        eprintln!(
+        crate::output::say(&format!(
             "checks passed: the image can be deployed to {}:{}",
             d.function, d.alias
-        );
+        ));
     }
     Ok(())
 }
@@ -271,16 +281,18 @@ impl Report {
 }
 
 impl Timings {
-    /// `took 4.2s: checks 0.3s, push 1.1s, gate 2.1s (waiting for ECR's scan), deploy 0.7s`
+    /// `took 4.2s: checks 0.3s, push 1.1s, gate 2.1s (waiting for ECR's
+    /// scan), deploy 0.7s; 2.5s of it waiting on AWS`
     pub fn line(&self) -> String {
         let show = |s: f64| crate::duration::show(std::time::Duration::from_secs_f64(s.max(0.0)));
         format!(
-            "took {}: checks {}, push {}, gate {} (waiting for ECR's scan), deploy {}",
+            "took {}: checks {}, push {}, gate {} (waiting for ECR's scan), deploy {}; {} of it waiting on AWS",
             show(self.total),
             show(self.checks),
             show(self.push),
             show(self.gate),
-            show(self.deploy)
+            show(self.deploy),
+            show(self.aws_wait)
         )
     }
 }

@@ -443,3 +443,28 @@ pub fn create_repository(name: &str, immutable: bool) {
             .expect("moto creates the repository");
     });
 }
+
+/// Run `hoist ARGS` on a pseudo-terminal (util-linux's `script`, which
+/// keeps every byte written to the terminal — tmux's capture-pane drops
+/// control codes such as erase-line) with the local environment and `env`.
+pub fn on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let l = local();
+    let line = std::iter::once(env!("CARGO_BIN_EXE_hoist"))
+        .chain(args.iter().copied())
+        .map(|a| shlex::try_quote(a).unwrap().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &line, "/dev/null"])
+        .env_clear()
+        .stdin(Stdio::null());
+    for k in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.envs(&l.vars).env("TERM", "xterm-256color");
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("script runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
