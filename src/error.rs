@@ -7,23 +7,75 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-/// Exit codes, documented in the README.
+/// How a run ended, when not well: the one place each exit code is defined.
+/// The README's table and `hoist --help` list them (tests/cli.rs checks both
+/// against [`Class::ALL`]); a run that succeeded exits 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// 1: the run worked but a policy said no (the scan gate).
+    /// 1: the run worked but a policy said no (the scan gate), or a deploy
+    /// was rolled back or stopped.
     Policy,
     /// 2: the user can fix it: a flag, the configuration, the image on disk.
     Usage,
     /// 3: something outside hoist failed: the registry, AWS, the network.
     Infrastructure,
+    /// 70 (sysexits' EX_SOFTWARE): a bug in hoist, whatever the input — a
+    /// panic (`main`'s panic hook), or a result hoist could not write as
+    /// JSON. Never a code a pipeline would mistake for a blocked gate or a
+    /// bad flag, and never Rust's own 101 with its raw message.
+    Internal,
+    /// 128 + the signal's number (130 SIGINT, 143 SIGTERM), as shells report
+    /// a command a signal ended (POSIX, Shell Command Language 2.8.2):
+    /// `hoist deploy` stopped by a cancelled job during a shift, after it
+    /// restored the previous routing.
+    Interrupted(Signal),
 }
 
 impl Class {
+    /// Every code hoist can exit with but 0, in the order the README lists
+    /// them.
+    pub const ALL: [Class; 6] = [
+        Class::Policy,
+        Class::Usage,
+        Class::Infrastructure,
+        Class::Internal,
+        Class::Interrupted(Signal::Int),
+        Class::Interrupted(Signal::Term),
+    ];
+
     pub fn exit_code(self) -> u8 {
         match self {
             Class::Policy => 1,
             Class::Usage => 2,
             Class::Infrastructure => 3,
+            Class::Internal => 70,
+            Class::Interrupted(s) => 128 + s.number(),
+        }
+    }
+}
+
+/// The signals a cancelled CI job sends hoist, which a deploy in the middle
+/// of a shift catches to restore the routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Int,
+    Term,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        }
+    }
+
+    /// The signal's number: the same on every system hoist runs on, and the
+    /// ones POSIX's `kill` utility names for `-2` and `-15`.
+    pub fn number(self) -> u8 {
+        match self {
+            Signal::Int => 2,
+            Signal::Term => 15,
         }
     }
 }
@@ -184,5 +236,47 @@ impl Diagnose for ConfigError {
     }
     fn location(&self) -> Option<Location> {
         self.location.clone()
+    }
+}
+
+/// A bug in hoist ([`Class::Internal`]): what went wrong, and where to
+/// report it.
+#[derive(Debug, thiserror::Error)]
+#[error("internal error in hoist {}: {what}", env!("CARGO_PKG_VERSION"))]
+pub struct Internal {
+    /// What went wrong, and where in hoist's source.
+    pub what: String,
+    /// From the panic hook, where `RUST_BACKTRACE=1` adds a backtrace.
+    pub panicked: bool,
+}
+
+impl Diagnose for Internal {
+    fn class(&self) -> Class {
+        Class::Internal
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "this is a bug in hoist, not in your set-up: please report it at {}/issues with the command you ran and these lines{}. Exit code {}.",
+            env!("CARGO_PKG_REPOSITORY"),
+            if self.panicked {
+                " (RUST_BACKTRACE=1 adds a backtrace)"
+            } else {
+                ""
+            },
+            Class::Internal.exit_code(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes the README and `hoist --help` document: changing one breaks
+    /// every pipeline that tells them apart.
+    #[test]
+    fn exit_codes() {
+        let codes: Vec<u8> = Class::ALL.iter().map(|c| c.exit_code()).collect();
+        assert_eq!(codes, [1, 2, 3, 70, 130, 143]);
     }
 }

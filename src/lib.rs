@@ -84,11 +84,11 @@ async fn run_in(cli: Cli, env: Env, ci: &Ci) -> Result<Outcome, Error> {
     {
         report::identity_outputs(&mut outputs, &report::AuthReport::new(ci, assumed, None));
     }
-    outputs.blocked = outcome.exit_code() != 0;
+    outputs.blocked = outcome.class().is_some();
     // Outputs a later step cannot read are a failed step, not a warning:
     // the pipeline would go on without the digest it needs.
     let problems = ci.publish(&outputs, cli.global.dotenv.as_deref());
-    if !problems.is_empty() && outcome.exit_code() != 0 {
+    if !problems.is_empty() && outcome.class().is_some() {
         // The run failed anyway; its own exit code says more.
         for p in &problems {
             tracing::warn!("{p}");

@@ -1,40 +1,106 @@
 //! The binary: parse flags, set up logging, snapshot the environment, run,
 //! and turn the result into output and an exit code — in this one place.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{CommandFactory, FromArgMatches};
 use hoist::cli::{Cli, ColorChoice, OutputFormat};
 use hoist::env::Env;
+use hoist::error::{Class, Diagnose, Internal};
 
-/// The exit code of a bug in hoist (sysexits' EX_SOFTWARE): never a code a
-/// pipeline would mistake for a blocked gate or a bad flag.
-const INTERNAL_ERROR: i32 = 70;
+/// `--output json` was asked for: the panic hook prints the error document
+/// on stdout too. Set as soon as it is known (from the command line, then
+/// from everything).
+static JSON: AtomicBool = AtomicBool::new(false);
 
 /// A panic is a bug, whatever caused it: say so in one `error:` block, with
-/// where to report it, and exit with a code of its own instead of Rust's 101
-/// and its raw message.
+/// where to report it (and, with `--output json`, the error document on
+/// stdout, as any failure prints), and exit with [`Class::Internal`]'s code
+/// instead of Rust's 101 and its raw message.
+///
+/// The hook runs on the panicking thread, whichever it is, and must end the
+/// process without hanging on what that thread holds or failing again (a
+/// panic inside the hook aborts):
+/// - it waits for none of hoist's locks for long ([`hoist::secret::try_scrub`],
+///   [`hoist::output::last_words`]); the standard streams' locks are
+///   reentrant, so a panic while this thread prints does not block them;
+/// - it writes with `write!`, which returns an error where `println!` would
+///   panic (a closed stdout);
+/// - the first thread to panic reports; any other waits for the exit.
+///
+/// hoist writes its result on stdout last, in one piece: should a panic
+/// strike while it is being written, the error document follows what was
+/// written, and the exit code says which counts.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        static REPORTING: AtomicBool = AtomicBool::new(false);
+        if REPORTING.swap(true, Ordering::SeqCst) {
+            loop {
+                std::thread::park();
+            }
+        }
         let what = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic".into());
+        let what = match hoist::secret::try_scrub(&what) {
+            Some(clean) => hoist::text::external(&clean, 500),
+            None => {
+                "a panic (its message is not shown: hoist could not check it for secrets)".into()
+            }
+        };
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
-            "error: internal error in hoist {}: {}{at}\nhint: this is a bug in hoist, not in your set-up: please report it at {}/issues with the command you ran and these lines (RUST_BACKTRACE=1 adds a backtrace). Exit code {INTERNAL_ERROR}.",
-            env!("CARGO_PKG_VERSION"),
-            hoist::text::external(&what, 500),
-            env!("CARGO_PKG_REPOSITORY"),
-        );
-        std::process::exit(INTERNAL_ERROR);
+        let e = hoist::error::Error::from(Internal {
+            what: format!("{what}{at}"),
+            panicked: true,
+        });
+        if JSON.load(Ordering::SeqCst) {
+            let doc = serde_json::to_string(&hoist::report::ErrorDocument::new(&e));
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", doc.unwrap_or_default());
+            let _ = out.flush();
+        }
+        let mut text = e.report();
+        // What std's own hook does for RUST_BACKTRACE (RUST_LIB_BACKTRACE
+        // is for the library's error values, not panics).
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            let trace = std::backtrace::Backtrace::force_capture();
+            text.push_str(&format!("\nbacktrace:\n{trace}"));
+        }
+        hoist::output::last_words(&text);
+        std::process::exit(Class::Internal.exit_code().into());
     }));
+}
+
+/// The async runtime could not start (hoist's first threads).
+#[derive(Debug, thiserror::Error)]
+#[error("could not start hoist's async runtime")]
+struct NoRuntime(#[source] std::io::Error);
+
+impl Diagnose for NoRuntime {
+    fn class(&self) -> Class {
+        Class::Infrastructure
+    }
+    fn hint(&self) -> Option<String> {
+        Some("the machine is out of threads or file descriptors (ulimit -u / -n)".into())
+    }
+}
+
+/// Panic on purpose, to test the panic hook (tests/cli.rs): only in debug
+/// builds: the release profile has no debug assertions (a test in
+/// tests/cli.rs keeps it so), so the binary users run has no such trigger.
+#[cfg(debug_assertions)]
+fn test_panic() {
+    if std::env::var_os("HOIST_TEST_PANIC").is_some() {
+        panic!("HOIST_TEST_PANIC is set");
+    }
 }
 
 /// The HTTP and SDK plumbing: at debug and trace their dumps carry
@@ -131,7 +197,12 @@ fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
         );
     }
     hoist::output::always(&e.report());
-    ExitCode::from(e.class().exit_code())
+    exit(Some(e.class()))
+}
+
+/// The exit code of a run that failed as `class` says, or succeeded.
+fn exit(class: Option<Class>) -> ExitCode {
+    class.map_or(ExitCode::SUCCESS, |c| ExitCode::from(c.exit_code()))
 }
 
 /// On GitHub Actions, each warning becomes a `::warning` annotation: the
@@ -167,6 +238,7 @@ fn main() -> ExitCode {
     // The config file fills in the HOIST_<FLAG> variables the environment
     // does not set, before clap reads them (flag > env > file > default).
     let pre = hoist::config::pre_parse(&definitions, &args);
+    JSON.store(pre.json, Ordering::SeqCst);
     let layer = match hoist::config::load(&definitions, &pre, &Env::from_process()) {
         Ok(layer) => layer,
         Err(e) => return fail(&e.into(), pre.json),
@@ -187,8 +259,11 @@ fn main() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli,
-        // --help, --version, or clap's usage error (exit code 2).
-        Err(e) => e.exit(),
+        // --help and --version (on stdout), or clap's usage error.
+        Err(e) => {
+            let _ = e.print();
+            return exit(e.use_stderr().then_some(Class::Usage));
+        }
     };
     let env = Env::from_process();
     let color = cli.global.color.enabled(
@@ -209,6 +284,9 @@ fn main() -> ExitCode {
         github,
     );
     let json = cli.global.output == OutputFormat::Json;
+    JSON.store(json, Ordering::SeqCst);
+    #[cfg(debug_assertions)]
+    test_panic();
     if let Some(result) = hoist::offline(&cli, &args, &layer) {
         return match result {
             Ok(text) => {
@@ -238,23 +316,21 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "error: could not start hoist's async runtime: {e}\nhint: the machine is out of threads or file descriptors (ulimit -u / -n)"
-            );
-            return ExitCode::from(3);
-        }
+        Err(e) => return fail(&NoRuntime(e).into(), json),
     };
     match runtime.block_on(hoist::run(cli, env)) {
         Ok(outcome) => {
             // The result's lines: the narrative's last (quiet with -q),
             // unless the run was blocked or rolled back.
-            match outcome.exit_code() {
-                0 => hoist::output::say(&outcome.log()),
-                _ => hoist::output::always(&outcome.log()),
+            match outcome.class() {
+                None => hoist::output::say(&outcome.log()),
+                Some(_) => hoist::output::always(&outcome.log()),
             }
-            println!("{}", outcome.stdout(format));
-            ExitCode::from(outcome.exit_code())
+            match outcome.stdout(format) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return fail(&e, json),
+            }
+            exit(outcome.class())
         }
         Err(e) => fail(&e, json),
     }

@@ -101,6 +101,30 @@ pub fn clear_status() {
     let _ = err.flush();
 }
 
+/// The panic hook's lines, already scrubbed: written as [`always`] writes,
+/// but without waiting long for the progress line's lock, which the
+/// panicking thread itself may hold (the line is then left as it is).
+pub fn last_words(text: &str) {
+    let mut held = None;
+    for _ in 0..100 {
+        match TERM.try_lock() {
+            Ok(t) => held = Some(t),
+            Err(std::sync::TryLockError::Poisoned(p)) => held = Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        }
+        break;
+    }
+    let mut err = std::io::stderr().lock();
+    if let Some(t) = &held {
+        let _ = t.clear(&mut err);
+    }
+    let _ = writeln!(err, "{}", inert(text));
+    let _ = err.flush();
+}
+
 fn write(line: &str) {
     let t = term();
     let mut err = std::io::stderr().lock();

@@ -8,6 +8,7 @@ use crate::auth::sts::Assumed;
 use crate::ci::Ci;
 use crate::ci::Outputs;
 use crate::cli::OutputFormat;
+use crate::error::{Class, Error, Internal};
 use crate::push;
 
 #[derive(Debug, Serialize)]
@@ -142,12 +143,13 @@ pub struct ErrorDocument {
     pub error: String,
     /// The fix, when hoist knows one (the `hint:` line).
     pub hint: Option<String>,
-    /// The exit code: 2 usage, configuration or input; 3 infrastructure.
+    /// The exit code: 2 usage, configuration or input; 3 infrastructure; 70
+    /// a bug in hoist.
     pub exit_code: u8,
 }
 
 impl ErrorDocument {
-    pub fn new(e: &crate::error::Error) -> ErrorDocument {
+    pub fn new(e: &Error) -> ErrorDocument {
         ErrorDocument {
             schema_version: crate::schema::VERSION,
             error: e.to_string(),
@@ -172,34 +174,32 @@ impl AuthReport {
 }
 
 impl Outcome {
-    pub fn exit_code(&self) -> u8 {
+    /// How the run failed, if it did: its exit code (none: 0).
+    pub fn class(&self) -> Option<Class> {
         match self {
             // A diagnosis that found something wrong is a configuration error.
-            Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => 2,
-            // Blocked: 1; no scan result (and the policy says fail): 3.
-            Outcome::Gate(r) => r.exit_code(),
-            Outcome::Ship(r) => r.exit_code(),
-            Outcome::Deploy(r) => r.exit_code(),
-            _ => 0,
+            Outcome::Doctor(d) if !d.problems.is_empty() || d.policy_accepts == Some(false) => {
+                Some(Class::Usage)
+            }
+            Outcome::Gate(r) => r.class(),
+            Outcome::Ship(r) => r.class(),
+            Outcome::Deploy(r) => r.class(),
+            _ => None,
         }
     }
 
     /// What goes to stdout: the digest, so `$(hoist push …)` works; or the
-    /// whole result as JSON.
-    pub fn stdout(&self, format: OutputFormat) -> String {
-        match format {
+    /// whole result as JSON. A report that cannot be written as JSON is a
+    /// bug in hoist (its types serialize to JSON by construction).
+    pub fn stdout(&self, format: OutputFormat) -> Result<String, Error> {
+        Ok(match format {
             // Every document starts with its schema_version (src/schema.rs).
             OutputFormat::Json => serde_json::to_value(self)
                 .and_then(|v| serde_json::to_string_pretty(&crate::schema::versioned(v)))
-                .unwrap_or_else(|e| {
-                    serde_json::json!({
-                        "schema_version": crate::schema::VERSION,
-                        "error": format!("the report could not be written as JSON: {e}"),
-                        "hint": null,
-                        "exit_code": 70,
-                    })
-                    .to_string()
-                }),
+                .map_err(|e| Internal {
+                    what: format!("the report could not be written as JSON: {e}"),
+                    panicked: false,
+                })?,
             OutputFormat::Text => match self {
                 Outcome::Auth(AuthReport {
                     exported: Some(Export::Shell { lines, .. }),
@@ -216,7 +216,7 @@ impl Outcome {
                 Outcome::Deploy(r) => r.version.clone().unwrap_or_default(),
                 Outcome::Rollback(r) => r.to.clone(),
             },
-        }
+        })
     }
 
     /// The line for the log (stderr).

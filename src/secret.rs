@@ -64,9 +64,28 @@ pub fn register_registry_password(password: &str) {
 
 /// `text` with every registered secret replaced by `***`.
 pub fn scrub(text: &str) -> String {
-    let known = known().lock().unwrap_or_else(|p| p.into_inner());
+    hide(text, &known().lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// [`scrub`] for the panic hook, which must not wait for ever: the panic may
+/// have struck while this very thread held the list of secrets. None when
+/// the list stays locked for a second.
+pub fn try_scrub(text: &str) -> Option<String> {
+    for _ in 0..100 {
+        match known().try_lock() {
+            Ok(known) => return Some(hide(text, &known)),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(hide(text, &p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+        }
+    }
+    None
+}
+
+fn hide(text: &str, known: &[String]) -> String {
     let mut out = text.to_string();
-    for k in known.iter() {
+    for k in known {
         if out.contains(k.as_str()) {
             out = out.replace(k.as_str(), "***");
         }

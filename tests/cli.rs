@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::fixtures::Layout;
 use common::server::{full, serve};
 use common::{Run, hoist_in, on_a_terminal, unique};
+use hoist::error::Class;
 
 /// hoist with nothing of the test environment: PATH, an empty HOME (no
 /// ~/.aws) and `env` only — a new user's first run.
@@ -287,14 +288,145 @@ fn help_groups_options_under_headings_with_examples() {
         usage.contains("--function <FUNCTION>") && usage.contains("--alias <ALIAS>"),
         "{usage}"
     );
+}
+
+/// Every exit code hoist has ([`Class::ALL`], and 0), no more, in the
+/// README's table and in `hoist --help`.
+#[test]
+fn exit_codes_are_documented_as_class_defines_them() {
+    let mut codes: Vec<u8> = Class::ALL.iter().map(|c| c.exit_code()).collect();
+    codes.insert(0, 0);
+    let numbers = |cell: &str| -> Vec<u8> {
+        cell.split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+
     let top = help(&["--help"]);
-    for code in ["  0 ", "  1 ", "  2 ", "  3 ", "  70 "] {
+    let listed: Vec<u8> = top
+        .split("\nExit codes:\n")
+        .nth(1)
+        .expect("an Exit codes section in hoist --help")
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .flat_map(|l| numbers(l.split_whitespace().next().unwrap()))
+        .collect();
+    assert_eq!(listed, codes, "hoist --help:\n{top}");
+
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("an Exit codes section in the README");
+    let table: Vec<u8> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .flat_map(|l| numbers(l.split('|').nth(1).unwrap()))
+        .collect();
+    assert_eq!(table, codes, "the README's exit-code table");
+}
+
+/// A bug in hoist — here the panic a debug build makes when
+/// HOIST_TEST_PANIC is set — ends the run with exit code 70 and one
+/// `error:` block that says so and where to report it: not Rust's 101 with
+/// `panicked at` and its note about backtraces.
+#[test]
+fn a_panic_is_reported_as_an_internal_error() {
+    let block = |stderr: &str| {
+        let lines: Vec<&str> = stderr.lines().collect();
         assert!(
-            top.contains(code),
-            "exit code {code} in hoist --help:\n{top}"
+            lines[0].starts_with(&format!(
+                "error: internal error in hoist {}: HOIST_TEST_PANIC is set at src/main.rs:",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{stderr}"
+        );
+        assert_eq!(
+            lines[1],
+            format!(
+                "hint: this is a bug in hoist, not in your set-up: please report it at {}/issues with the command you ran and these lines (RUST_BACKTRACE=1 adds a backtrace). Exit code 70.",
+                env!("CARGO_PKG_REPOSITORY")
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked at"), "{stderr}");
+        lines.len()
+    };
+    let panic = ("HOIST_TEST_PANIC", "1");
+
+    let run = bare(&["completions", "bash"], &[panic]);
+    assert_eq!(run.code, 70, "{}", run.stderr);
+    assert_eq!(block(&run.stderr), 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+
+    // RUST_BACKTRACE=1 adds the backtrace under the block, as the hint says.
+    let run = bare(&["completions", "bash"], &[panic, ("RUST_BACKTRACE", "1")]);
+    assert_eq!(run.code, 70, "{}", run.stderr);
+    assert!(block(&run.stderr) > 3, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().nth(2),
+        Some("backtrace:"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("test_panic"), "{}", run.stderr);
+    let run = bare(&["completions", "bash"], &[panic, ("RUST_BACKTRACE", "0")]);
+    assert_eq!(block(&run.stderr), 2, "{}", run.stderr);
+
+    // --output json (on the command line or from HOIST_OUTPUT): the error
+    // document on stdout, as for any other failure, and the same block.
+    for (args, env) in [
+        (
+            &["--output", "json", "completions", "bash"][..],
+            &[panic][..],
+        ),
+        (
+            &["completions", "bash"][..],
+            &[panic, ("HOIST_OUTPUT", "json")][..],
+        ),
+    ] {
+        let run = bare(args, env);
+        assert_eq!(run.code, 70, "{}", run.stderr);
+        assert_eq!(block(&run.stderr), 2, "{}", run.stderr);
+        assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["exit_code"], 70);
+        let error = doc["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("internal error in hoist ")
+                && error.contains("HOIST_TEST_PANIC is set"),
+            "{doc}"
+        );
+        assert!(
+            doc["hint"]
+                .as_str()
+                .unwrap()
+                .starts_with("this is a bug in hoist"),
+            "{doc}"
         );
     }
-    assert!(top.contains("Exit codes:"), "{top}");
+}
+
+/// The panic HOIST_TEST_PANIC triggers is compiled only with debug
+/// assertions: the release profile (the binary users run) keeps them off.
+#[test]
+fn release_builds_cannot_be_made_to_panic() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+    let release = manifest["profile"]["release"].as_table().unwrap();
+    assert_eq!(
+        release.get("debug-assertions"),
+        None,
+        "debug assertions in release builds would compile in HOIST_TEST_PANIC"
+    );
+    // Nor for this package alone.
+    assert_eq!(release.get("package"), None);
 }
 
 #[test]

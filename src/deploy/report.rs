@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::strategy::Strategy;
-use crate::error::Class;
+use crate::error::{Class, Signal};
 use crate::image::Digest;
 
 /// How a deploy ended.
@@ -27,7 +27,9 @@ pub enum End {
     },
     /// SIGINT/SIGTERM during the shift: the previous routing was restored.
     Interrupted {
-        signal: &'static str,
+        #[serde(serialize_with = "signal_name")]
+        #[schemars(with = "String")]
+        signal: Signal,
         exit_code: u8,
     },
 }
@@ -35,35 +37,15 @@ pub enum End {
 impl End {
     pub fn interrupted(s: Signal) -> End {
         End::Interrupted {
-            signal: s.name(),
-            exit_code: s.exit_code(),
+            signal: s,
+            exit_code: Class::Interrupted(s).exit_code(),
         }
     }
 }
 
-/// The signals a cancelled CI job sends, and the exit code a run they
-/// interrupt ends with: 128 + the signal's number, as shells report it
-/// (POSIX, Shell Command Language 2.8.2) — the one place these are defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Int,
-    Term,
-}
-
-impl Signal {
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Int => "SIGINT",
-            Signal::Term => "SIGTERM",
-        }
-    }
-
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Signal::Int => 128 + 2,
-            Signal::Term => 128 + 15,
-        }
-    }
+/// `SIGINT`, as the JSON report names it.
+fn signal_name<S: serde::Serializer>(s: &Signal, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s.name())
 }
 
 /// One line of the timeline: seconds since the deploy began, and what.
@@ -182,11 +164,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn exit_code(&self) -> u8 {
+    /// How the deploy failed, if it did (its exit code).
+    pub fn class(&self) -> Option<Class> {
         match &self.end {
-            End::RolledBack { .. } => Class::Policy.exit_code(),
-            End::Interrupted { exit_code, .. } => *exit_code,
-            _ => 0,
+            End::RolledBack { .. } => Some(Class::Policy),
+            End::Interrupted { signal, .. } => Some(Class::Interrupted(*signal)),
+            End::Deployed | End::AlreadyServing | End::DryRun => None,
         }
     }
 
@@ -219,8 +202,10 @@ impl Report {
                 self.alias_arn, self.routing
             ),
             End::Interrupted { signal, .. } => format!(
-                "interrupted by {signal}: {} restored to version {previous} (routing {})",
-                self.alias_arn, self.routing
+                "interrupted by {}: {} restored to version {previous} (routing {})",
+                signal.name(),
+                self.alias_arn,
+                self.routing
             ),
         }
     }
@@ -232,7 +217,10 @@ impl Report {
             End::DryRun => "dry run — nothing written".into(),
             End::RolledBack { reason, .. } => format!("**rolled back**: {reason}"),
             End::Interrupted { signal, .. } => {
-                format!("**interrupted** by {signal}; previous routing restored")
+                format!(
+                    "**interrupted** by {}; previous routing restored",
+                    signal.name()
+                )
             }
         };
         let mut md = format!(
@@ -291,7 +279,15 @@ mod tests {
         assert_eq!(json["bake_secs"], 30.0);
         t.other_deployment = s(12.0);
         assert!(t.line().ends_with(", 12 s waiting for another deployment"));
-        assert_eq!(Signal::Int.exit_code(), 130);
-        assert_eq!(Signal::Term.exit_code(), 143);
+    }
+
+    /// The signal by name and the exit code it ends the run with.
+    #[test]
+    fn interrupted_in_json() {
+        let json = serde_json::to_value(End::interrupted(Signal::Term)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"result": "interrupted", "signal": "SIGTERM", "exit_code": 143})
+        );
     }
 }

@@ -24,8 +24,9 @@ use super::lambda::{Alias, Lambda};
 use super::observe::unix_now;
 use super::plan::{AlarmState, Moves, routing};
 use super::record::Shifting;
-use super::report::{End, Event, Signal, Timings};
+use super::report::{End, Event, Timings};
 use super::strategy::{Step, show};
+use crate::error::Signal;
 
 /// How long past a step's bake (and its wait for provisioned concurrency)
 /// the in-progress record says its runner will write the alias again: an

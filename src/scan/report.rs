@@ -14,7 +14,7 @@ use super::allowlist::{AllowList, Entry};
 use super::settings::Settings;
 use super::status::ScanType;
 use super::verdict::{Allowed, Blocking, Finding, Severity, Verdict};
-use crate::error::Location;
+use crate::error::{Class, Location};
 use crate::image::Digest;
 use crate::registry::reference::ImageRef;
 
@@ -337,12 +337,13 @@ impl Report {
         }
     }
 
-    /// 1 blocked by policy; 3 the scan could not be obtained; else 0.
-    pub fn exit_code(&self) -> u8 {
+    /// How the gate failed, if it did: blocked by policy, or no scan result
+    /// to be had (and the policy says fail).
+    pub fn class(&self) -> Option<Class> {
         match self.verdict {
-            GateVerdict::Blocked => 1,
-            GateVerdict::ScanFailed => 3,
-            GateVerdict::Passed | GateVerdict::Warned => 0,
+            GateVerdict::Blocked => Some(Class::Policy),
+            GateVerdict::ScanFailed => Some(Class::Infrastructure),
+            GateVerdict::Passed | GateVerdict::Warned => None,
         }
     }
 }

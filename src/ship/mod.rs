@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::Context;
 use crate::deploy;
-use crate::error::Error;
+use crate::error::{Class, Error};
 use crate::push;
 use crate::registry::reference::ImageRef;
 use crate::scan;
@@ -112,7 +112,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     };
     let gate = gate.map_err(|e| failed_after(ctx, &report, e.in_stage("gate")))?;
     report.timings.gate = at.elapsed().as_secs_f64();
-    let stop = gate.exit_code() != 0;
+    let stop = gate.class().is_some();
     report.gate = Some(gate);
     let Some(deploy_settings) = (!stop).then_some(s.deploy.as_ref()).flatten() else {
         report.skipped.push(if stop {
@@ -236,13 +236,10 @@ fn pushed_image(push: &push::Report) -> ImageRef {
 }
 
 impl Report {
-    /// 0, or the exit code of the stage that stopped the run.
-    pub fn exit_code(&self) -> u8 {
-        match (&self.gate, &self.deploy) {
-            (Some(g), _) if g.exit_code() != 0 => g.exit_code(),
-            (_, Some(d)) => d.exit_code(),
-            _ => 0,
-        }
+    /// How the stage that stopped the run failed, if one did.
+    pub fn class(&self) -> Option<Class> {
+        let gate = self.gate.as_ref().and_then(|g| g.class());
+        gate.or_else(|| self.deploy.as_ref().and_then(|d| d.class()))
     }
 
     pub fn summary_line(&self) -> String {
