@@ -348,7 +348,7 @@ impl Waiting {
                 return Err(busy(s, o, holder));
             }
             let now = lambda.alias(&s.alias).await?;
-            if !same(now.as_ref(), seen) || until.is_some_and(|u| u <= observe::unix_now()) {
+            if !same(now.as_ref(), seen) || until.is_some_and(|u| u <= crate::clock::unix_now()) {
                 return Ok(began.elapsed());
             }
         }

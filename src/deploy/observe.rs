@@ -9,8 +9,6 @@
 //! reading the image from that region's registry would fail with an error
 //! that says nothing about regions).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::alarms::CloudWatch;
 use super::error::DeployError;
 use super::lambda::{self, Alias, Function, Lambda, Provisioned};
@@ -63,8 +61,8 @@ pub struct Observed {
     pub provisioned: Result<Option<Provisioned>, String>,
     /// Dry runs: the number PublishVersion would probably give.
     pub next_version: Option<u64>,
-    /// Unix seconds, when this was read.
-    pub now: u64,
+    /// Unix seconds, when this was read ([`crate::clock::unix_now`]).
+    pub now: i64,
     pub me: Runner,
 }
 
@@ -132,7 +130,7 @@ impl Observer<'_> {
             alarms: alarms?,
             provisioned,
             next_version: highest?.map(|h| h.map_or(1, |n| n + 1)),
-            now: unix_now(),
+            now: crate::clock::unix_now(),
             me: me.clone(),
         })
     }
@@ -220,13 +218,6 @@ impl Observer<'_> {
             pull,
         })
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 /// The digest a version runs (see [`lambda::digest_of`]).

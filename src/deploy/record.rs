@@ -64,8 +64,9 @@ pub struct Shifting {
     pub digest: Digest,
     /// The strategy, as `--strategy` takes it (`canary:10%:5m`).
     pub strategy: String,
-    /// Unix seconds: the holder writes the alias again before then.
-    pub until: u64,
+    /// Unix seconds ([`crate::clock::unix_now`]): the holder writes the
+    /// alias again before then.
+    pub until: i64,
     /// The hoist process (random, per process).
     pub id: String,
     /// The version the alias's record named as previous before this deploy
@@ -105,7 +106,8 @@ impl Shifting {
             to: get("to")?,
             digest: field(&words, "image")?.parse().ok()?,
             strategy: get("strategy").unwrap_or_default(),
-            until: field(&words, "until")?.parse().ok()?,
+            // Written as unsigned seconds: a negative lease is a damaged record.
+            until: field(&words, "until")?.parse().ok().filter(|u| *u >= 0)?,
             id: get("id").unwrap_or_default(),
             before: get("before"),
             run: get("run"),
@@ -256,6 +258,7 @@ mod tests {
             "hoist: shifting from=4 to=5",
             "hoist: shifting from=4 to=5 image=sha256:xyz until=1",
             "hoist: shifting from=4 to=5 image=sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb until=soon",
+            "hoist: shifting from=4 to=5 image=sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb until=-1",
         ] {
             assert_eq!(Shifting::parse(bad), None, "{bad}");
         }

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 use super::alarms::CloudWatch;
 use super::error::DeployError;
 use super::lambda::{Alias, Lambda};
-use super::observe::unix_now;
 use super::plan::{AlarmState, Moves, routing};
 use super::record::Shifting;
 use super::report::{End, Event, Timings};
@@ -332,7 +331,8 @@ impl Shift<'_> {
             lease += self.timeout;
         }
         Shifting {
-            until: unix_now() + lease.as_secs(),
+            until: crate::clock::unix_now()
+                .saturating_add(i64::try_from(lease.as_secs()).unwrap_or(i64::MAX)),
             ..self.progress.clone()
         }
     }

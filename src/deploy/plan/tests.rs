@@ -12,7 +12,7 @@ use crate::deploy::record::Runner;
 use crate::deploy::strategy::Strategy;
 use crate::image::Digest;
 
-const NOW: u64 = 1_800_000_000;
+const NOW: i64 = 1_800_000_000;
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:app";
 
 fn d(c: char) -> Digest {
@@ -135,7 +135,7 @@ fn settings(strategy: &str) -> Settings {
 }
 
 /// This image's own shift from 3 to 4, its lease ending at `until`.
-fn ours(until: u64, run: Option<&str>) -> String {
+fn ours(until: i64, run: Option<&str>) -> String {
     Shifting {
         from: "3".into(),
         to: "4".into(),
@@ -149,7 +149,7 @@ fn ours(until: u64, run: Option<&str>) -> String {
     .description()
 }
 
-fn theirs(until: u64) -> String {
+fn theirs(until: i64) -> String {
     Shifting {
         from: "3".into(),
         to: "5".into(),
