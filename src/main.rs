@@ -191,13 +191,38 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool
 /// stderr and, with `--output json`, the error document on stdout.
 fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&hoist::report::ErrorDocument::new(e)).unwrap_or_default()
-        );
+        let doc = serde_json::to_string(&hoist::report::ErrorDocument::new(e));
+        // Unwritable too: the lines on stderr still say what failed.
+        let _ = print(&doc.unwrap_or_default());
     }
     hoist::output::always(&e.report());
     exit(Some(e.class()))
+}
+
+/// hoist's result on stdout (the digest, a document), and a line break. A
+/// reader that has gone (`hoist schema ship | head -1`) is no failure of the
+/// run, whose exit code stands; any other failure to write (a full disk) is.
+/// Not `println!`, which panics on either.
+fn print(text: &str) -> Result<(), hoist::error::Error> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Unwritten(e).into()),
+        _ => Ok(()),
+    }
+}
+
+/// stdout did not take the result.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write the result on stdout")]
+struct Unwritten(#[source] std::io::Error);
+
+impl Diagnose for Unwritten {
+    fn class(&self) -> Class {
+        Class::Infrastructure
+    }
+    fn hint(&self) -> Option<String> {
+        Some("the run itself is done (the lines above say what it did); make room where stdout goes (a full disk?) or send it elsewhere, then re-run: re-running is safe".into())
+    }
 }
 
 /// The exit code of a run that failed as `class` says, or succeeded.
@@ -288,13 +313,15 @@ fn main() -> ExitCode {
     #[cfg(debug_assertions)]
     test_panic();
     if let Some(result) = hoist::offline(&cli, &args, &layer) {
-        return match result {
-            Ok(text) => {
-                if !text.is_empty() {
-                    println!("{text}");
-                }
-                ExitCode::SUCCESS
+        let printed = result.and_then(|text| {
+            if text.is_empty() {
+                Ok(())
+            } else {
+                print(&text)
             }
+        });
+        return match printed {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e, json),
         };
     }
@@ -326,11 +353,10 @@ fn main() -> ExitCode {
                 None => hoist::output::say(&outcome.log()),
                 Some(_) => hoist::output::always(&outcome.log()),
             }
-            match outcome.stdout(format) {
-                Ok(text) => println!("{text}"),
-                Err(e) => return fail(&e, json),
+            match outcome.stdout(format).and_then(|text| print(&text)) {
+                Ok(()) => exit(outcome.class()),
+                Err(e) => fail(&e, json),
             }
-            exit(outcome.class())
         }
         Err(e) => fail(&e, json),
     }

@@ -412,6 +412,85 @@ fn a_panic_is_reported_as_an_internal_error() {
     }
 }
 
+/// A reader that stops reading (`hoist schema ship | head -1`) is not a
+/// failure — let alone a bug (exit 70, as it was while `println!` panicked):
+/// the run's own exit code stands. A stdout that cannot take the result (a
+/// full disk) is a failure, with its cause and hint.
+#[test]
+fn a_closed_or_full_stdout() {
+    let gone = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    for args in [
+        &["schema", "ship"][..],
+        &["--output", "json", "config", "push"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(gone())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    // A failure's error document, unread: the error on stderr as ever.
+    let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args([
+            "--output",
+            "json",
+            "push",
+            "/nonexistent",
+            "--repository",
+            "team/app",
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(gone())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let full = || {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .args(["schema", "ship"])
+        .stdin(Stdio::null())
+        .stdout(full())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0], "error: could not write the result on stdout",
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("caused by: No space left on device"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("hint: the run itself is done"),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 3, "{stderr}");
+}
+
 /// The panic HOIST_TEST_PANIC triggers is compiled only with debug
 /// assertions: the release profile (the binary users run) keeps them off.
 #[test]
