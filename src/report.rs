@@ -185,8 +185,19 @@ impl Outcome {
     }
 
     /// What goes to stdout: the digest, so `$(hoist push …)` works; or the
-    /// whole result as JSON.
+    /// whole result as JSON. A JSON document can quote outside text (a
+    /// token's claims, a finding's title): see [`crate::output::json_inert`].
     pub fn stdout(&self, format: OutputFormat) -> String {
+        let text = self.stdout_text(format);
+        match (format, self) {
+            (OutputFormat::Json, _) | (_, Outcome::Doctor(_)) => {
+                crate::output::json_inert(&text).into_owned()
+            }
+            _ => text,
+        }
+    }
+
+    fn stdout_text(&self, format: OutputFormat) -> String {
         match format {
             // Every document starts with its schema_version (src/schema.rs).
             OutputFormat::Json => serde_json::to_value(self)

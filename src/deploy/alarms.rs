@@ -143,7 +143,7 @@ impl CloudWatch {
                             .state_value()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        reason: crate::text::external(a.state_reason().unwrap_or_default(), 500),
                         kind: "metric",
                     });
                 }
@@ -154,7 +154,7 @@ impl CloudWatch {
                             .state_value()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        reason: crate::text::external(a.state_reason().unwrap_or_default(), 500),
                         kind: "composite",
                     });
                 }
