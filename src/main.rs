@@ -62,9 +62,8 @@ fn install_panic_hook() {
             panicked: true,
         });
         if JSON.load(Ordering::SeqCst) {
-            let doc = serde_json::to_string(&hoist::report::ErrorDocument::new(&e));
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", doc.unwrap_or_default());
+            let _ = writeln!(out, "{}", error_document(&e));
             let _ = out.flush();
         }
         let mut text = e.report();
@@ -191,12 +190,18 @@ fn init_logging(verbose: u8, quiet: bool, user_filter: Option<&str>, color: bool
 /// stderr and, with `--output json`, the error document on stdout.
 fn fail(e: &hoist::error::Error, json: bool) -> ExitCode {
     if json {
-        let doc = serde_json::to_string(&hoist::report::ErrorDocument::new(e));
         // Unwritable too: the lines on stderr still say what failed.
-        let _ = print(&doc.unwrap_or_default());
+        let _ = print(&error_document(e));
     }
     hoist::output::always(&e.report());
     exit(Some(e.class()))
+}
+
+/// The error document `--output json` prints on stdout, defused as every
+/// JSON document there is (an error can quote outside text).
+fn error_document(e: &hoist::error::Error) -> String {
+    let doc = serde_json::to_string(&hoist::report::ErrorDocument::new(e)).unwrap_or_default();
+    hoist::output::json_inert(&doc).into_owned()
 }
 
 /// hoist's result on stdout (the digest, a document), and a line break. A

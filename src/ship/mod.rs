@@ -147,15 +147,15 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
 /// and in the step summary — before the failure ends the run.
 fn failed_after(ctx: &Context, report: &Report, e: Error) -> Error {
     crate::output::always(&report.summary_line());
-    let outcome = crate::report::Outcome::Ship(Report {
+    let outputs = Report {
         dry_run: false,
         push: report.push.clone(),
         gate: report.gate.clone(),
         deploy: None,
         skipped: vec![],
         timings: report.timings.clone(),
-    });
-    let outputs = outcome.outputs();
+    }
+    .outputs();
     for problem in ctx.ci.publish(&outputs, ctx.dotenv.as_deref()) {
         tracing::warn!("{problem}");
     }
@@ -240,6 +240,21 @@ impl Report {
     pub fn class(&self) -> Option<Class> {
         let gate = self.gate.as_ref().and_then(|g| g.class());
         gate.or_else(|| self.deploy.as_ref().and_then(|d| d.class()))
+    }
+
+    /// Each stage's outputs (the later stages' where they ran), and the
+    /// summary of the whole run.
+    pub fn outputs(&self) -> crate::ci::Outputs {
+        let mut o = crate::ci::Outputs::default();
+        self.push.outputs_into(&mut o);
+        if let Some(g) = &self.gate {
+            g.outputs_into(&mut o);
+        }
+        if let Some(d) = &self.deploy {
+            d.outputs_into(&mut o);
+        }
+        o.summary = self.markdown();
+        o
     }
 
     pub fn summary_line(&self) -> String {
