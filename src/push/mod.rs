@@ -23,7 +23,7 @@ use crate::image::stream::Sent;
 use crate::image::{
     Contents, DOCKER_MANIFEST, Digest, DockerImage, Image, ImageError, Manifest, Root,
 };
-use crate::registry::{Ecr, Registry, RepoInfo, Upload};
+use crate::registry::{Ecr, Pushing, Registry, RepoInfo, Upload};
 use plan::TagAction;
 pub use report::{BlobCounts, Report, TagReport};
 pub use repository::Found;
@@ -178,7 +178,12 @@ impl Prepared {
     async fn push_stored(&self, root: &Manifest, repo: &RepoInfo) -> Result<Pushed, Error> {
         let name = self.name();
         let lookups = tags::look_up(&self.settings, &self.registry).await?;
-        let tags = tags::plan(&self.settings, &lookups, repo, &root.digest)?;
+        let tags = tags::plan(
+            &self.settings,
+            &lookups,
+            repo,
+            &Pushing::Manifest(root.digest.clone()),
+        )?;
         let blobs = root.blobs();
         let mut counts = BlobCounts::default();
         let mut pushed = 0;
@@ -240,13 +245,13 @@ impl Prepared {
     /// the manifest hoist writes for it.
     async fn push_docker(&self, d: &DockerImage, repo: &RepoInfo) -> Result<Pushed, Error> {
         let name = self.name();
-        let lookups = tags::look_up(&self.settings, &self.registry).await?;
+        let (lookups, reused) = self.docker_tags(d, repo).await?;
         let config = Sent {
             digest: d.config.digest.clone(),
             size: d.config.size,
         };
         let mut counts = BlobCounts::default();
-        let layers = match layers::reuse_layers(&self.registry, name, d, &lookups).await? {
+        let layers = match reused {
             Some((tag, layers)) => {
                 crate::output::say(&format!(
                     "tag {tag} already names this image (config {}): its layers are reused, nothing to upload",
@@ -267,7 +272,12 @@ impl Prepared {
         };
         let bytes = plan::docker_manifest(&config, &layers);
         let digest = Digest::of(&bytes);
-        let tags = tags::plan(&self.settings, &lookups, repo, &digest)?;
+        let tags = tags::plan(
+            &self.settings,
+            &lookups,
+            repo,
+            &Pushing::Manifest(digest.clone()),
+        )?;
         let pushed = upload::push_manifest(&self.registry, name, &digest, &bytes, DOCKER_MANIFEST)
             .await? as usize;
         Ok(Pushed {
@@ -280,6 +290,33 @@ impl Prepared {
             already_present: pushed == 0,
             counts,
         })
+    }
+
+    /// A `docker save` archive's tags, looked up and checked before any
+    /// blob is sent, though the digest of the manifest hoist writes is
+    /// known only once the layers are compressed: when a tag names a
+    /// manifest of this very image in hoist's form its layers are reused
+    /// (see [`plan::reusable_layers`]), and the manifest, its digest and
+    /// every tag's fate are known now; when none does, a tag of an
+    /// immutable repository that names anything is a conflict already —
+    /// that manifest cannot be the one hoist writes. (A mutable tag is
+    /// decided again with the real digest, before the manifest is put.)
+    /// Returns the lookups and the reused layers.
+    async fn docker_tags(&self, d: &DockerImage, repo: &RepoInfo) -> Result<DockerTags, Error> {
+        let lookups = tags::look_up(&self.settings, &self.registry).await?;
+        let reused = layers::reuse_layers(&self.registry, self.name(), d, &lookups).await?;
+        let pushing = match &reused {
+            Some((_, layers)) => {
+                let config = Sent {
+                    digest: d.config.digest.clone(),
+                    size: d.config.size,
+                };
+                Pushing::Manifest(Digest::of(&plan::docker_manifest(&config, layers)))
+            }
+            None => Pushing::DockerConfig(d.config.digest.clone()),
+        };
+        tags::plan(&self.settings, &lookups, repo, &pushing)?;
+        Ok((lookups, reused))
     }
 
     async fn upload(
@@ -311,7 +348,12 @@ impl Prepared {
         };
         let (counts, present) = self.count(&described, exists).await?;
         let tags = if exists {
-            tags::plan(&self.settings, &lookups, &repo, &described.digest)?
+            tags::plan(
+                &self.settings,
+                &lookups,
+                &repo,
+                &Pushing::Manifest(described.digest.clone()),
+            )?
         } else {
             self.settings
                 .tags
@@ -415,18 +457,30 @@ impl Prepared {
     /// (an upper bound, which is what Lambda's 10 GB limit is about) and a
     /// digest of its own: the real one is known once the layers are
     /// compressed. The repository must exist, or be about to, and a tag
-    /// that cannot move refuses the push here already.
+    /// that cannot move refuses the push here already — for a docker
+    /// archive too, as far as it can be told before the layers are
+    /// compressed (see [`Prepared::docker_tags`]).
     pub async fn preflight(&self) -> Result<(Digest, Contents), Error> {
         let repo = self.repo.require(&self.settings, &self.registry, false)?;
+        // A repository that does not exist yet has no tags.
+        let exists = matches!(self.repo, Found::Exists(_));
         match &self.image.root {
             Root::Stored(root) => {
-                if matches!(self.repo, Found::Exists(_)) {
+                if exists {
                     let lookups = tags::look_up(&self.settings, &self.registry).await?;
-                    tags::plan(&self.settings, &lookups, &repo, &root.digest)?;
+                    tags::plan(
+                        &self.settings,
+                        &lookups,
+                        &repo,
+                        &Pushing::Manifest(root.digest.clone()),
+                    )?;
                 }
                 Ok((root.digest.clone(), Contents::of_stored(root)?))
             }
             Root::Docker(d) => {
+                if exists {
+                    self.docker_tags(d, &repo).await?;
+                }
                 let config = Sent {
                     digest: d.config.digest.clone(),
                     size: d.config.size,
@@ -445,6 +499,10 @@ impl Prepared {
         }
     }
 }
+
+/// What each `--tag` names now, and the layers a manifest of this image
+/// under one of them lends a `docker save` archive (and the tag it is under).
+type DockerTags = (Vec<(String, Option<Digest>)>, Option<(String, Vec<Sent>)>);
 
 /// What a plan knows of the image's root.
 struct Described {
@@ -480,3 +538,4 @@ fn docker_contents(d: &DockerImage, manifest: Vec<u8>) -> Result<Contents, Image
     contents.0.insert(Digest::of(&manifest), manifest);
     Ok(contents)
 }
+
