@@ -23,6 +23,7 @@ use crate::image::stream::Sent;
 use crate::image::{
     Contents, DOCKER_MANIFEST, Digest, DockerImage, Image, ImageError, Manifest, Root,
 };
+use crate::registry::host::EcrHost;
 use crate::registry::{Ecr, Pushing, Registry, RepoInfo, Upload};
 use plan::TagAction;
 pub use report::{BlobCounts, Report, TagReport};
@@ -58,23 +59,14 @@ pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepar
     let image = open(settings).await?;
     let sdk = ctx.aws().await?;
     // A central registry (`--repository` as a full URI): its account and
-    // region for the ECR API, its host for the registry traffic and the
-    // image URI. The password GetAuthorizationToken gives is good for every
+    // region for the ECR API, its host as named for the registry traffic,
+    // its standard host for the image URI. The password GetAuthorizationToken gives is good for every
     // registry the identity may use.
-    let (ecr, endpoint) = match &settings.registry {
-        Some(host) => (
-            Ecr::for_registry(sdk, host),
-            match &ctx.registry_endpoint {
-                Some(e) => Some(e.clone()),
-                None => Some(
-                    url::Url::parse(&format!("https://{}", host.canonical())).map_err(|e| {
-                        crate::error::ConfigError::new("bad registry URL").source(e)
-                    })?,
-                ),
-            },
-        ),
-        None => (Ecr::new(sdk), ctx.registry_endpoint.clone()),
+    let ecr = match &settings.registry {
+        Some(host) => Ecr::for_registry(sdk, host),
+        None => Ecr::new(sdk),
     };
+    let endpoint = registry_endpoint(settings.registry.as_ref(), ctx.registry_endpoint.as_ref())?;
     let masker = ctx.ci.clone();
     let mask = Box::new(move |s: &str| masker.mask(s));
     let (registry, repo) = tokio::join!(
@@ -100,6 +92,24 @@ pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepar
     })
 }
 
+/// Where the registry traffic goes: `--registry-endpoint` when given; else
+/// the host `--repository` named, in the form it was named — a FIPS or
+/// dual-stack host is kept (only the image URI handed to Lambda takes the
+/// standard form, since Lambda refuses ecr-fips URIs); else (None) the
+/// endpoint GetAuthorizationToken names.
+fn registry_endpoint(
+    named: Option<&EcrHost>,
+    given: Option<&url::Url>,
+) -> Result<Option<url::Url>, crate::error::ConfigError> {
+    match (given, named) {
+        (Some(e), _) => Ok(Some(e.clone())),
+        (None, Some(host)) => url::Url::parse(&format!("https://{}", host.name()))
+            .map(Some)
+            .map_err(|e| crate::error::ConfigError::new("bad registry URL").source(e)),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Open SOURCE (off the async threads: it reads and may decompress).
 async fn open(settings: &Settings) -> Result<Image, ImageError> {
     let (source, reference) = (settings.source.clone(), settings.reference.clone());
@@ -123,6 +133,17 @@ struct Pushed {
 impl Prepared {
     fn name(&self) -> &str {
         &self.settings.repository
+    }
+
+    /// The registry host of the image, as the stages after the push are to
+    /// reach it: the host `--repository` named, in its own form (FIPS,
+    /// dual-stack), else ECR's own. Image URIs, the report's included,
+    /// name the standard host.
+    pub fn registry_host(&self) -> String {
+        match &self.settings.registry {
+            Some(host) => host.name(),
+            None => self.registry.ecr_host.clone(),
+        }
     }
 
     /// The push. The repository is created first when `--create-repository`
@@ -539,3 +560,55 @@ fn docker_contents(d: &DockerImage, manifest: Vec<u8>) -> Result<Contents, Image
     Ok(contents)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry traffic goes where the user said: `--registry-endpoint`
+    /// first, then the host of a full `--repository` URI as given (a FIPS
+    /// or dual-stack host is never swapped for the standard one), else
+    /// wherever GetAuthorizationToken points.
+    #[test]
+    fn where_the_registry_traffic_goes() {
+        let host = |h: &str| EcrHost::parse(h).unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let fips = host("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com");
+        let dual = host("123456789012.dkr-ecr.eu-west-1.on.aws");
+        let fips_dual = host("123456789012.dkr-ecr-fips.us-east-1.on.aws");
+        let standard = host("123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        let proxy = url("https://vpce-0123.dkr.ecr.us-east-1.vpce.amazonaws.com");
+        let table: [(Option<&EcrHost>, Option<&url::Url>, Option<&str>); 7] = [
+            (None, None, None),
+            (None, Some(&proxy), Some(proxy.as_str())),
+            (
+                Some(&fips),
+                None,
+                Some("https://123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/"),
+            ),
+            (
+                Some(&dual),
+                None,
+                Some("https://123456789012.dkr-ecr.eu-west-1.on.aws/"),
+            ),
+            (
+                Some(&fips_dual),
+                None,
+                Some("https://123456789012.dkr-ecr-fips.us-east-1.on.aws/"),
+            ),
+            (
+                Some(&standard),
+                None,
+                Some("https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/"),
+            ),
+            (Some(&fips), Some(&proxy), Some(proxy.as_str())),
+        ];
+        for (named, given, want) in table {
+            let got = registry_endpoint(named, given).unwrap();
+            assert_eq!(
+                got.as_ref().map(url::Url::as_str),
+                want,
+                "{named:?} {given:?}"
+            );
+        }
+    }
+}
