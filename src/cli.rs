@@ -139,43 +139,7 @@ pub struct Global {
     pub color: ColorChoice,
 }
 
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorChoice {
-    /// Whether to write colours and control codes to a stream: `always` and
-    /// `never` as said; `auto` on a terminal, unless NO_COLOR is set to
-    /// anything non-empty (no-color.org) or TERM is `dumb`.
-    pub fn enabled(self, no_color: Option<&str>, term: Option<&str>, is_terminal: bool) -> bool {
-        match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
-            }
-        }
-    }
-
-    /// The same choice for clap's own help and error messages.
-    pub fn clap(self) -> clap::ColorChoice {
-        match self {
-            ColorChoice::Auto => clap::ColorChoice::Auto,
-            ColorChoice::Always => clap::ColorChoice::Always,
-            ColorChoice::Never => clap::ColorChoice::Never,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
+pub use crate::output::{ColorChoice, OutputFormat};
 
 #[derive(Debug, Subcommand)]
 #[expect(

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::ColorChoice;
 use crate::env::Env;
 use crate::error::ConfigError;
+use crate::output::ColorChoice;
 
 /// The file looked for in the working directory.
 pub const FILE_NAME: &str = "hoist.toml";
@@ -72,8 +72,8 @@ pub fn pre_parse(cmd: &clap::Command, args: &[OsString]) -> Pre {
         .find_map(|m| m.try_get_one::<PathBuf>("config").ok().flatten().cloned());
     let json = levels.iter().any(|m| {
         matches!(
-            m.try_get_one::<crate::cli::OutputFormat>("output"),
-            Ok(Some(crate::cli::OutputFormat::Json))
+            m.try_get_one::<crate::output::OutputFormat>("output"),
+            Ok(Some(crate::output::OutputFormat::Json))
         )
     });
     let color = levels.iter().find_map(|m| {
@@ -652,7 +652,7 @@ mod tests {
 
     #[test]
     fn colour_choice() {
-        use crate::cli::ColorChoice::*;
+        use crate::output::ColorChoice::*;
         let table = [
             (Auto, None, None, true, true),
             (Auto, Some("1"), None, true, false),

@@ -416,7 +416,11 @@ async fn doctor(
                 trust::Verdict::Rejects(m) => (
                     Some(false),
                     m.into_iter()
-                        .map(|m| format!("statement {}: {}", m.statement, m.reason))
+                        .map(|m| {
+                            // The reason quotes the token's claims.
+                            let reason = text::external(&m.reason, 1000);
+                            format!("statement {}: {reason}", m.statement)
+                        })
                         .collect(),
                 ),
             }
@@ -432,7 +436,7 @@ async fn doctor(
         },
         audience,
         claims: claims.shown(),
-        expires_in_secs: claims.expires_at().map(|e| e - now),
+        expires_in_secs: claims.expires_at().map(|e| e.saturating_sub(now)),
         problems,
         policy_accepts,
         policy_findings,

@@ -54,14 +54,14 @@ pub fn quiet() -> bool {
 /// silent with `-q`.
 pub fn say(line: &str) {
     if !quiet() {
-        write(&inert(&crate::secret::scrub(line)));
+        write(&defuse(&inert(&crate::secret::scrub(line))));
     }
 }
 
 /// A line every run prints, `-q` or not: the result of a failed run, the
 /// error and its hint.
 pub fn always(line: &str) {
-    write(&inert(&crate::secret::scrub(line)));
+    write(&defuse(&inert(&crate::secret::scrub(line))));
 }
 
 /// A workflow command for the CI system (`::group::`, `::add-mask::`,
@@ -78,7 +78,7 @@ pub fn log(text: &str) {
     let t = term();
     let mut err = std::io::stderr().lock();
     let _ = t.clear(&mut err);
-    let _ = err.write_all(crate::secret::scrub(text).as_bytes());
+    let _ = err.write_all(defuse(&crate::secret::scrub(text)).as_bytes());
     let _ = t.redraw(&mut err);
 }
 
@@ -133,6 +133,45 @@ impl Term {
     }
 }
 
+/// `text` unable to act as a workflow command of the CI system reading the
+/// log: GitHub's runner takes a line whose trimmed start is `::` as a
+/// command, and `##[` anywhere in a line as one in the older form
+/// (actions/runner, ActionCommand.TryParseV2 and TryParse). hoist's own
+/// commands go through [`command`]; in any other line — which may quote a
+/// registry's body or a token's claim — both are broken up visibly (`: :`,
+/// `# #[`).
+pub fn defuse(text: &str) -> std::borrow::Cow<'_, str> {
+    let starts_command = |l: &str| l.trim_start().starts_with("::");
+    if !text.contains("##[") && !text.split('\n').any(starts_command) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|l| {
+            let l = l.replace("##[", "# #[");
+            if starts_command(&l) {
+                l.replacen("::", ": :", 1)
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(lines.join("\n"))
+}
+
+/// JSON text (a document on stdout, which GitHub's runner also reads for
+/// commands) with `##[` written `#\u0023[`: the same string to any JSON
+/// parser, but no command to the runner. A line of pretty-printed JSON
+/// never starts with `::` (it starts with a brace, a bracket, a quote or
+/// spaces before one), and line breaks inside strings are `\n`.
+pub fn json_inert(json: &str) -> std::borrow::Cow<'_, str> {
+    if json.contains("##[") {
+        std::borrow::Cow::Owned(json.replace("##[", "#\\u0023["))
+    } else {
+        std::borrow::Cow::Borrowed(json)
+    }
+}
+
 /// `text` with control characters shown escaped (`\x1b`, `\r`), except the
 /// line breaks and tabs a multi-line message is made of: no line hoist
 /// prints can move the cursor, recolour the terminal or hide what is above.
@@ -155,6 +194,45 @@ pub fn inert(text: &str) -> String {
     out
 }
 
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to write colours and control codes to a stream: `always` and
+    /// `never` as said; `auto` on a terminal, unless NO_COLOR is set to
+    /// anything non-empty (no-color.org) or TERM is `dumb`.
+    pub fn enabled(self, no_color: Option<&str>, term: Option<&str>, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    /// The same choice for clap's own help and error messages.
+    pub fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+/// `--output`: what stdout carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +248,31 @@ mod tests {
         for (given, shown) in cases {
             assert_eq!(inert(given), shown, "{given:?}");
         }
+    }
+
+    #[test]
+    fn outside_text_cannot_issue_workflow_commands() {
+        let cases = [
+            ("pushed v1", "pushed v1"),
+            ("a :: b", "a :: b"),
+            (
+                "error: NAME_UNKNOWN\n::add-mask::x",
+                "error: NAME_UNKNOWN\n: :add-mask::x",
+            ),
+            ("  ::error::forged", "  : :error::forged"),
+            (
+                "body ##[set-output name=x]1",
+                "body # #[set-output name=x]1",
+            ),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(defuse(given), shown, "{given:?}");
+        }
+        let doc = serde_json::json!({ "sub": "a\n##[error]b", "##[k": 1 }).to_string();
+        let safe = json_inert(&doc);
+        assert!(!safe.contains("##["), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back.to_string(), doc, "the same document to a parser");
     }
 
     #[test]

@@ -7,8 +7,26 @@ use serde::Serialize;
 use crate::auth::sts::Assumed;
 use crate::ci::Ci;
 use crate::ci::Outputs;
-use crate::cli::OutputFormat;
+use crate::output::OutputFormat;
 use crate::push;
+
+/// The version of every document's shape (see [`crate::schema`] for when
+/// it changes).
+pub const VERSION: u32 = 1;
+
+/// A document as printed: `schema_version` first, then the rest.
+pub fn versioned(doc: serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("schema_version".into(), VERSION.into());
+    if let serde_json::Value::Object(fields) = doc {
+        for (k, v) in fields {
+            if k != "schema_version" {
+                out.insert(k, v);
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
@@ -149,7 +167,7 @@ pub struct ErrorDocument {
 impl ErrorDocument {
     pub fn new(e: &crate::error::Error) -> ErrorDocument {
         ErrorDocument {
-            schema_version: crate::schema::VERSION,
+            schema_version: VERSION,
             error: e.to_string(),
             hint: e.hint(),
             exit_code: e.class().exit_code(),
@@ -185,15 +203,26 @@ impl Outcome {
     }
 
     /// What goes to stdout: the digest, so `$(hoist push …)` works; or the
-    /// whole result as JSON.
+    /// whole result as JSON. A JSON document can quote outside text (a
+    /// token's claims, a finding's title): see [`crate::output::json_inert`].
     pub fn stdout(&self, format: OutputFormat) -> String {
+        let text = self.stdout_text(format);
+        match (format, self) {
+            (OutputFormat::Json, _) | (_, Outcome::Doctor(_)) => {
+                crate::output::json_inert(&text).into_owned()
+            }
+            _ => text,
+        }
+    }
+
+    fn stdout_text(&self, format: OutputFormat) -> String {
         match format {
             // Every document starts with its schema_version (src/schema.rs).
             OutputFormat::Json => serde_json::to_value(self)
-                .and_then(|v| serde_json::to_string_pretty(&crate::schema::versioned(v)))
+                .and_then(|v| serde_json::to_string_pretty(&versioned(v)))
                 .unwrap_or_else(|e| {
                     serde_json::json!({
-                        "schema_version": crate::schema::VERSION,
+                        "schema_version": VERSION,
                         "error": format!("the report could not be written as JSON: {e}"),
                         "hint": null,
                         "exit_code": 70,
@@ -291,19 +320,10 @@ impl Outcome {
                     r.authenticated_arn, r.expires_at
                 );
             }
-            Outcome::Push(r) => push_outputs(&mut o, r),
-            Outcome::Gate(r) => gate_outputs(&mut o, r),
-            Outcome::Ship(r) => {
-                push_outputs(&mut o, &r.push);
-                if let Some(g) = &r.gate {
-                    gate_outputs(&mut o, g);
-                }
-                if let Some(d) = &r.deploy {
-                    deploy_outputs(&mut o, d);
-                }
-                o.summary = r.markdown();
-            }
-            Outcome::Deploy(r) => deploy_outputs(&mut o, r),
+            Outcome::Push(r) => r.outputs_into(&mut o),
+            Outcome::Gate(r) => r.outputs_into(&mut o),
+            Outcome::Ship(r) => return r.outputs(),
+            Outcome::Deploy(r) => r.outputs_into(&mut o),
             Outcome::Rollback(r) => {
                 o.set("version", r.to.clone());
                 o.set("previous-version", r.from.clone());
@@ -323,38 +343,4 @@ pub fn identity_outputs(o: &mut Outputs, r: &AuthReport) {
         r.aws_account_id.clone().unwrap_or_default(),
     );
     o.set("authenticated-arn", r.authenticated_arn.clone());
-}
-
-fn push_outputs(o: &mut Outputs, r: &push::Report) {
-    o.set("digest", r.digest.to_string());
-    o.set("image-uri", r.image_uri.clone());
-    o.set("repository-uri", format!("{}/{}", r.registry, r.repository));
-    o.summary = r.markdown();
-}
-
-/// `scan-verdict`, `scan-blocking` and `scan-critical` … `scan-undefined`
-/// (counts over every platform, allowed findings included).
-pub fn gate_outputs(o: &mut Outputs, r: &crate::scan::Report) {
-    o.set("scan-verdict", r.verdict.name());
-    o.set("scan-blocking", r.blocking.to_string());
-    for s in crate::scan::verdict::Severity::ALL {
-        o.set(
-            &format!("scan-{}", s.name().to_ascii_lowercase()),
-            r.counts.get(&s).copied().unwrap_or(0).to_string(),
-        );
-    }
-    o.summary = r.markdown();
-}
-
-/// `version`, `previous-version`, `alias-arn`, `routing`, `deployed-digest`.
-fn deploy_outputs(o: &mut Outputs, r: &crate::deploy::Report) {
-    o.set("version", r.version.clone().unwrap_or_default());
-    o.set(
-        "previous-version",
-        r.previous_version.clone().unwrap_or_default(),
-    );
-    o.set("alias-arn", r.alias_arn.clone());
-    o.set("routing", r.routing.clone());
-    o.set("deployed-digest", r.digest.to_string());
-    o.summary = r.markdown();
 }

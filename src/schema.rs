@@ -11,29 +11,13 @@
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
-/// The version of every document's shape. See the module docs for when it
-/// changes.
-pub const VERSION: u32 = 1;
+pub use crate::report::{VERSION, versioned};
 
 /// The documents with a schema: each command's `--output json`, and the
 /// error document any command prints with `--output json` when it fails.
 pub const DOCUMENTS: &[&str] = &[
     "auth", "doctor", "push", "gate", "deploy", "rollback", "ship", "config", "error",
 ];
-
-/// A document as printed: `schema_version` first, then the rest.
-pub fn versioned(doc: Value) -> Value {
-    let mut out = Map::new();
-    out.insert("schema_version".into(), VERSION.into());
-    if let Value::Object(fields) = doc {
-        for (k, v) in fields {
-            if k != "schema_version" {
-                out.insert(k, v);
-            }
-        }
-    }
-    Value::Object(out)
-}
 
 /// The JSON Schema of one document, or None for an unknown name.
 pub fn schema(document: &str) -> Option<Value> {

@@ -1222,3 +1222,68 @@ fn role_session_name_names_the_session() {
     );
     assert_eq!(common::local().aws.calls().len(), calls, "no call was made");
 }
+
+/// A token is anyone's text. Its claims, quoted by `hoist doctor` and in
+/// errors, stay one printable line each: a claim holding a line break and
+/// a workflow command (either form) issues no command on GitHub, and an
+/// `exp` at the edge of the integers does not overflow.
+#[test]
+fn hostile_claims_issue_no_workflow_command() {
+    let mut claims = github_claims();
+    claims["sub"] = json!("repo:acme/app:ref:refs/heads/main\n::add-mask::acme\r\n##[error]forged");
+    claims["environment"] = json!("\u{1b}[2Kproduction\n::error::forged");
+    let token = jwt(claims);
+    let env = [("GITHUB_ACTIONS", "true"), ("T", token.as_str())];
+    let run = hoist(&["doctor", "--id-token-env", "T", "--role-arn", ROLE], &env);
+    run.ok();
+    for stream in [&run.stdout, &run.stderr] {
+        for line in stream.lines() {
+            let l = line.trim();
+            assert!(
+                !l.starts_with("::add-mask::acme") && !l.starts_with("::error::forged"),
+                "a forged command: {line:?}\n{stream}"
+            );
+            assert!(!l.contains("##[error]"), "{line:?}");
+            assert!(!l.contains('\u{1b}'), "{line:?}");
+        }
+    }
+    assert!(run.stderr.contains("sub: repo:acme/app"), "{}", run.stderr);
+
+    let mut claims = github_claims();
+    claims["exp"] = json!(i64::MIN);
+    let token = jwt(claims);
+    let env = [("GITHUB_ACTIONS", "true"), ("T", token.as_str())];
+    let run = hoist(&["doctor", "--id-token-env", "T", "--role-arn", ROLE], &env);
+    assert_eq!(
+        run.code, 2,
+        "an expired token is a problem, not a panic: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+}
+
+/// GitHub's token endpoint answering without end: hoist reads at most what
+/// a token can take (64 KiB), and says so — no memory grows, no hang.
+#[test]
+fn an_endless_token_answer_is_refused_unread() {
+    let endpoint = serve(|_req: hyper::Request<hyper::body::Incoming>| async {
+        Ok(common::misbehaving::zeros(200, None))
+    });
+    let url = format!("http://{}/token?api-version=2.0", endpoint.addr);
+    let (run, peak_mib) = common::hoist_measured(
+        &["auth", "--role-arn", ROLE],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token-xyz"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("more than a token can be"),
+        "{}",
+        run.stderr
+    );
+    assert!(peak_mib < 200, "{peak_mib} MiB");
+}

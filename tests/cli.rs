@@ -628,3 +628,62 @@ fn quiet_prints_only_errors() {
     assert_eq!(failed.code, 2, "{}", failed.stderr);
     assert!(failed.stderr.starts_with("error: "), "{}", failed.stderr);
 }
+
+/// Outputs a later step cannot read fail the step (the pipeline would go on
+/// without the digest), after saying what was done; a region that is no
+/// region's name is refused with the places it could come from.
+#[test]
+fn unwritable_outputs_and_a_bad_region_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, m) = Layout::simple(dir.path(), 1, 2000);
+    let repo = unique("outputs");
+    let run = common::hoist(
+        &[
+            "push",
+            layout.dir.to_str().unwrap(),
+            "--repository",
+            &repo,
+            "--create-repository",
+        ],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", "/nonexistent/dir/output"),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the outputs could not be handed to github"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&m.digest),
+        "what was done is said: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("re-running is safe"), "{}", run.stderr);
+
+    for region in ["mars-1", "us-east-1\n::error::x"] {
+        let run = bare(
+            &[
+                "rollback",
+                "--function",
+                "app",
+                "--alias",
+                "live",
+                "--region",
+                region,
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("is not an AWS region name")
+                && run.stderr.contains("regions look like eu-west-1"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.lines().any(|l| l.starts_with("::error::x")));
+    }
+}

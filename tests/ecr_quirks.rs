@@ -998,3 +998,38 @@ fn templates_pick_the_longest_prefix_then_root() {
     assert_eq!(template_for(T, "teamwork").unwrap().prefix, "ROOT");
     assert!(template_for(&T[..2], "other").is_none());
 }
+
+/// Without ecr:DescribeRepositoryCreationTemplates hoist cannot see a
+/// template: a missing repository is refused with the permission named,
+/// and `--create-repository` creates it with hoist's settings — saying a
+/// template it could not see was not applied.
+#[test]
+fn unreadable_creation_templates_are_said_and_never_guessed() {
+    let aws = &common::local().aws;
+    aws.set_templates(json!("AccessDenied"));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, m) = Layout::simple(dir.path(), 1, 2_000);
+    let repo = unique("ecr-no-templates");
+    let run = common::push(dir.path(), &repo, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not exist")
+            && run
+                .stderr
+                .contains("ecr:DescribeRepositoryCreationTemplates"),
+        "{}",
+        run.stderr
+    );
+    assert!(!common::repository_exists(&repo), "nothing was created");
+
+    let run = common::push_logged(dir.path(), &repo, &["--create-repository"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["digest"], m.digest);
+    assert!(
+        run.stderr
+            .contains("will be created with hoist's settings, not a creation template's"),
+        "{}",
+        run.stderr
+    );
+    assert!(common::repository_exists(&repo));
+}

@@ -1,7 +1,8 @@
 //! Every example in the repository is valid: the hoist options of each —
 //! the GitHub workflow's action inputs, the GitLab component's inputs, the
 //! Buildkite pipelines' environment and plugin options, the CircleCI and
-//! Bitbucket commands, and the README's `hoist` command lines — are handed
+//! Bitbucket commands, and the README's `hoist` command lines and YAML and
+//! Groovy snippets — are handed
 //! to hoist the way the CI system would, and hoist must accept every one of
 //! them. An example that names an option hoist refuses, or a value it
 //! cannot parse, fails here and not in a user's pipeline.
@@ -41,7 +42,13 @@ fn expand(value: &str) -> String {
             .find("}}")
             .map(|j| i + j + 2)
             .unwrap_or(rest.len());
-        out.push_str("x0123");
+        // `${{ steps.push.outputs.digest }}` holds a digest.
+        let expression = rest[i..end].to_ascii_lowercase();
+        if expression.contains("digest") {
+            out.push_str(&format!("sha256:{}", "ab".repeat(32)));
+        } else {
+            out.push_str("x0123");
+        }
         rest = &rest[end..];
     }
     out.push_str(rest);
@@ -461,4 +468,199 @@ fn the_readmes_command_lines_use_flags_hoist_takes() {
         checked += 1;
     }
     assert!(checked >= 8, "the README's examples were found: {checked}");
+}
+
+/// The README's YAML and Groovy snippets, checked as the CI system would
+/// run them: the action's `with:` inputs, the component's `inputs:`, the
+/// Buildkite plugin's options, and every `hoist` command line in a `run:`,
+/// `script:`, `command:` or Jenkins `sh` step.
+#[test]
+fn the_readmes_yaml_and_groovy_snippets_use_options_hoist_takes() {
+    let readme = repo_file("README.md");
+    let mut blocks: Vec<(String, String)> = vec![];
+    let mut current: Option<(String, String)> = None;
+    for line in readme.lines() {
+        if let Some((lang, body)) = current.as_mut() {
+            if line.trim() == "```" {
+                blocks.push((lang.clone(), std::mem::take(body)));
+                current = None;
+            } else {
+                body.push_str(line);
+                body.push('\n');
+            }
+        } else if let Some(lang) = line.strip_prefix("```")
+            && matches!(lang.trim(), "yaml" | "groovy")
+        {
+            current = Some((lang.trim().to_string(), String::new()));
+        }
+    }
+    let action = yaml("action.yml")["inputs"].as_mapping().unwrap().clone();
+    let action_vars = action_inputs();
+    let component_vars = component_inputs();
+    let plugin: Value = yaml("plugin.yml");
+    let plugin_props = plugin["configuration"]["properties"]
+        .as_mapping()
+        .unwrap()
+        .clone();
+    let mut checked = 0;
+    for (lang, body) in &blocks {
+        if lang == "groovy" {
+            // environment { KEY = 'value' } and sh '…' steps.
+            let mut env = BTreeMap::new();
+            for line in body.lines() {
+                let line = line.trim();
+                if let Some((k, v)) = line.split_once(" = ")
+                    && k.trim().starts_with("HOIST_")
+                {
+                    env.insert(
+                        k.trim().to_string(),
+                        v.trim().trim_matches('\'').to_string(),
+                    );
+                }
+            }
+            for line in body.lines() {
+                if let Some(cmd) = line
+                    .trim()
+                    .strip_prefix("sh '")
+                    .and_then(|c| c.strip_suffix('\''))
+                    && cmd.starts_with("hoist ")
+                {
+                    accepted("README (Jenkins)", &command_args(cmd), &env);
+                    checked += 1;
+                }
+            }
+            continue;
+        }
+        let doc: Value = serde_yaml_ng::from_str(body)
+            .unwrap_or_else(|e| panic!("a README yaml block is not YAML ({e}):\n{body}"));
+        let mut stack = vec![&doc];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Mapping(m) => {
+                    // The action.
+                    if m.get("uses")
+                        .and_then(Value::as_str)
+                        .is_some_and(|u| u.contains("/hoist@"))
+                    {
+                        let mut env = BTreeMap::new();
+                        for (k, v) in m
+                            .get("with")
+                            .and_then(Value::as_mapping)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let k = k.as_str().unwrap();
+                            assert!(
+                                action.contains_key(Value::String(k.into())),
+                                "README: the action has no input '{k}'"
+                            );
+                            if let Some(var) = action_vars.get(k) {
+                                let value = if var == "HOIST_SOURCE" {
+                                    SENTINEL.to_string()
+                                } else {
+                                    expand(&scalar(v))
+                                };
+                                env.insert(var.clone(), value);
+                            }
+                        }
+                        accepted("README (the action)", &["ship".into()], &env);
+                        checked += 1;
+                    }
+                    // The component.
+                    if m.get("component")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| c.contains("/hoist@"))
+                    {
+                        let mut env = BTreeMap::new();
+                        for (k, v) in m
+                            .get("inputs")
+                            .and_then(Value::as_mapping)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let k = k.as_str().unwrap();
+                            let var = component_vars.get(k);
+                            assert!(
+                                var.is_some()
+                                    || [
+                                        "stage",
+                                        "image",
+                                        "environment",
+                                        "resource-group",
+                                        "job-name"
+                                    ]
+                                    .contains(&k),
+                                "README: the component has no input '{k}'"
+                            );
+                            if let Some(var) = var {
+                                let value = if var == "HOIST_SOURCE" {
+                                    SENTINEL.to_string()
+                                } else {
+                                    expand(&scalar(v))
+                                };
+                                env.insert(var.clone(), value);
+                            }
+                        }
+                        accepted("README (the component)", &["ship".into()], &env);
+                        checked += 1;
+                    }
+                    // The plugin.
+                    for (name, config) in m {
+                        let Some(name) = name.as_str() else { continue };
+                        if !name.contains("hoist-dev/hoist") {
+                            continue;
+                        }
+                        let mut env = BTreeMap::new();
+                        let mut command = "ship".to_string();
+                        for (k, v) in config.as_mapping().unwrap() {
+                            let k = k.as_str().unwrap();
+                            assert!(
+                                plugin_props.contains_key(Value::String(k.into())),
+                                "README: the plugin has no option '{k}'"
+                            );
+                            if k == "command" {
+                                command = scalar(v);
+                            }
+                            if ["command", "binary", "docker", "docker-image"].contains(&k) {
+                                continue;
+                            }
+                            let var = format!("HOIST_{}", k.to_ascii_uppercase().replace('-', "_"));
+                            let value = match v {
+                                Value::Sequence(items) => items
+                                    .iter()
+                                    .map(|i| expand(&scalar(i)))
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                                _ if var == "HOIST_SOURCE" => SENTINEL.to_string(),
+                                _ => expand(&scalar(v)),
+                            };
+                            env.insert(var, value);
+                        }
+                        accepted("README (the plugin)", &[command], &env);
+                        checked += 1;
+                    }
+                    stack.extend(m.values());
+                }
+                Value::Sequence(items) => stack.extend(items),
+                Value::String(s) => {
+                    for line in s.lines() {
+                        let line = line.trim();
+                        let sub = line.split_whitespace().nth(1).unwrap_or_default();
+                        if line.starts_with("hoist ")
+                            && matches!(sub, "ship" | "push" | "gate" | "deploy" | "rollback")
+                        {
+                            accepted(
+                                &format!("README: {line}"),
+                                &command_args(line),
+                                &BTreeMap::new(),
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(checked >= 6, "the README's snippets were found: {checked}");
 }

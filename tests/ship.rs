@@ -603,3 +603,72 @@ fn a_docker_archive_whose_immutable_tag_names_another_image_writes_nothing() {
     assert_eq!(report["push"]["tags"][0]["action"], "unchanged");
     assert_eq!(report["gate"]["verdict"], "passed", "{report}");
 }
+
+/// On GitHub, a ship that fails after the push says so where GitHub shows
+/// it: each stage folded (`::group::`), an error annotation naming the
+/// stage, and the step summary holding what was done (the image pushed,
+/// the gate's verdict) with the failure under it. Here the smoke test fails
+/// (the function cannot be invoked: moto runs no image functions).
+#[test]
+fn a_failure_after_the_push_is_annotated_under_what_was_done() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, source) = repo_and_image(work.path());
+    let f = function_for(&repo, "x86_64");
+    let event = work.path().join("event.json");
+    std::fs::write(&event, "{}").unwrap();
+    let mut extra = passing_gate_then_deploy_to(&f);
+    extra.extend_from_slice(&["--smoke-event", event.to_str().unwrap()]);
+    let summary = work.path().join("summary.md");
+    let output = work.path().join("output");
+    for file in [&summary, &output] {
+        std::fs::write(file, "").unwrap();
+    }
+    let run = ship_env(
+        &source,
+        &repo,
+        &extra,
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+            ("GITHUB_OUTPUT", output.to_str().unwrap()),
+        ],
+    );
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let groups: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::group::"))
+        .collect();
+    assert!(
+        groups.len() >= 3,
+        "checks, push, gate, deploy folded: {groups:?}"
+    );
+    assert_eq!(
+        run.stderr.matches("::group::").count(),
+        run.stderr.matches("::endgroup::").count(),
+        "every fold is closed: {}",
+        run.stderr
+    );
+    let annotation = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("an error annotation: {}", run.stderr));
+    assert!(
+        annotation.contains("title=hoist deploy failed::"),
+        "{annotation}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let pushed = md
+        .find(&repo)
+        .unwrap_or_else(|| panic!("the push in the summary:\n{md}"));
+    let failed = md
+        .find("hoist deploy failed")
+        .unwrap_or_else(|| panic!("the failure in the summary:\n{md}"));
+    assert!(pushed < failed, "what was done, then the failure:\n{md}");
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        outputs.contains("digest"),
+        "the digest is an output still: {outputs}"
+    );
+}

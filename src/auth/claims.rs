@@ -108,7 +108,8 @@ impl Claims {
             // STS allows little skew; neither does hoist.
             if exp <= now {
                 return Err(AuthError::Expired {
-                    ago_secs: now - exp,
+                    // exp is the token's own number: any i64.
+                    ago_secs: now.saturating_sub(exp),
                     claims: self.shown(),
                 });
             }
@@ -118,7 +119,7 @@ impl Claims {
             Some(a) => Ok(a.clone()),
             None => Err(AuthError::WrongAudience {
                 wanted: accepted.to_vec(),
-                found: auds,
+                found: auds.iter().map(|a| crate::text::external(a, 200)).collect(),
                 claims: self.shown(),
             }),
         }
@@ -134,7 +135,10 @@ impl Claims {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                Some((k.to_string(), text))
+                // The token's text: one printable line, whatever it holds
+                // (a claim cannot start a line of its own, a workflow
+                // command among them).
+                Some((k.to_string(), crate::text::external(&text, 300)))
             })
             .collect()
     }
@@ -191,6 +195,27 @@ mod tests {
         assert_eq!(list.check(&either, 0).unwrap(), "sts.amazonaws.com");
         let err = c.check(&["x".into(), "y".into()], 10).unwrap_err();
         assert!(err.to_string().ends_with("not 'x' or 'y'"), "{err}");
+    }
+
+    /// The token's numbers and text are anyone's: the extremes of `exp`
+    /// cannot overflow, and a claim cannot bring a line of its own.
+    #[test]
+    fn hostile_claims_stay_inert() {
+        let c = Claims::from_json(json!({ "aud": "sts.amazonaws.com", "exp": i64::MIN }));
+        let sts = ["sts.amazonaws.com".to_string()];
+        assert!(matches!(
+            c.check(&sts, i64::MAX),
+            Err(AuthError::Expired {
+                ago_secs: i64::MAX,
+                ..
+            })
+        ));
+        let c = Claims::from_json(
+            json!({ "iss": "x", "sub": "repo:o/r\n::add-mask::x\r\u{1b}[2K", "exp": 1 }),
+        );
+        let sub = c.shown().into_iter().find(|(k, _)| k == "sub").unwrap().1;
+        assert!(!sub.contains(['\n', '\r', '\u{1b}']), "{sub:?}");
+        assert!(sub.contains("\\n::add-mask::x"), "{sub:?}");
     }
 
     #[test]

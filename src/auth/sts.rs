@@ -251,11 +251,15 @@ impl Exchange {
         claims: Option<&Claims>,
     ) -> Try {
         let status = e.raw_response().map(HttpStatus::status);
-        let code = e.code().map(str::to_string);
-        let message = e
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| crate::aws::describe(&e));
+        // STS's words (which may echo the token's claims): one printable
+        // line each.
+        let code = e.code().map(|c| crate::text::external(c, 100));
+        let message = crate::text::external(
+            &e.message()
+                .map(str::to_string)
+                .unwrap_or_else(|| crate::aws::describe(&e)),
+            crate::text::SNIPPET,
+        );
         match fate(code.as_deref(), status) {
             Fate::Refused => Try::Done(AuthError::Refused {
                 role_arn: self.role_arn.clone(),

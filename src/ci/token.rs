@@ -218,12 +218,31 @@ impl TokenSource {
         struct Answer {
             value: String,
         }
-        let a: Answer = res.json().await.map_err(|e| {
-            self.failed(
-                format!("its answer has no token: {}", e.without_url()),
+        // At most what a token and its JSON wrapping can take: an endless
+        // or enormous answer is refused, not read.
+        let body = read_at_most(res, ANSWER_LIMIT)
+            .await
+            .map_err(|e| self.failed(e, true))?
+            .ok_or_else(|| {
+                self.failed(
+                    format!(
+                        "its answer is over {} KiB, more than a token can be",
+                        ANSWER_LIMIT / 1024
+                    ),
+                    false,
+                )
+            })?;
+        let a: Answer = serde_json::from_slice(&body)
+            .map_err(|e| self.failed(format!("its answer has no token: {e}"), false))?;
+        if a.value.len() as u64 > crate::files::TOKEN {
+            return Err(self.failed(
+                format!(
+                    "its token has {} characters, more than STS takes (20,000)",
+                    a.value.len()
+                ),
                 false,
-            )
-        })?;
+            ));
+        }
         Ok(Secret::new(a.value))
     }
 
@@ -255,14 +274,45 @@ impl TokenSource {
                 hint: "run hoist in a Buildkite job step, where buildkite-agent is on PATH".into(),
             })?;
         if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let stderr =
+                crate::text::external(&String::from_utf8_lossy(&out.stderr), crate::text::SNIPPET);
             return Err(self.failed(
                 format!("buildkite-agent exited with {}: {stderr}", out.status),
                 false,
             ));
         }
-        Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if token.len() as u64 > crate::files::TOKEN {
+            return Err(self.failed(
+                format!(
+                    "buildkite-agent printed {} characters, more than a token for STS can have (20,000)",
+                    token.len()
+                ),
+                false,
+            ));
+        }
+        Ok(Secret::new(token))
     }
+}
+
+/// The largest answer from GitHub's token endpoint hoist reads: a token
+/// (at most 20,000 characters for STS) in a small JSON object.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// The body, or None when it is longer than `limit` (not read further).
+async fn read_at_most(mut res: reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| format!("its answer broke off: {}", e.without_url()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// The token in the file at `path`, read off the async runtime.

@@ -31,7 +31,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::error::DeployError;
-use super::plan::AlarmState;
 
 /// Keeps the body of the response the SDK just parsed (DescribeAlarms
 /// answers are a few KiB: one page of at most 100 alarms).
@@ -143,7 +142,7 @@ impl CloudWatch {
                             .state_value()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        reason: crate::text::external(a.state_reason().unwrap_or_default(), 500),
                         kind: "metric",
                     });
                 }
@@ -154,7 +153,7 @@ impl CloudWatch {
                             .state_value()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
-                        reason: a.state_reason().unwrap_or_default().to_string(),
+                        reason: crate::text::external(a.state_reason().unwrap_or_default(), 500),
                         kind: "composite",
                     });
                 }
@@ -209,6 +208,22 @@ impl CloudWatch {
                 )
             })?;
         Ok(res.datapoints().iter().filter_map(|d| d.sum()).sum())
+    }
+}
+
+/// A CloudWatch alarm's state, as DescribeAlarms gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlarmState {
+    pub name: String,
+    pub state: String,
+    pub reason: String,
+    /// metric, composite or log.
+    pub kind: &'static str,
+}
+
+impl AlarmState {
+    pub fn firing(&self) -> bool {
+        self.state == "ALARM"
     }
 }
 

@@ -312,7 +312,10 @@ impl Executor<'_> {
         };
         let (error, body) = self.lambda.invoke(version, smoke.payload.clone()).await?;
         let failed = match (&error, &smoke.expect) {
-            (Some(e), _) => Some(format!("the function returned an error ({e})")),
+            (Some(e), _) => Some(format!(
+                "the function returned an error ({})",
+                crate::text::external(e, 100)
+            )),
             (None, Some(want)) if !body.contains(want.as_str()) => {
                 Some(format!("the response does not contain '{want}'"))
             }
@@ -322,7 +325,8 @@ impl Executor<'_> {
             return Err(DeployError::Smoke {
                 version: version.to_string(),
                 why,
-                response: body.chars().take(2000).collect(),
+                // The function's own output: one printable line.
+                response: crate::text::external(&body, 2000),
             });
         }
         self.say(&format!("smoke test of version {version}: ok"));

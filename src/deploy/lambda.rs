@@ -63,6 +63,9 @@ impl ClassifyRetry for RetryAfterSeconds {
     }
 }
 
+/// The version an alias or an update names for "the function's current code".
+pub const LATEST: &str = "$LATEST";
+
 /// The function as GetFunction(Configuration) describes it.
 #[derive(Debug, Clone)]
 pub struct Function {

@@ -11,10 +11,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::alarms::AlarmState;
 use super::alarms::CloudWatch;
 use super::error::DeployError;
 use super::lambda::{self, Alias, Function, Lambda, Provisioned};
-use super::plan::AlarmState;
 use super::platform::{self, Arch, Config, Manifest};
 use super::preflight::{self, ImageFacts, Layer};
 use super::pull::{PolicyRead, Pull};
@@ -142,7 +142,7 @@ impl Observer<'_> {
     /// deploy's failure: the plan warns.
     async fn provisioned(&self, primary: Option<&str>) -> Result<Option<Provisioned>, String> {
         match primary {
-            Some(v) if v != super::plan::LATEST => self
+            Some(v) if v != super::lambda::LATEST => self
                 .lambda
                 .provisioned(&self.settings.alias)
                 .await

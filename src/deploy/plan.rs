@@ -9,8 +9,6 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
-
 use super::error::DeployError;
 use super::observe::{self, Observed};
 use super::preflight;
@@ -23,7 +21,8 @@ use crate::error::Class;
 /// UpdateFunctionCode writes, the moment the update lands; Lambda refuses
 /// to weight it (Lambda developer guide, configuration-aliases: "Both
 /// versions must be published. The alias cannot point to $LATEST").
-pub const LATEST: &str = "$LATEST";
+pub use super::alarms::AlarmState;
+pub use super::lambda::LATEST;
 
 /// What the deploy will do.
 #[derive(Debug, Clone, PartialEq)]
@@ -646,22 +645,6 @@ fn percent(w: f64) -> String {
         format!("{}", p as i64)
     } else {
         format!("{p}")
-    }
-}
-
-/// A CloudWatch alarm's state, as DescribeAlarms gives it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlarmState {
-    pub name: String,
-    pub state: String,
-    pub reason: String,
-    /// metric, composite or log.
-    pub kind: &'static str,
-}
-
-impl AlarmState {
-    pub fn firing(&self) -> bool {
-        self.state == "ALARM"
     }
 }
 

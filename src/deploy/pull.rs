@@ -389,7 +389,12 @@ pub fn check(pull: &Pull, read: &PolicyRead) -> Finding {
 /// adding its statement itself).
 fn same_account(pull: &Pull, read: &PolicyRead, repo: &str) -> Finding {
     let statement = compact(&[pull.lambda_statement()]);
-    let may_add = "Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy for the identity running hoist";
+    // Lambda adds the statement itself when hoist's identity may set the
+    // policy; without that permission the update fails: the statement to
+    // add by hand is named here, before any write.
+    let may_add = format!(
+        "Lambda adds one itself during the update, which needs ecr:GetRepositoryPolicy and ecr:SetRepositoryPolicy for the identity running hoist; without them, add to the repository policy: {statement}"
+    );
     match read {
         PolicyRead::Text(None) => Finding {
             line: format!("pull: same account; {repo} has no policy: {may_add}"),

@@ -267,6 +267,22 @@ impl Report {
     }
 }
 
+impl Report {
+    /// `version`, `previous-version`, `alias-arn`, `routing`,
+    /// `deployed-digest`, and the step summary.
+    pub fn outputs_into(&self, o: &mut crate::ci::Outputs) {
+        o.set("version", self.version.clone().unwrap_or_default());
+        o.set(
+            "previous-version",
+            self.previous_version.clone().unwrap_or_default(),
+        );
+        o.set("alias-arn", self.alias_arn.clone());
+        o.set("routing", self.routing.clone());
+        o.set("deployed-digest", self.digest.to_string());
+        o.summary = self.markdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

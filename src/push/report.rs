@@ -47,6 +47,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// `digest`, `image-uri`, `repository-uri`, and the step summary.
+    pub fn outputs_into(&self, o: &mut crate::ci::Outputs) {
+        o.set("digest", self.digest.to_string());
+        o.set("image-uri", self.image_uri.clone());
+        o.set(
+            "repository-uri",
+            format!("{}/{}", self.registry, self.repository),
+        );
+        o.summary = self.markdown();
+    }
+
     pub fn summary_line(&self) -> String {
         let b = &self.blobs;
         if self.dry_run {

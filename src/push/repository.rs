@@ -53,7 +53,7 @@ pub async fn look_up(settings: &Settings, ecr: &Ecr) -> Result<Found, RegistryEr
     }
     if let Some(why) = &unreadable {
         tracing::warn!(
-            "could not read the registry's repository creation templates ({why}); {name} will be created with hoist's settings"
+            "could not read the registry's repository creation templates ({why}); {name} will be created with hoist's settings, not a creation template's: grant ecr:DescribeRepositoryCreationTemplates for hoist to see one"
         );
     }
     // What --create-repository makes: immutable tags, scan on push.

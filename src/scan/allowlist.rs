@@ -14,7 +14,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::verdict::Finding;
 use crate::clock::Date;
 use crate::error::{ConfigError, Location};
 
@@ -33,12 +32,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Same id (any case); same package when the entry names one.
-    pub fn matches(&self, f: &Finding) -> bool {
-        self.id.eq_ignore_ascii_case(&f.id)
+    /// A finding of `id` in `package`: same id (any case); same package
+    /// when the entry names one.
+    pub fn matches(&self, id: &str, package: Option<&str>) -> bool {
+        self.id.eq_ignore_ascii_case(id)
             && match &self.package {
                 None => true,
-                Some(p) => f.package.as_deref() == Some(p.as_str()),
+                Some(p) => package == Some(p.as_str()),
             }
     }
 

@@ -617,6 +617,23 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+impl Report {
+    /// `scan-verdict`, `scan-blocking` and `scan-critical` …
+    /// `scan-undefined` (counts over every platform, allowed findings
+    /// included), and the step summary.
+    pub fn outputs_into(&self, o: &mut crate::ci::Outputs) {
+        o.set("scan-verdict", self.verdict.name());
+        o.set("scan-blocking", self.blocking.to_string());
+        for s in super::verdict::Severity::ALL {
+            o.set(
+                &format!("scan-{}", s.name().to_ascii_lowercase()),
+                self.counts.get(&s).copied().unwrap_or(0).to_string(),
+            );
+        }
+        o.summary = self.markdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,7 +208,7 @@ pub fn decide(findings: &[Finding], policy: &Policy, allow: &AllowList, today: D
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.matches(f))
+            .filter(|(_, e)| e.matches(&f.id, f.package.as_deref()))
             .map(|(i, _)| i)
             .collect();
         match matching.iter().find(|&&i| !allow.entries[i].expired(today)) {

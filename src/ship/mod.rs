@@ -149,15 +149,15 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
 /// and in the step summary — before the failure ends the run.
 fn failed_after(ctx: &Context, report: &Report, e: Error) -> Error {
     crate::output::always(&report.summary_line());
-    let outcome = crate::report::Outcome::Ship(Report {
+    let outputs = Report {
         dry_run: false,
         push: report.push.clone(),
         gate: report.gate.clone(),
         deploy: None,
         skipped: vec![],
         timings: report.timings.clone(),
-    });
-    let outputs = outcome.outputs();
+    }
+    .outputs();
     for problem in ctx.ci.publish(&outputs, ctx.dotenv.as_deref()) {
         tracing::warn!("{problem}");
     }
@@ -260,6 +260,21 @@ impl Report {
             (_, Some(d)) => d.exit_code(),
             _ => 0,
         }
+    }
+
+    /// Each stage's outputs (the later stages' where they ran), and the
+    /// summary of the whole run.
+    pub fn outputs(&self) -> crate::ci::Outputs {
+        let mut o = crate::ci::Outputs::default();
+        self.push.outputs_into(&mut o);
+        if let Some(g) = &self.gate {
+            g.outputs_into(&mut o);
+        }
+        if let Some(d) = &self.deploy {
+            d.outputs_into(&mut o);
+        }
+        o.summary = self.markdown();
+        o
     }
 
     pub fn summary_line(&self) -> String {

@@ -95,6 +95,19 @@ impl AwsFront {
                 }
                 if operation == "DescribeRepositoryCreationTemplates" {
                     let listed = templates.lock().unwrap().clone();
+                    // A test's identity without the permission: what ECR
+                    // answers it.
+                    if listed == json!("AccessDenied") {
+                        let mut res = server::full(
+                            400,
+                            r#"{"__type":"AccessDeniedException","message":"User: arn:aws:sts::123456789012:assumed-role/ci/hoist is not authorized to perform: ecr:DescribeRepositoryCreationTemplates"}"#,
+                        );
+                        res.headers_mut().insert(
+                            "content-type",
+                            "application/x-amz-json-1.1".parse().unwrap(),
+                        );
+                        return Ok(res);
+                    }
                     let mut res = server::full(
                         200,
                         &json!({ "registryId": "123456789012", "repositoryCreationTemplates": listed })
@@ -142,6 +155,8 @@ impl AwsFront {
     /// The repository creation templates DescribeRepositoryCreationTemplates
     /// answers with, in ECR's JSON shape (`prefix`, `appliedFor`,
     /// `imageTagMutability`, `lifecyclePolicy`…).
+    /// (`"AccessDenied"`: refuse the call, as for an identity without
+    /// ecr:DescribeRepositoryCreationTemplates.)
     pub fn set_templates(&self, templates: Value) {
         *self.templates.lock().unwrap() = templates;
     }

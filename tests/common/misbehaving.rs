@@ -134,7 +134,7 @@ impl Misbehaving {
 }
 
 /// A body of `len` zero bytes (None: endless), made as it is sent.
-fn zeros(status: u16, len: Option<u64>) -> hyper::Response<Body> {
+pub fn zeros(status: u16, len: Option<u64>) -> hyper::Response<Body> {
     static CHUNK: [u8; 64 * 1024] = [0; 64 * 1024];
     let stream = futures_util::stream::unfold(len, |left| async move {
         let n = match left {
