@@ -414,7 +414,11 @@ fn a_refused_ship_writes_nothing() {
             "{what}: does not say '{says}':\n{}",
             run.stderr
         );
-        assert!(!run.stderr.contains("pushing "), "{what}: {}", run.stderr);
+        assert!(
+            !run.stderr.lines().any(|l| l.starts_with("pushing ")),
+            "{what}: {}",
+            run.stderr
+        );
         assert_eq!(writes_seen(), before, "{what}: something was written");
         assert!(!common::repository_exists(&repo), "{what}: no repository");
         assert!(common::registry_tags(&repo).is_empty(), "{what}");
@@ -490,6 +494,118 @@ fn dry_run_prints_the_deploy_plan_and_publishes_nothing() {
     assert!(run.stderr.contains("arm64"), "{}", run.stderr);
     assert_eq!(versions(&f).len(), 1);
     assert_eq!(versions(&arm).len(), 1);
+}
+
+/// The registry requests for `repo` the suite's ECR saw after the first
+/// `from` requests of this test process, as `METHOD path`.
+fn requests_for(repo: &str, from: usize) -> Vec<String> {
+    common::local().front.requests()[from..]
+        .iter()
+        .filter(|r| r.path.starts_with(&format!("/v2/{repo}/")))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// A `docker save` archive's manifest digest is known only once its layers
+/// are compressed, yet an immutable tag that names another image refuses
+/// `hoist push` and `hoist ship` before anything is written: no blob, no
+/// manifest, no scan (issue 13) — with the conflict's exit code, the tag's
+/// digest and the archive's config digest (its image ID). The same archive
+/// under a tag of its own, pushed again and shipped again, still passes.
+#[test]
+fn a_docker_archive_whose_immutable_tag_names_another_image_writes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = fixtures::buildah_layout(work.path());
+    let archive = fixtures::docker_archive(work.path(), &layout);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(manifest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let other = work.path().join("other");
+    let (_, theirs) = fixtures::Layout::simple(&other, 1, 2_000);
+
+    let repo = unique("ship-docker-conflict");
+    common::create_repository(&repo, true);
+    push(&other, &repo, &["--tag", "v1"]).ok();
+
+    let from = common::local().front.requests().len();
+    let before = writes_seen();
+    let pushed = push(&archive, &repo, &["--tag", "v1"]);
+    let mut extra = vec!["--tag", "v1", "--severity-threshold", "critical"];
+    extra.extend_from_slice(FAST_GATE);
+    let shipped = ship(&archive, &repo, &extra);
+    for (what, run) in [("push", &pushed), ("ship", &shipped)] {
+        assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "tag 'v1' of {repo} already points at {}, and the repository's tags are immutable",
+                theirs.digest
+            )),
+            "{what}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("a docker save archive with config {config}")),
+            "{what}: names the image ID: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("hint: push under a new tag"),
+            "{what}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        !shipped.stderr.lines().any(|l| l.starts_with("pushing ")),
+        "ship refused in its checks: {}",
+        shipped.stderr
+    );
+    assert_eq!(
+        writes_seen(),
+        before,
+        "nothing was written, no scan started"
+    );
+    let seen = requests_for(&repo, from);
+    assert!(
+        seen.iter()
+            .all(|r| r.starts_with("HEAD ") || r.starts_with("GET ")),
+        "reads only: {seen:?}"
+    );
+    assert_eq!(common::registry_tags(&repo), ["v1"]);
+    let v1 = common::registry_manifest(&repo, "v1").unwrap();
+    assert_eq!(
+        format!("sha256:{}", common::sha256_hex(&v1)),
+        theirs.digest,
+        "v1 did not move"
+    );
+
+    // Under a tag of its own the archive pushes; again, it is unchanged and
+    // nothing is uploaded; shipped under it, the checks pass and the gate
+    // runs.
+    let first = push(&archive, &repo, &["--tag", "v2"]);
+    let first = first.ok().json();
+    let again = push(&archive, &repo, &["--tag", "v2"]);
+    let again = again.ok().json();
+    assert_eq!(again["digest"], first["digest"]);
+    assert_eq!(again["tags"][0]["action"], "unchanged", "{again}");
+    assert_eq!(again["blobs"]["uploaded"], 0, "{again}");
+    let mut extra = vec!["--tag", "v2", "--severity-threshold", "critical"];
+    extra.extend_from_slice(FAST_GATE);
+    let shipped = ship(&archive, &repo, &extra);
+    let report = shipped.ok().json();
+    assert_eq!(report["push"]["digest"], first["digest"], "{report}");
+    assert_eq!(report["push"]["tags"][0]["action"], "unchanged");
+    assert_eq!(report["gate"]["verdict"], "passed", "{report}");
 }
 
 /// On GitHub, a ship that fails after the push says so where GitHub shows

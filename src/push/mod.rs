@@ -23,7 +23,8 @@ use crate::image::stream::Sent;
 use crate::image::{
     Contents, DOCKER_MANIFEST, Digest, DockerImage, Image, ImageError, Manifest, Root,
 };
-use crate::registry::{Ecr, Registry, RepoInfo, Upload};
+use crate::registry::host::EcrHost;
+use crate::registry::{Ecr, Pushing, Registry, RepoInfo, Upload};
 use plan::TagAction;
 pub use report::{BlobCounts, Report, TagReport};
 pub use repository::Found;
@@ -58,23 +59,14 @@ pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepar
     let image = open(settings).await?;
     let sdk = ctx.aws().await?;
     // A central registry (`--repository` as a full URI): its account and
-    // region for the ECR API, its host for the registry traffic and the
-    // image URI. The password GetAuthorizationToken gives is good for every
+    // region for the ECR API, its host as named for the registry traffic,
+    // its standard host for the image URI. The password GetAuthorizationToken gives is good for every
     // registry the identity may use.
-    let (ecr, endpoint) = match &settings.registry {
-        Some(host) => (
-            Ecr::for_registry(sdk, host),
-            match &ctx.registry_endpoint {
-                Some(e) => Some(e.clone()),
-                None => Some(
-                    url::Url::parse(&format!("https://{}", host.canonical())).map_err(|e| {
-                        crate::error::ConfigError::new("bad registry URL").source(e)
-                    })?,
-                ),
-            },
-        ),
-        None => (Ecr::new(sdk), ctx.registry_endpoint.clone()),
+    let ecr = match &settings.registry {
+        Some(host) => Ecr::for_registry(sdk, host),
+        None => Ecr::new(sdk),
     };
+    let endpoint = registry_endpoint(settings.registry.as_ref(), ctx.registry_endpoint.as_ref())?;
     let masker = ctx.ci.clone();
     let mask = Box::new(move |s: &str| masker.mask(s));
     let (registry, repo) = tokio::join!(
@@ -100,6 +92,24 @@ pub async fn prepare(ctx: &crate::Context, settings: &Settings) -> Result<Prepar
     })
 }
 
+/// Where the registry traffic goes: `--registry-endpoint` when given; else
+/// the host `--repository` named, in the form it was named — a FIPS or
+/// dual-stack host is kept (only the image URI handed to Lambda takes the
+/// standard form, since Lambda refuses ecr-fips URIs); else (None) the
+/// endpoint GetAuthorizationToken names.
+fn registry_endpoint(
+    named: Option<&EcrHost>,
+    given: Option<&url::Url>,
+) -> Result<Option<url::Url>, crate::error::ConfigError> {
+    match (given, named) {
+        (Some(e), _) => Ok(Some(e.clone())),
+        (None, Some(host)) => url::Url::parse(&format!("https://{}", host.name()))
+            .map(Some)
+            .map_err(|e| crate::error::ConfigError::new("bad registry URL").source(e)),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Open SOURCE (off the async threads: it reads and may decompress).
 async fn open(settings: &Settings) -> Result<Image, ImageError> {
     let (source, reference) = (settings.source.clone(), settings.reference.clone());
@@ -123,6 +133,17 @@ struct Pushed {
 impl Prepared {
     fn name(&self) -> &str {
         &self.settings.repository
+    }
+
+    /// The registry host of the image, as the stages after the push are to
+    /// reach it: the host `--repository` named, in its own form (FIPS,
+    /// dual-stack), else ECR's own. Image URIs, the report's included,
+    /// name the standard host.
+    pub fn registry_host(&self) -> String {
+        match &self.settings.registry {
+            Some(host) => host.name(),
+            None => self.registry.ecr_host.clone(),
+        }
     }
 
     /// The push. The repository is created first when `--create-repository`
@@ -178,7 +199,12 @@ impl Prepared {
     async fn push_stored(&self, root: &Manifest, repo: &RepoInfo) -> Result<Pushed, Error> {
         let name = self.name();
         let lookups = tags::look_up(&self.settings, &self.registry).await?;
-        let tags = tags::plan(&self.settings, &lookups, repo, &root.digest)?;
+        let tags = tags::plan(
+            &self.settings,
+            &lookups,
+            repo,
+            &Pushing::Manifest(root.digest.clone()),
+        )?;
         let blobs = root.blobs();
         let mut counts = BlobCounts::default();
         let mut pushed = 0;
@@ -240,13 +266,13 @@ impl Prepared {
     /// the manifest hoist writes for it.
     async fn push_docker(&self, d: &DockerImage, repo: &RepoInfo) -> Result<Pushed, Error> {
         let name = self.name();
-        let lookups = tags::look_up(&self.settings, &self.registry).await?;
+        let (lookups, reused) = self.docker_tags(d, repo).await?;
         let config = Sent {
             digest: d.config.digest.clone(),
             size: d.config.size,
         };
         let mut counts = BlobCounts::default();
-        let layers = match layers::reuse_layers(&self.registry, name, d, &lookups).await? {
+        let layers = match reused {
             Some((tag, layers)) => {
                 crate::output::say(&format!(
                     "tag {tag} already names this image (config {}): its layers are reused, nothing to upload",
@@ -267,7 +293,12 @@ impl Prepared {
         };
         let bytes = plan::docker_manifest(&config, &layers);
         let digest = Digest::of(&bytes);
-        let tags = tags::plan(&self.settings, &lookups, repo, &digest)?;
+        let tags = tags::plan(
+            &self.settings,
+            &lookups,
+            repo,
+            &Pushing::Manifest(digest.clone()),
+        )?;
         let pushed = upload::push_manifest(&self.registry, name, &digest, &bytes, DOCKER_MANIFEST)
             .await? as usize;
         Ok(Pushed {
@@ -280,6 +311,33 @@ impl Prepared {
             already_present: pushed == 0,
             counts,
         })
+    }
+
+    /// A `docker save` archive's tags, looked up and checked before any
+    /// blob is sent, though the digest of the manifest hoist writes is
+    /// known only once the layers are compressed: when a tag names a
+    /// manifest of this very image in hoist's form its layers are reused
+    /// (see [`plan::reusable_layers`]), and the manifest, its digest and
+    /// every tag's fate are known now; when none does, a tag of an
+    /// immutable repository that names anything is a conflict already —
+    /// that manifest cannot be the one hoist writes. (A mutable tag is
+    /// decided again with the real digest, before the manifest is put.)
+    /// Returns the lookups and the reused layers.
+    async fn docker_tags(&self, d: &DockerImage, repo: &RepoInfo) -> Result<DockerTags, Error> {
+        let lookups = tags::look_up(&self.settings, &self.registry).await?;
+        let reused = layers::reuse_layers(&self.registry, self.name(), d, &lookups).await?;
+        let pushing = match &reused {
+            Some((_, layers)) => {
+                let config = Sent {
+                    digest: d.config.digest.clone(),
+                    size: d.config.size,
+                };
+                Pushing::Manifest(Digest::of(&plan::docker_manifest(&config, layers)))
+            }
+            None => Pushing::DockerConfig(d.config.digest.clone()),
+        };
+        tags::plan(&self.settings, &lookups, repo, &pushing)?;
+        Ok((lookups, reused))
     }
 
     async fn upload(
@@ -311,7 +369,12 @@ impl Prepared {
         };
         let (counts, present) = self.count(&described, exists).await?;
         let tags = if exists {
-            tags::plan(&self.settings, &lookups, &repo, &described.digest)?
+            tags::plan(
+                &self.settings,
+                &lookups,
+                &repo,
+                &Pushing::Manifest(described.digest.clone()),
+            )?
         } else {
             self.settings
                 .tags
@@ -415,18 +478,30 @@ impl Prepared {
     /// (an upper bound, which is what Lambda's 10 GB limit is about) and a
     /// digest of its own: the real one is known once the layers are
     /// compressed. The repository must exist, or be about to, and a tag
-    /// that cannot move refuses the push here already.
+    /// that cannot move refuses the push here already — for a docker
+    /// archive too, as far as it can be told before the layers are
+    /// compressed (see [`Prepared::docker_tags`]).
     pub async fn preflight(&self) -> Result<(Digest, Contents), Error> {
         let repo = self.repo.require(&self.settings, &self.registry, false)?;
+        // A repository that does not exist yet has no tags.
+        let exists = matches!(self.repo, Found::Exists(_));
         match &self.image.root {
             Root::Stored(root) => {
-                if matches!(self.repo, Found::Exists(_)) {
+                if exists {
                     let lookups = tags::look_up(&self.settings, &self.registry).await?;
-                    tags::plan(&self.settings, &lookups, &repo, &root.digest)?;
+                    tags::plan(
+                        &self.settings,
+                        &lookups,
+                        &repo,
+                        &Pushing::Manifest(root.digest.clone()),
+                    )?;
                 }
                 Ok((root.digest.clone(), Contents::of_stored(root)?))
             }
             Root::Docker(d) => {
+                if exists {
+                    self.docker_tags(d, &repo).await?;
+                }
                 let config = Sent {
                     digest: d.config.digest.clone(),
                     size: d.config.size,
@@ -445,6 +520,10 @@ impl Prepared {
         }
     }
 }
+
+/// What each `--tag` names now, and the layers a manifest of this image
+/// under one of them lends a `docker save` archive (and the tag it is under).
+type DockerTags = (Vec<(String, Option<Digest>)>, Option<(String, Vec<Sent>)>);
 
 /// What a plan knows of the image's root.
 struct Described {
@@ -479,4 +558,57 @@ fn docker_contents(d: &DockerImage, manifest: Vec<u8>) -> Result<Contents, Image
     contents.0.insert(d.config.digest.clone(), config);
     contents.0.insert(Digest::of(&manifest), manifest);
     Ok(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry traffic goes where the user said: `--registry-endpoint`
+    /// first, then the host of a full `--repository` URI as given (a FIPS
+    /// or dual-stack host is never swapped for the standard one), else
+    /// wherever GetAuthorizationToken points.
+    #[test]
+    fn where_the_registry_traffic_goes() {
+        let host = |h: &str| EcrHost::parse(h).unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let fips = host("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com");
+        let dual = host("123456789012.dkr-ecr.eu-west-1.on.aws");
+        let fips_dual = host("123456789012.dkr-ecr-fips.us-east-1.on.aws");
+        let standard = host("123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        let proxy = url("https://vpce-0123.dkr.ecr.us-east-1.vpce.amazonaws.com");
+        let table: [(Option<&EcrHost>, Option<&url::Url>, Option<&str>); 7] = [
+            (None, None, None),
+            (None, Some(&proxy), Some(proxy.as_str())),
+            (
+                Some(&fips),
+                None,
+                Some("https://123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/"),
+            ),
+            (
+                Some(&dual),
+                None,
+                Some("https://123456789012.dkr-ecr.eu-west-1.on.aws/"),
+            ),
+            (
+                Some(&fips_dual),
+                None,
+                Some("https://123456789012.dkr-ecr-fips.us-east-1.on.aws/"),
+            ),
+            (
+                Some(&standard),
+                None,
+                Some("https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/"),
+            ),
+            (Some(&fips), Some(&proxy), Some(proxy.as_str())),
+        ];
+        for (named, given, want) in table {
+            let got = registry_endpoint(named, given).unwrap();
+            assert_eq!(
+                got.as_ref().map(url::Url::as_str),
+                want,
+                "{named:?} {given:?}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::image::manifest::Document;
 use crate::image::stream::Sent;
 use crate::image::{DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Digest, OCI_MANIFEST};
+use crate::registry::Pushing;
 use crate::registry::ecr::CreationTemplate;
 
 /// What to do with one `--tag`.
@@ -20,9 +21,12 @@ pub enum TagAction {
     Conflict { existing: Digest },
 }
 
-pub fn tag_action(existing: Option<&Digest>, pushing: &Digest, immutable: bool) -> TagAction {
+/// What `--tag` needs when it names `existing` (None: the tag is new) and
+/// the push puts `pushing` under it. A docker archive whose manifest digest
+/// is not known yet ([`Pushing::DockerConfig`]) is not what any tag names.
+pub fn tag_action(existing: Option<&Digest>, pushing: &Pushing, immutable: bool) -> TagAction {
     match existing {
-        Some(d) if d == pushing => TagAction::AlreadyThere,
+        Some(d) if *pushing == Pushing::Manifest(d.clone()) => TagAction::AlreadyThere,
         Some(d) if immutable => TagAction::Conflict {
             existing: d.clone(),
         },
@@ -222,16 +226,45 @@ mod tests {
 
     #[test]
     fn tag_actions() {
+        let ours = Pushing::Manifest(d('a'));
+        // A docker archive none of whose tags lends its layers: the digest
+        // is not known, and no tag names this image as hoist writes it.
+        let docker = Pushing::DockerConfig(d('a'));
         let table = [
-            (None, false, TagAction::Put),
-            (None, true, TagAction::Put),
-            (Some(d('a')), true, TagAction::AlreadyThere),
-            (Some(d('a')), false, TagAction::AlreadyThere),
-            (Some(d('b')), false, TagAction::Put),
-            (Some(d('b')), true, TagAction::Conflict { existing: d('b') }),
+            (None, &ours, false, TagAction::Put),
+            (None, &ours, true, TagAction::Put),
+            (Some(d('a')), &ours, true, TagAction::AlreadyThere),
+            (Some(d('a')), &ours, false, TagAction::AlreadyThere),
+            (Some(d('b')), &ours, false, TagAction::Put),
+            (
+                Some(d('b')),
+                &ours,
+                true,
+                TagAction::Conflict { existing: d('b') },
+            ),
+            (None, &docker, false, TagAction::Put),
+            (None, &docker, true, TagAction::Put),
+            (Some(d('b')), &docker, false, TagAction::Put),
+            (
+                Some(d('b')),
+                &docker,
+                true,
+                TagAction::Conflict { existing: d('b') },
+            ),
+            // The config's digest is never taken for the manifest's.
+            (
+                Some(d('a')),
+                &docker,
+                true,
+                TagAction::Conflict { existing: d('a') },
+            ),
         ];
-        for (existing, immutable, want) in table {
-            assert_eq!(tag_action(existing.as_ref(), &d('a'), immutable), want);
+        for (existing, pushing, immutable, want) in table {
+            assert_eq!(
+                tag_action(existing.as_ref(), pushing, immutable),
+                want,
+                "{existing:?} {pushing:?} {immutable}"
+            );
         }
     }
 

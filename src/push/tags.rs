@@ -5,7 +5,7 @@ use super::plan::{self, TagAction};
 use super::report::TagReport;
 use super::settings::Settings;
 use crate::image::Digest;
-use crate::registry::{Registry, RegistryError, RepoInfo};
+use crate::registry::{Pushing, Registry, RegistryError, RepoInfo};
 
 /// What each tag points at now (one HEAD per tag, all at once).
 pub(super) async fn look_up(
@@ -21,23 +21,26 @@ pub(super) async fn look_up(
 }
 
 /// What each tag needs, checked before anything is written: a tag that
-/// cannot be moved fails the push while the registry is still untouched
-/// (or, for docker archives, holds only blobs).
+/// cannot be moved fails the push while the registry is still untouched.
 pub(super) fn plan(
     settings: &Settings,
     lookups: &[(String, Option<Digest>)],
     repo: &RepoInfo,
-    digest: &Digest,
+    pushing: &Pushing,
 ) -> Result<Vec<(String, TagAction)>, RegistryError> {
     let mut out = Vec::new();
     for (tag, existing) in lookups {
-        match plan::tag_action(existing.as_ref(), digest, repo.mutability.is_immutable(tag)) {
+        match plan::tag_action(
+            existing.as_ref(),
+            pushing,
+            repo.mutability.is_immutable(tag),
+        ) {
             TagAction::Conflict { existing } => {
                 return Err(RegistryError::TagConflict {
                     tag: tag.clone(),
                     repository: settings.repository.clone(),
                     existing,
-                    pushing: digest.clone(),
+                    pushing: pushing.clone(),
                 });
             }
             action => out.push((tag.clone(), action)),

@@ -62,6 +62,25 @@ impl EcrHost {
         })
     }
 
+    /// The host in the form it was given (standard, FIPS, dual-stack),
+    /// lowercased and without a port: where the registry traffic goes. A
+    /// FIPS or dual-stack endpoint is a requirement of the network or of
+    /// compliance, never to be swapped for the standard one behind the
+    /// user's back.
+    pub fn name(&self) -> String {
+        let (service, domain) = match (self.fips, self.dual_stack, self.china) {
+            (false, false, false) => ("dkr.ecr", "amazonaws.com"),
+            (false, false, true) => ("dkr.ecr", "amazonaws.com.cn"),
+            (true, false, false) => ("dkr.ecr-fips", "amazonaws.com"),
+            (true, false, true) => ("dkr.ecr-fips", "amazonaws.com.cn"),
+            (false, true, false) => ("dkr-ecr", "on.aws"),
+            (false, true, true) => ("dkr-ecr", "on.amazonwebservices.com.cn"),
+            (true, true, false) => ("dkr-ecr-fips", "on.aws"),
+            (true, true, true) => ("dkr-ecr-fips", "on.amazonwebservices.com.cn"),
+        };
+        format!("{}.{service}.{}.{domain}", self.account, self.region)
+    }
+
     /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]`: the form Lambda takes.
     pub fn canonical(&self) -> String {
         format!(
@@ -136,6 +155,29 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    /// Registry traffic goes to the host the user named, in its own form:
+    /// parsing and naming it again gives it back (lowercased, no port).
+    #[test]
+    fn registry_traffic_keeps_the_host_as_given() {
+        for host in [
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+            "123456789012.dkr-ecr.eu-west-1.on.aws",
+            "123456789012.dkr-ecr-fips.us-east-1.on.aws",
+            "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
+        ] {
+            assert_eq!(EcrHost::parse(host).unwrap().name(), host);
+        }
+        assert_eq!(
+            EcrHost::parse("123456789012.DKR.ECR-FIPS.US-EAST-1.AMAZONAWS.COM:443")
+                .unwrap()
+                .name(),
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"
+        );
     }
 
     #[test]

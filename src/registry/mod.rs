@@ -43,6 +43,33 @@ use crate::secret::Secret;
 pub use ecr::{Ecr, EcrAuth, Mutability, RepoInfo};
 pub use upload::{BlobOutcome, Upload};
 
+/// What a push puts under its tags, as far as it is known before any blob
+/// is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushing {
+    /// The manifest's digest.
+    Manifest(Digest),
+    /// A `docker save` archive whose layers are compressed on the way up:
+    /// the digest of the manifest hoist writes for it is known only then.
+    /// What is known before is its config (the image ID `docker images`
+    /// shows), and that no tag names a manifest of it in the form hoist
+    /// writes — such a manifest would have lent its layers, making the
+    /// digest known (`push::plan::reusable_layers`).
+    DockerConfig(Digest),
+}
+
+impl std::fmt::Display for Pushing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pushing::Manifest(d) => write!(f, "this image is {d}"),
+            Pushing::DockerConfig(c) => write!(
+                f,
+                "that is not the manifest hoist writes for this image (a docker save archive with config {c}, its image ID)"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{op}: the registry answered {status}{}", said(code.as_deref(), message))]
@@ -96,13 +123,13 @@ pub enum RegistryError {
         templates: Option<String>,
     },
     #[error(
-        "tag '{tag}' of {repository} already points at {existing}, and the repository's tags are immutable; this image is {pushing}"
+        "tag '{tag}' of {repository} already points at {existing}, and the repository's tags are immutable; {pushing}"
     )]
     TagConflict {
         tag: String,
         repository: String,
         existing: Digest,
-        pushing: Digest,
+        pushing: Pushing,
     },
     #[error("{op}: the registry says the digest is {registry_said}, not {expected}")]
     DigestMismatch {

@@ -87,6 +87,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
         prepared
     };
     timings.checks = started.elapsed().as_secs_f64();
+    let host = prepared.registry_host();
 
     let at = Instant::now();
     let pushed = {
@@ -104,6 +105,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     };
     // The digest, never a tag, travels between the stages.
     let image = pushed_image(&report.push);
+    let located = located(&image, host);
 
     let at = Instant::now();
     let gate = {
@@ -129,7 +131,7 @@ pub async fn run(ctx: &Context, s: &Settings) -> Result<Report, Error> {
     let at = Instant::now();
     let deployed = {
         let _fold = ctx.ci.group("deploy", "hoist deploy");
-        deploy::run(ctx, &image, deploy_settings, false).await
+        deploy::run(ctx, &located, deploy_settings, false).await
     };
     report.deploy = Some(deployed.map_err(|e| failed_after(ctx, &report, e.in_stage("deploy")))?);
     report.timings.deploy = at.elapsed().as_secs_f64();
@@ -172,8 +174,10 @@ async fn check_before_writing(
 ) -> Result<(), Error> {
     let (digest, contents) = prepared.preflight().await?;
     if let Some(d) = &s.deploy {
+        // The deploy reads the image where the push writes it (a FIPS host
+        // stays one); the URI it hands Lambda names the standard host.
         let image = ImageRef {
-            registry: s.push.registry.as_ref().map(|h| h.canonical()),
+            registry: s.push.registry.as_ref().map(|h| h.name()),
             repository: s.push.repository.clone(),
             digest,
         };
@@ -199,6 +203,7 @@ async fn dry_run(
     prepared: push::Prepared,
     started: Instant,
 ) -> Result<Report, Error> {
+    let host = prepared.registry_host();
     let (planned, contents) = prepared.dry().await?;
     let mut report = Report {
         dry_run: true,
@@ -218,13 +223,25 @@ async fn dry_run(
         );
     }
     match &s.deploy {
-        Some(d) => report.deploy = Some(deploy::plan(ctx, &image, d, &contents).await?),
+        Some(d) => {
+            report.deploy = Some(deploy::plan(ctx, &located(&image, host), d, &contents).await?)
+        }
         None => report
             .skipped
             .push("deploy: no --function and --alias given".into()),
     }
     report.timings.total = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The image as the deploy reads it: at the registry host the push used
+/// (a FIPS or dual-stack host stays one), while the report, the gate and
+/// the URI handed to Lambda name the standard host.
+fn located(image: &ImageRef, host: String) -> ImageRef {
+    ImageRef {
+        registry: Some(host),
+        ..image.clone()
+    }
 }
 
 fn pushed_image(push: &push::Report) -> ImageRef {

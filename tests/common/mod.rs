@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod forward_proxy;
 pub mod lambda;
 pub mod misbehaving;
+pub mod named_host;
 pub mod proxy;
 pub mod server;
 
@@ -227,6 +228,16 @@ pub fn hoist_measured(
 }
 
 pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    hoist_env(cwd, args, &[], extra)
+}
+
+/// `hoist` without some of the local environment's variables (e.g.
+/// `HOIST_REGISTRY_ENDPOINT`, to let hoist choose the registry's host).
+pub fn hoist_without(unset: &[&str], args: &[&str], extra: &[(&str, &str)]) -> Run {
+    hoist_env(None, args, unset, extra)
+}
+
+fn hoist_env(cwd: Option<&Path>, args: &[&str], unset: &[&str], extra: &[(&str, &str)]) -> Run {
     let l = local();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
     cmd.args(args).env_clear().stdin(Stdio::null());
@@ -235,7 +246,7 @@ pub fn hoist_in(cwd: Option<&Path>, args: &[&str], extra: &[(&str, &str)]) -> Ru
             cmd.env(k, v);
         }
     }
-    cmd.envs(&l.vars);
+    cmd.envs(l.vars.iter().filter(|(k, _)| !unset.contains(&k.as_str())));
     for (k, v) in extra {
         cmd.env(k, v);
     }
