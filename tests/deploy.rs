@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixtures::{Desc, Layout, fresh_seed};
+use common::lambda_rules::{AliasWrite, Reply, Request, Strict, lambda_error};
 use common::server::{self, Body};
 use common::{Run, hoist, local, unique};
 use serde_json::{Value, json};
@@ -170,118 +171,22 @@ struct Seen {
 }
 
 /// What a rule sees of a request: its operation, its number among requests
-/// of that operation (from 0), its qualifier and body.
+/// of that operation (from 0) and its qualifier.
 struct Call<'a> {
     kind: &'a str,
     n: usize,
     qualifier: Option<&'a str>,
-    body: &'a Value,
 }
 
 type Rule = Arc<dyn Fn(&Call) -> Option<Reply> + Send + Sync>;
 
-/// What the endpoint does with a request instead of forwarding it.
-enum Reply {
-    /// Answer this (status, AWS error type or none, JSON body, extra headers).
-    Answer(
-        u16,
-        Option<&'static str>,
-        Value,
-        Vec<(&'static str, String)>,
-    ),
-    /// Forward, then change the JSON answer.
-    Edit(Edit),
-}
-
-/// A change to a JSON answer.
-type Edit = Box<dyn Fn(&mut Value) + Send>;
-
-/// A Lambda error as Lambda's REST-JSON protocol sends it.
-fn lambda_error(status: u16, kind: &'static str, message: String) -> Reply {
-    Reply::Answer(
-        status,
-        Some(kind),
-        json!({"Type": "User", "message": message}),
-        vec![],
-    )
-}
-
-/// An alias's RevisionId as Lambda keeps it: a new one with every change.
-/// moto issues one when the alias is created and never changes it, nor
-/// checks the one UpdateAlias carries — so the endpoint plays both (Lambda
-/// API reference, UpdateAlias: RevisionId "Only update the alias if the
-/// revision ID matches the ID that's specified", else
-/// PreconditionFailedException, 412).
-#[derive(Default)]
-struct Revisions {
-    /// `FUNCTION/ALIAS` → (RevisionId, the alias's state it was issued for).
-    current: HashMap<String, (String, Value)>,
-    issued: u64,
-    /// Every UpdateAlias that reached the check.
-    writes: Vec<AliasWrite>,
-}
-
-/// One UpdateAlias: the RevisionId it carried, the alias's at that moment,
-/// and whether it went through.
-#[derive(Clone, Debug)]
-struct AliasWrite {
-    given: Option<String>,
-    current: String,
-    accepted: bool,
-}
-
-impl Revisions {
-    /// What of an alias a RevisionId stands for.
-    fn state(alias: &Value) -> Value {
-        let weights = alias["RoutingConfig"]["AdditionalVersionWeights"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        json!([alias["FunctionVersion"], weights, alias["Description"]])
-    }
-
-    /// The alias's RevisionId: the one issued for it, unless it changed
-    /// since behind the endpoint's back (a test driving moto directly).
-    fn of(&mut self, key: &str, alias: &Value) -> String {
-        let state = Self::state(alias);
-        match self.current.get(key) {
-            Some((rev, s)) if *s == state => rev.clone(),
-            _ => self.issue(key, alias),
-        }
-    }
-
-    fn issue(&mut self, key: &str, alias: &Value) -> String {
-        self.issued += 1;
-        let rev = format!("{:08}-6a1c-4f6e-9d2b-{:012}", self.issued, self.issued);
-        self.current
-            .insert(key.to_string(), (rev.clone(), Self::state(alias)));
-        rev
-    }
-}
-
-/// `FUNCTION/ALIAS` of an alias request: GetAlias and UpdateAlias name it in
-/// the path, CreateAlias in the body.
-fn alias_key(path: &str, body: &Value) -> Option<String> {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (parts.get(2), parts.get(3), parts.get(4)) {
-        (Some(f), Some(&"aliases"), Some(a)) => Some(format!("{f}/{a}")),
-        (Some(f), Some(&"aliases"), None) => Some(format!("{f}/{}", body["Name"].as_str()?)),
-        _ => None,
-    }
-}
-
-/// The Lambda endpoint of the tests (AWS_ENDPOINT_URL_LAMBDA): it forwards
-/// to moto, records every request, and plays real Lambda where moto is
-/// kinder (`lambda_rules`, alias RevisionIds), before any scenario's `Rule`
-/// lies on purpose.
+/// The Lambda endpoint of the tests (AWS_ENDPOINT_URL_LAMBDA): it records
+/// every request and lets a scenario's `Rule` lie on purpose; the rest is
+/// `common::lambda_rules::Strict` in front of moto, as for every other
+/// Lambda request of the suite (the AWS front does the same).
 struct FakeLambda {
     seen: Arc<Mutex<Vec<Seen>>>,
-    /// Dead-letter queues by qualifier ("$LATEST" and versions): moto keeps
-    /// no DeadLetterConfig, so the endpoint plays it.
-    dead_letters: Arc<Mutex<HashMap<String, String>>>,
-    /// Held across each alias request, so that a RevisionId is checked and
-    /// replaced in one step, as Lambda does.
-    revisions: Arc<tokio::sync::Mutex<Revisions>>,
+    strict: Strict,
     _server: server::Running,
     url: String,
 }
@@ -289,16 +194,15 @@ struct FakeLambda {
 impl FakeLambda {
     fn start(rule: Rule) -> FakeLambda {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let dead_letters: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let revisions: Arc<tokio::sync::Mutex<Revisions>> = Arc::default();
-        let moto = local().vars["AWS_ENDPOINT_URL"].clone();
-        let client = reqwest::Client::new();
-        let (s, d, r) = (seen.clone(), dead_letters.clone(), revisions.clone());
+        let strict = Strict::default();
+        // moto itself: the AWS front in between would play the rules again.
+        let moto = local().upstream.moto.trim_end_matches('/').to_string();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (s, st) = (seen.clone(), strict.clone());
         let running = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (seen, dead_letters, revisions, rule, client, moto) = (
+            let (seen, strict, rule, client, moto) = (
                 s.clone(),
-                d.clone(),
-                r.clone(),
+                st.clone(),
                 rule.clone(),
                 client.clone(),
                 moto.clone(),
@@ -308,9 +212,6 @@ impl FakeLambda {
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or_default().to_string();
-                let qualifier = url::form_urlencoded::parse(query.as_bytes())
-                    .find(|(k, _)| k == "Qualifier")
-                    .map(|(_, v)| v.into_owned());
                 let headers = req.headers().clone();
                 let bytes = req
                     .into_body()
@@ -318,14 +219,20 @@ impl FakeLambda {
                     .await
                     .map_err(std::io::Error::other)?
                     .to_bytes();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let op = kind(&method, &path);
+                let request = Request {
+                    method,
+                    path,
+                    query,
+                    headers,
+                    bytes,
+                };
+                let (op, qualifier, body) = (request.kind(), request.qualifier(), request.body());
                 let n = {
                     let mut seen = seen.lock().unwrap();
                     let n = seen.iter().filter(|x| x.kind == op).count();
                     seen.push(Seen {
-                        method: method.clone(),
-                        path: path.clone(),
+                        method: request.method.clone(),
+                        path: request.path.clone(),
                         kind: op.clone(),
                         qualifier: qualifier.clone(),
                         body: body.clone(),
@@ -333,111 +240,18 @@ impl FakeLambda {
                     });
                     n
                 };
-                let call = Call {
+                let lie = rule(&Call {
                     kind: &op,
                     n,
                     qualifier: qualifier.as_deref(),
-                    body: &body,
-                };
-                let lie = rule(&call);
-                let world = World {
-                    client: &client,
-                    moto: &moto,
-                    function: path.split('/').nth(3).unwrap_or_default(),
-                    dead_letters: &dead_letters,
-                };
-                let reply = match lie {
-                    Some(r) => Some(r),
-                    None => lambda_rules(&world, &call).await,
-                };
-                // Alias requests one at a time: the RevisionId checked, the
-                // write made, the new RevisionId issued, together.
-                let key = match op.as_str() {
-                    "GetAlias" | "UpdateAlias" | "CreateAlias" => alias_key(&path, &body),
-                    _ => None,
-                };
-                let mut revs = match &key {
-                    Some(_) => Some(revisions.clone().lock_owned().await),
-                    None => None,
-                };
-                let reply = match (reply, &key, revs.as_mut()) {
-                    (None, Some(k), Some(r)) if op == "UpdateAlias" => {
-                        let now = world.alias(k).await;
-                        let current = r.of(k, &now);
-                        let given = body["RevisionId"].as_str().map(String::from);
-                        let accepted = given.as_ref().is_none_or(|g| *g == current);
-                        r.writes.push(AliasWrite {
-                            given,
-                            current,
-                            accepted,
-                        });
-                        (!accepted).then(|| lambda_error(412, "PreconditionFailedException", "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into()))
-                    }
-                    (reply, _, _) => reply,
-                };
-                let edit = match reply {
-                    Some(Reply::Answer(status, error, body, extra)) => {
-                        let mut r = server::full(status, &body.to_string());
-                        if let Some(t) = error {
-                            r.headers_mut()
-                                .insert("x-amzn-ErrorType", t.parse().unwrap());
-                        }
-                        for (k, v) in extra {
-                            r.headers_mut().insert(k, v.parse().unwrap());
-                        }
-                        return Ok(r);
-                    }
-                    Some(Reply::Edit(f)) => Some(f),
-                    None => None,
-                };
-                let url = if query.is_empty() {
-                    format!("{moto}{path}")
-                } else {
-                    format!("{moto}{path}?{query}")
-                };
-                let mut out = client.request(method.parse().unwrap(), &url);
-                for (k, v) in &headers {
-                    if !matches!(k.as_str(), "host" | "connection" | "transfer-encoding") {
-                        out = out.header(k, v);
-                    }
-                }
-                let res = out
-                    .body(bytes.to_vec())
-                    .send()
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let status = res.status().as_u16();
-                let played = play_dead_letters(&op, qualifier.as_deref(), &dead_letters);
-                let revised = revs.is_some() && (200..300).contains(&status);
-                if edit.is_none() && played.is_none() && !revised {
-                    return Ok::<hyper::Response<Body>, std::io::Error>(server::answer(
-                        res,
-                        status,
-                        |l| l.to_string(),
-                    ));
-                }
-                let mut v: Value = res.json().await.map_err(std::io::Error::other)?;
-                if let Some(f) = played {
-                    f(&mut v);
-                }
-                if let Some(f) = edit {
-                    f(&mut v);
-                }
-                if let (true, Some(k), Some(r)) = (revised, &key, revs.as_mut()) {
-                    v["RevisionId"] = json!(if op == "GetAlias" {
-                        r.of(k, &v)
-                    } else {
-                        r.issue(k, &v)
-                    });
-                }
-                Ok(server::full(status, &v.to_string()))
+                });
+                strict.handle(&client, &moto, request, lie).await
             }
         });
         let url = format!("http://{}", running.addr);
         FakeLambda {
             seen,
-            dead_letters,
-            revisions,
+            strict,
             _server: running,
             url,
         }
@@ -445,7 +259,7 @@ impl FakeLambda {
 
     /// Every UpdateAlias the RevisionId check saw.
     fn alias_writes(&self) -> Vec<AliasWrite> {
-        self.revisions.blocking_lock().writes.clone()
+        self.strict.alias_writes()
     }
 
     fn env(&self) -> Vec<(&str, &str)> {
@@ -472,7 +286,8 @@ impl FakeLambda {
 
     /// Give `qualifier` ("$LATEST" or a version) a dead-letter queue.
     fn dead_letter(&self, qualifier: &str, arn: &str) {
-        self.dead_letters
+        self.strict
+            .dead_letters
             .lock()
             .unwrap()
             .insert(qualifier.into(), arn.into());
@@ -485,168 +300,6 @@ impl FakeLambda {
             .build();
         aws_sdk_lambda::Client::from_conf(conf)
     }
-}
-
-/// Where `lambda_rules` looks things up.
-struct World<'a> {
-    client: &'a reqwest::Client,
-    moto: &'a str,
-    function: &'a str,
-    dead_letters: &'a Mutex<HashMap<String, String>>,
-}
-
-impl World<'_> {
-    /// A version's (or $LATEST's) configuration, from moto.
-    async fn config(&self, qualifier: &str) -> Value {
-        let res = self
-            .client
-            .get(format!(
-                "{}/2015-03-31/functions/{}/configuration?Qualifier={}",
-                self.moto,
-                self.function,
-                qualifier.replace('$', "%24")
-            ))
-            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0")
-            .send()
-            .await
-            .unwrap();
-        res.json().await.unwrap_or(Value::Null)
-    }
-
-    fn dead_letter(&self, qualifier: &str) -> Option<String> {
-        self.dead_letters.lock().unwrap().get(qualifier).cloned()
-    }
-
-    /// An alias (`FUNCTION/ALIAS`), from moto.
-    async fn alias(&self, key: &str) -> Value {
-        let (function, alias) = key.split_once('/').unwrap_or((key, ""));
-        let res = self
-            .client
-            .get(format!(
-                "{}/2015-03-31/functions/{function}/aliases/{alias}",
-                self.moto
-            ))
-            .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0")
-            .send()
-            .await
-            .unwrap();
-        res.json().await.unwrap_or(Value::Null)
-    }
-}
-
-/// What real Lambda refuses and moto lets through (Lambda developer guide,
-/// configuration-aliases: at most one additional version, both published
-/// — never $LATEST —, same execution role, same dead-letter queue; Lambda
-/// API reference PublishVersion: CodeSha256 must be $LATEST's), and what
-/// moto does not implement at all (provisioned concurrency: none
-/// configured). The error types are Lambda's; the message texts are real
-/// where a source records them (the execution-role one from
-/// serverless-heaven/serverless-aws-alias#64, the CodeSHA256 one as
-/// measured in floci-io/floci#2822) and paraphrased otherwise — hoist never
-/// depends on them except where noted in src/deploy/states.rs.
-async fn lambda_rules(world: &World<'_>, call: &Call<'_>) -> Option<Reply> {
-    match call.kind {
-        "UpdateAlias" | "CreateAlias" => {
-            let weights = call.body["RoutingConfig"]["AdditionalVersionWeights"].as_object()?;
-            if weights.is_empty() {
-                return None;
-            }
-            if weights.len() > 1 {
-                return Some(lambda_error(400, "InvalidParameterValueException", "An alias can point to at most two versions: AdditionalVersionWeights takes one version".into()));
-            }
-            let primary = call.body["FunctionVersion"].as_str()?.to_string();
-            let extra = weights.keys().next()?.clone();
-            if primary == "$LATEST" || extra == "$LATEST" {
-                return Some(lambda_error(
-                    400,
-                    "InvalidParameterValueException",
-                    "$LATEST is not supported for an alias pointing to more than 1 version".into(),
-                ));
-            }
-            let (a, b) = (world.config(&primary).await, world.config(&extra).await);
-            if a["Role"] != b["Role"] {
-                return Some(lambda_error(
-                    400,
-                    "InvalidParameterValueException",
-                    "Specified versions must be associated with the same execution role".into(),
-                ));
-            }
-            if world.dead_letter(&primary) != world.dead_letter(&extra) {
-                return Some(lambda_error(400, "InvalidParameterValueException", "Specified versions must be associated with the same dead letter queue configuration".into()));
-            }
-            None
-        }
-        "PublishVersion" => {
-            let given = call.body["CodeSha256"].as_str()?;
-            let current = world.config("$LATEST").await["CodeSha256"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            (given != current).then(|| {
-                lambda_error(400, "InvalidParameterValueException", format!("CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({current}). Please try again with the CodeSHA256 in $LATEST."))
-            })
-        }
-        "GetProvisionedConcurrencyConfig" => Some(lambda_error(
-            404,
-            "ProvisionedConcurrencyConfigNotFoundException",
-            "No Provisioned Concurrency Config found for this function".into(),
-        )),
-        _ => None,
-    }
-}
-
-/// The dead-letter queues the endpoint plays into moto's answers: each
-/// configuration read carries its qualifier's, and a published version takes
-/// $LATEST's.
-fn play_dead_letters(
-    op: &str,
-    qualifier: Option<&str>,
-    dead_letters: &Arc<Mutex<HashMap<String, String>>>,
-) -> Option<Edit> {
-    if dead_letters.lock().unwrap().is_empty() {
-        return None;
-    }
-    let d = dead_letters.clone();
-    match op {
-        "GetFunction" | "GetFunctionConfiguration" => {
-            let q = qualifier.unwrap_or("$LATEST").to_string();
-            let wrapped = op == "GetFunction";
-            Some(Box::new(move |v: &mut Value| {
-                let target = d.lock().unwrap().get(&q).cloned();
-                let config = if wrapped { &mut v["Configuration"] } else { v };
-                if let (Some(arn), Some(obj)) = (target, config.as_object_mut()) {
-                    obj.insert("DeadLetterConfig".into(), json!({"TargetArn": arn}));
-                }
-            }))
-        }
-        "PublishVersion" => Some(Box::new(move |v: &mut Value| {
-            let mut d = d.lock().unwrap();
-            if let (Some(arn), Some(version)) = (d.get("$LATEST").cloned(), v["Version"].as_str()) {
-                d.insert(version.to_string(), arn.clone());
-                v["DeadLetterConfig"] = json!({"TargetArn": arn});
-            }
-        })),
-        _ => None,
-    }
-}
-
-/// A Lambda operation's name from its REST method and path.
-fn kind(method: &str, path: &str) -> String {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let op = match (method, parts.get(3).copied(), parts.len()) {
-        ("GET", None, _) => "GetFunction",
-        ("GET", Some("configuration"), _) => "GetFunctionConfiguration",
-        ("PUT", Some("code"), _) => "UpdateFunctionCode",
-        ("POST", Some("versions"), _) => "PublishVersion",
-        ("GET", Some("versions"), _) => "ListVersionsByFunction",
-        ("GET", Some("aliases"), _) => "GetAlias",
-        ("PUT", Some("aliases"), _) => "UpdateAlias",
-        ("POST", Some("aliases"), _) => "CreateAlias",
-        ("POST", Some("invocations"), _) => "Invoke",
-        ("GET", Some("provisioned-concurrency"), _) => "GetProvisionedConcurrencyConfig",
-        _ => "other",
-    };
-    op.to_string()
 }
 
 fn forward() -> Rule {

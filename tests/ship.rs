@@ -676,3 +676,91 @@ fn a_failure_after_the_push_is_annotated_under_what_was_done() {
         "the digest is an output still: {outputs}"
     );
 }
+
+/// The suite's AWS front, which every test's Lambda calls go through, is as
+/// strict as Lambda: what moto alone would take — weights on `$LATEST`, a
+/// stale alias RevisionId, a PublishVersion whose CodeSha256 is not
+/// `$LATEST`'s — is refused with Lambda's error, and nothing changes.
+#[test]
+fn the_aws_front_refuses_what_lambda_refuses() {
+    use common::lambda::block_on;
+    let f = function(
+        &unique("strict"),
+        &format!("sha256:{}", "0".repeat(64)),
+        "x86_64",
+    );
+    // The SDK, through the front (not moto).
+    let conf = aws_sdk_lambda::config::Builder::from(&common::lambda::sdk())
+        .endpoint_url(common::local().aws.endpoint())
+        .build();
+    let l = aws_sdk_lambda::Client::from_conf(conf);
+    fn code<T, E: aws_sdk_lambda::error::ProvideErrorMetadata, R>(
+        r: Result<T, aws_sdk_lambda::error::SdkError<E, R>>,
+    ) -> Option<String> {
+        use aws_sdk_lambda::error::ProvideErrorMetadata;
+        r.err().map(|e| e.code().unwrap_or("?").to_string())
+    }
+    let latest = aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+        .additional_version_weights("$LATEST", 0.1)
+        .build();
+    let weighted = block_on(
+        l.update_alias()
+            .function_name(&f)
+            .name("live")
+            .function_version("1")
+            .routing_config(latest)
+            .send(),
+    );
+    assert_eq!(
+        code(weighted),
+        Some("InvalidParameterValueException".into()),
+        "weights on $LATEST"
+    );
+    assert_eq!(alias(&f, "live"), ("1".into(), Default::default()));
+
+    let read = || {
+        block_on(l.get_alias().function_name(&f).name("live").send())
+            .unwrap()
+            .revision_id()
+            .unwrap()
+            .to_string()
+    };
+    let first = read();
+    let moved = block_on(
+        l.update_alias()
+            .function_name(&f)
+            .name("live")
+            .description("one")
+            .revision_id(&first)
+            .send(),
+    )
+    .expect("the current RevisionId is taken");
+    assert_ne!(moved.revision_id(), Some(first.as_str()), "a new one");
+    let stale = block_on(
+        l.update_alias()
+            .function_name(&f)
+            .name("live")
+            .description("two")
+            .revision_id(&first)
+            .send(),
+    );
+    assert_eq!(
+        code(stale),
+        Some("PreconditionFailedException".into()),
+        "a stale RevisionId"
+    );
+    assert_eq!(common::lambda::alias_description(&f, "live"), "one");
+
+    let other = block_on(
+        l.publish_version()
+            .function_name(&f)
+            .code_sha256("0".repeat(64))
+            .send(),
+    );
+    assert_eq!(
+        code(other),
+        Some("InvalidParameterValueException".into()),
+        "a CodeSha256 that is not $LATEST's"
+    );
+    assert_eq!(versions(&f).len(), 1, "nothing published");
+}

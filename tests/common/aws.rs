@@ -12,6 +12,11 @@
 //!   moto runs a function in Docker, which the local environment does not
 //!   have, so without one the invoke reaches moto and fails as it would.
 //!
+//! Every other Lambda request meets what real Lambda refuses and moto lets
+//! through (lambda_rules.rs: alias routing rules, PublishVersion's
+//! CodeSha256, alias RevisionIds), so no test's deploy passes here that
+//! Lambda would refuse.
+//!
 //! It records each call (service from the SigV4 credential scope, operation
 //! from `X-Amz-Target`, the form's `Action`, or the REST path) with its
 //! parameters and the access key that signed it, so a test can say which
@@ -24,6 +29,7 @@ use std::time::Instant;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::lambda_rules::{Request, Strict};
 use super::server;
 
 #[derive(Clone, Debug)]
@@ -63,12 +69,19 @@ impl AwsFront {
         let invocations: Arc<Mutex<Option<Value>>> = Arc::default();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let moto = moto.trim_end_matches('/').to_string();
-        let (c, t, i) = (calls.clone(), templates.clone(), invocations.clone());
+        let strict = Strict::default();
+        let (c, t, i, st) = (
+            calls.clone(),
+            templates.clone(),
+            invocations.clone(),
+            strict.clone(),
+        );
         let server = server::serve(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (calls, templates, invocations, client, moto) = (
+            let (calls, templates, invocations, strict, client, moto) = (
                 c.clone(),
                 t.clone(),
                 i.clone(),
+                st.clone(),
                 client.clone(),
                 moto.clone(),
             );
@@ -81,6 +94,7 @@ impl AwsFront {
                     .to_bytes();
                 let call = identify(&parts, &body);
                 let operation = call.operation.clone();
+                let lambda = call.service == "lambda";
                 let invoke = call.service == "lambda"
                     && call.method == "POST"
                     && call.path.trim_end_matches('/').ends_with("/invocations");
@@ -118,6 +132,16 @@ impl AwsFront {
                         "application/x-amz-json-1.1".parse().unwrap(),
                     );
                     return Ok(res);
+                }
+                if lambda {
+                    let request = Request {
+                        method: parts.method.to_string(),
+                        path: parts.uri.path().to_string(),
+                        query: parts.uri.query().unwrap_or_default().to_string(),
+                        headers: parts.headers.clone(),
+                        bytes: body,
+                    };
+                    return strict.handle(&client, &moto, request, None).await;
                 }
                 let path = parts
                     .uri

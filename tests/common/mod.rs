@@ -7,6 +7,7 @@ pub mod aws;
 pub mod fixtures;
 pub mod forward_proxy;
 pub mod lambda;
+pub mod lambda_rules;
 pub mod misbehaving;
 pub mod named_host;
 pub mod proxy;
