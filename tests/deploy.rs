@@ -5,7 +5,8 @@
 //! Active/Successful and has no provisioned concurrency. So deploys go
 //! through a Lambda endpoint in the test (AWS_ENDPOINT_URL_LAMBDA) that
 //! forwards to moto but refuses what Lambda refuses and plays what moto
-//! lacks (`lambda_rules`), and that answers recorded responses where a
+//! lacks (`common::lambda_rules`, which the suite's AWS front applies to
+//! every other Lambda call too), and that answers recorded responses where a
 //! scenario says so (updates that stay InProgress or fail, reason codes,
 //! ResourceConflictException, a stale RevisionId, throttling with
 //! retryAfterSeconds, Pending versions, invoking an image function). It
