@@ -26,6 +26,7 @@ const ECR: Options = Options {
     templates: &[],
     lie: false,
     blob_mounting: false,
+    head_without_length: false,
 };
 
 /// The Distribution registry's own answers, for controls.
@@ -1032,4 +1033,39 @@ fn unreadable_creation_templates_are_said_and_never_guessed() {
         run.stderr
     );
     assert!(common::repository_exists(&repo));
+}
+
+/// A blob HEAD answered 200 without Content-Length says "present" without
+/// a size to check against the image: hoist uploads the blob again rather
+/// than trust it (bytes, never a wrong image).
+#[test]
+fn a_present_blob_without_a_size_is_uploaded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, m) = Layout::simple(dir.path(), 1, 3_000);
+    let repo = unique("ecr-nolength");
+    let first = common::push_logged(dir.path(), &repo, &["--create-repository"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // Another image over the same layer: its blob is in the repository.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.blob_path(&m)).unwrap()).unwrap();
+    let layer = Desc {
+        media_type: manifest["layers"][0]["mediaType"].as_str().unwrap().into(),
+        digest: manifest["layers"][0]["digest"].as_str().unwrap().into(),
+        size: manifest["layers"][0]["size"].as_u64().unwrap(),
+    };
+    let other = l.image(std::slice::from_ref(&layer), "arm64");
+    l.write_index(&[(Some("other"), &other)]);
+    let proxy = Proxy::start(Options {
+        head_without_length: true,
+        ..ECR
+    });
+    let again = common::push_via_logged(&proxy.endpoint(), dir.path(), &repo, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report = again.json();
+    assert_eq!(report["digest"], other.digest);
+    assert_eq!(
+        report["blobs"]["present"], 0,
+        "nothing taken on trust: {report}"
+    );
+    assert_eq!(report["blobs"]["uploaded"], 2, "{report}");
 }

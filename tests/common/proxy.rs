@@ -85,6 +85,8 @@ pub struct Options {
     /// A registry that lies about what it stored: another digest in a
     /// manifest PUT's `Docker-Content-Digest`, another size in blob HEADs.
     pub lie: bool,
+    /// Blob HEADs answered 200 without Content-Length.
+    pub head_without_length: bool,
     /// The registry setting BLOB_MOUNTING=ENABLED (off by default, as on
     /// ECR): mounts are passed on, and the Distribution registry mounts a
     /// blob the source repository holds. (ECR also requires a manifest in
@@ -706,13 +708,17 @@ async fn handle(
             )
             .await
         }
-        (Method::HEAD, "blobs") if state.options.lie && !rest.starts_with("uploads") => {
+        (Method::HEAD, "blobs")
+            if (state.options.lie || state.options.head_without_length)
+                && !rest.starts_with("uploads") =>
+        {
             forward(
                 &state,
                 req,
                 None,
                 Tweak {
-                    wrong_length: true,
+                    wrong_length: state.options.lie,
+                    no_length: state.options.head_without_length,
                     ..Default::default()
                 },
             )
@@ -827,6 +833,8 @@ struct Tweak {
     wrong_digest: bool,
     /// Claim another Content-Length.
     wrong_length: bool,
+    /// Leave out Content-Length.
+    no_length: bool,
     /// Answer 201 instead of 202 (ECR's PATCH).
     created: bool,
     /// Send this Range instead of the upstream's.
@@ -907,6 +915,8 @@ fn answer(
                 name,
                 "sha256:0000000000000000000000000000000000000000000000000000000000000000",
             );
+        } else if n == "content-length" && tweak.no_length {
+            // Left out.
         } else if n == "content-length" && tweak.wrong_length {
             let n: u64 = value
                 .to_str()
