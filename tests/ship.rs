@@ -764,3 +764,105 @@ fn the_aws_front_refuses_what_lambda_refuses() {
     );
     assert_eq!(versions(&f).len(), 1, "nothing published");
 }
+
+/// Two pipelines shipping two builds to one alias at the same moment (two
+/// CI runs of consecutive commits): both push and pass the gate; at the
+/// alias one deploys, the other waits for it and then deploys or reports
+/// the change clearly — never both moving it at once: every alias write
+/// carried the RevisionId hoist read (the suite's Lambda refuses a stale
+/// one, as Lambda does), and the alias is never left split.
+#[test]
+fn two_ships_at_once_never_both_move_the_alias() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, _) = repo_and_image(work.path());
+    let f = function_for(&repo, "x86_64");
+    let builds: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| {
+            let dir = work.path().join(format!("build{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            fixtures::Layout::simple(&dir, 1, 2000 + i).0.dir.clone()
+        })
+        .collect();
+    let start = |source: &std::path::Path| {
+        let mut args = vec![
+            "ship".to_string(),
+            source.to_str().unwrap().to_string(),
+            "--repository".into(),
+            repo.clone(),
+            "--output".into(),
+            "json".into(),
+            "--strategy".into(),
+            "canary:20%:2s".into(),
+        ];
+        args.extend(
+            passing_gate_then_deploy_to(&f)
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hoist"));
+        cmd.args(&args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for k in ["PATH", "HOME", "TMPDIR"] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.envs(&common::local().vars);
+        cmd.spawn().expect("hoist starts")
+    };
+    let children: Vec<_> = builds.iter().map(|b| start(b)).collect();
+    let runs: Vec<common::Run> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            common::Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .collect();
+    let mut deployed = vec![];
+    for r in &runs {
+        common::assert_no_secrets(r, false);
+        match r.code {
+            0 => deployed.push(r.json()),
+            3 => assert!(
+                r.stderr.contains("changed while hoist was deploying"),
+                "{}",
+                r.stderr
+            ),
+            _ => panic!("exit {}:\n{}\n{}", r.code, r.stdout, r.stderr),
+        }
+    }
+    assert!(
+        !deployed.is_empty(),
+        "one deployed: {}",
+        runs.iter()
+            .map(|r| r.stderr.as_str())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    let (v, weights) = alias(&f, "live");
+    assert!(weights.is_empty(), "left split: {weights:?}");
+    let last = deployed
+        .iter()
+        .find(|d| d["deploy"]["version"].as_str() == Some(v.as_str()))
+        .unwrap_or_else(|| panic!("the alias serves a version a ship deployed: {v}"));
+    assert_eq!(last["deploy"]["result"], "deployed", "{last}");
+    let writes = common::local().aws.alias_writes();
+    assert!(!writes.is_empty());
+    for w in &writes {
+        assert!(
+            w.given.is_some(),
+            "an UpdateAlias without a RevisionId: {w:?}"
+        );
+        assert!(
+            w.accepted == (w.given.as_deref() == Some(w.current.as_str())),
+            "{w:?}"
+        );
+    }
+}

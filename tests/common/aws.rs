@@ -59,6 +59,8 @@ pub struct AwsFront {
     calls: Arc<Mutex<Vec<Call>>>,
     templates: Arc<Mutex<Value>>,
     invocations: Arc<Mutex<Option<Value>>>,
+    /// Lambda as Lambda behaves (RevisionIds among it).
+    strict: Strict,
 }
 
 impl AwsFront {
@@ -164,7 +166,13 @@ impl AwsFront {
             calls,
             templates,
             invocations,
+            strict,
         }
+    }
+
+    /// Every UpdateAlias this front's RevisionId check saw.
+    pub fn alias_writes(&self) -> Vec<super::lambda_rules::AliasWrite> {
+        self.strict.alias_writes()
     }
 
     /// `http://127.0.0.1:PORT`, for AWS_ENDPOINT_URL.
