@@ -170,8 +170,11 @@ impl ErrorDocument {
     pub fn new(e: &Error) -> ErrorDocument {
         ErrorDocument {
             schema_version: VERSION,
-            error: e.to_string(),
-            hint: e.hint(),
+            // Scrubbed as the same lines on stderr are — without waiting
+            // for ever: the panic hook makes one too.
+            error: crate::secret::try_scrub(&e.to_string())
+                .unwrap_or_else(|| "(not shown: it could not be checked for secrets)".into()),
+            hint: e.hint().and_then(|h| crate::secret::try_scrub(&h)),
             exit_code: e.class().exit_code(),
         }
     }
