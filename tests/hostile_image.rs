@@ -81,55 +81,10 @@ impl Recorder {
     }
 }
 
-/// Run hoist with the test environment (as `common::hoist` does) and `extra`
-/// variables, and measure its peak resident memory (VmHWM, read from /proc
-/// while it runs), in MiB. A run still going after five minutes fails the
-/// test: hoist must stop by itself.
+/// hoist with the test environment and `extra`, with its peak resident
+/// memory in MiB; it must stop by itself within five minutes.
 fn measured(args: &[&str], extra: &[(&str, &str)]) -> (Run, u64) {
-    let mut cmd = command(args, extra);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("hoist runs");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut out, &mut b).ok();
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut b).ok();
-        b
-    });
-    let status_file = format!("/proc/{}/status", child.id());
-    let started = std::time::Instant::now();
-    let mut peak_kib = 0u64;
-    let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_file)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak_kib = peak_kib.max(kib);
-        }
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(300) {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("hoist {args:?} was still running after 5 minutes: it must stop by itself");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    };
-    common::assert_no_secrets(&run, false);
-    (run, peak_kib / 1024)
+    common::hoist_measured(args, extra, std::time::Duration::from_secs(300))
 }
 
 /// The hoist command with the test environment, PATH and HOME, and `extra`.

@@ -97,44 +97,17 @@ pub fn uri(repo: &str, digest: &str) -> String {
 /// A container-image function running `repo@digest`, version 1 published and
 /// alias `live` on it.
 pub fn function(repo: &str, digest: &str, arch: &str) -> String {
-    let name = unique("fn");
-    let l = lambda();
-    let role = role();
-    block_on(async {
-        l.create_function()
-            .function_name(&name)
-            .role(role)
-            .package_type(aws_sdk_lambda::types::PackageType::Image)
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .image_uri(uri(repo, digest))
-                    .build(),
-            )
-            .architectures(arch.into())
-            .send()
-            .await
-            .expect("moto creates the function");
-        let v = l
-            .publish_version()
-            .function_name(&name)
-            .send()
-            .await
-            .unwrap();
-        l.create_alias()
-            .function_name(&name)
-            .name("live")
-            .function_version(v.version().unwrap())
-            .send()
-            .await
-            .unwrap();
-    });
-    name
+    function_with_alias(repo, digest, arch, true)
 }
 
 /// A container-image function running `repo@digest` with alias `live` on
 /// `$LATEST` (no version published): how functions made by hand, or by
 /// tools that never publish, often look.
 pub fn function_on_latest(repo: &str, digest: &str, arch: &str) -> String {
+    function_with_alias(repo, digest, arch, false)
+}
+
+fn function_with_alias(repo: &str, digest: &str, arch: &str, publish: bool) -> String {
     let name = unique("fn");
     let l = lambda();
     let role = role();
@@ -152,10 +125,21 @@ pub fn function_on_latest(repo: &str, digest: &str, arch: &str) -> String {
             .send()
             .await
             .expect("moto creates the function");
+        let version = if publish {
+            let v = l
+                .publish_version()
+                .function_name(&name)
+                .send()
+                .await
+                .unwrap();
+            v.version().unwrap().to_string()
+        } else {
+            "$LATEST".to_string()
+        };
         l.create_alias()
             .function_name(&name)
             .name("live")
-            .function_version("$LATEST")
+            .function_version(version)
             .send()
             .await
             .unwrap();
