@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::fixtures::Layout;
 use common::lambda::{block_on, lambda, role, uri};
-use common::{local, registry_manifest, unique};
+use common::{local, registry_manifest, tool, unique};
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
 
@@ -25,20 +25,6 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/ci-deploy";
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool `localenv up` installs: in its venv, or on PATH (bats: Debian).
-fn tool(name: &str) -> PathBuf {
-    let venv = local().dir.join("venv/bin").join(name);
-    if venv.exists() {
-        return venv;
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: run localenv/localenv up (or ./scripts/test), which installs it")
-        })
 }
 
 fn output(cmd: &mut Command) -> (i32, String) {

@@ -36,11 +36,39 @@ pub struct Local {
     pub ecr_host: String,
 }
 
+/// Where `localenv up` keeps its servers' state and the tools it installs:
+/// `$HOIST_LOCALENV_DIR`, or `.localenv` in the checkout.
+pub fn localenv_dir() -> PathBuf {
+    std::env::var_os("HOIST_LOCALENV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".localenv"))
+}
+
+/// A tool `localenv up` installs: into its venv (PyPI), its node_modules
+/// (npm), or on PATH (Debian). Needs no server, so it starts none.
+pub fn tool(name: &str) -> PathBuf {
+    let dir = localenv_dir();
+    for candidate in [
+        dir.join("venv/bin").join(name),
+        dir.join("node/node_modules/.bin").join(name),
+    ] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run localenv/localenv up (or ./scripts/test), which installs it")
+        })
+}
+
 /// The environment `localenv up` wrote to `$HOIST_LOCALENV_DIR/env.sh`.
 pub fn local() -> &'static Local {
     static LOCAL: OnceLock<Local> = OnceLock::new();
     LOCAL.get_or_init(|| {
-        let dir = std::env::var_os("HOIST_LOCALENV_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".localenv"));
+        let dir = localenv_dir();
         let text = std::fs::read_to_string(dir.join("env.sh")).unwrap_or_else(|_| panic!("no {}/env.sh: start the local environment first (localenv/localenv up), or run ./scripts/test", dir.display()));
         let mut vars = BTreeMap::new();
         for line in text.lines() {
