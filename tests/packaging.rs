@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use common::fixtures::{self, Layout};
 use common::server::{Body, Running, serve};
-use common::{local, registry_manifest, registry_tags, sha256_hex, unique};
+use common::{local, registry_manifest, registry_tags, sha256_hex, tool, unique};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -28,30 +28,6 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/ci-deploy";
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool `localenv up` installs: into its venv (PyPI), its node_modules
-/// (npm), or on PATH (Debian).
-fn tool(name: &str) -> PathBuf {
-    let dir = &local().dir;
-    for candidate in [
-        dir.join("venv/bin").join(name),
-        dir.join("node/node_modules/.bin").join(name),
-    ] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            if d.join(name).is_file() {
-                return d.join(name);
-            }
-        }
-    }
-    panic!(
-        "{name} is not installed: run localenv/localenv up (or ./scripts/test), which installs it"
-    )
 }
 
 fn output(cmd: &mut Command) -> (i32, String) {
@@ -487,10 +463,17 @@ fn gitlab_component_inputs_are_typed_and_described() {
     for name in ["scan-timeout", "deploy-timeout", "strategy", "duration"] {
         assert!(field(name, "regex").as_str().is_some(), "{name}");
     }
-    assert_eq!(
-        field("image", "default").as_str(),
-        Some(format!("ghcr.io/hoist-dev/hoist:{}", env!("CARGO_PKG_VERSION")).as_str()),
-        "the image input defaults to this release's image"
+    // This version's image: by tag on main; by digest at a release's tagged
+    // commit (scripts/release-pin; tests/release.rs).
+    let tagged = format!("ghcr.io/hoist-dev/hoist:{}", env!("CARGO_PKG_VERSION"));
+    let default = field("image", "default");
+    let default = default.as_str().unwrap();
+    assert!(
+        default == tagged
+            || default
+                .strip_prefix(&format!("{tagged}@sha256:"))
+                .is_some_and(|hex| hex.len() == 64),
+        "the image input defaults to this release's image, not {default}"
     );
     // The action's names, and the former ones still there.
     for name in [

@@ -172,9 +172,12 @@ docker_setup() {
   run "$HOOK"
   [ "$status" -eq 0 ]
   version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n 1)
+  # On main the image by tag; at a release's tagged commit, by digest.
+  image=$(sed -n 's/^pinned_image=//p' "$HOOK")
+  [ -n "$image" ] || image=ghcr.io/hoist-dev/hoist:$version
   args=$(cat "$DOCKER_STANDIN_LOG")
   # image, then the command
-  [ "$(tail -n 3 "$DOCKER_STANDIN_LOG" | paste -sd ' ')" = "ghcr.io/hoist-dev/hoist:$version hoist ship" ]
+  [ "$(tail -n 3 "$DOCKER_STANDIN_LOG" | paste -sd ' ')" = "$image hoist ship" ]
   grep -qx -- "$PWD:$PWD" "$DOCKER_STANDIN_LOG"
   grep -qx -- "$(id -u):$(id -g)" "$DOCKER_STANDIN_LOG"
   grep -qx -- "$(command -v buildkite-agent):/usr/local/bin/buildkite-agent:ro" "$DOCKER_STANDIN_LOG"
@@ -187,6 +190,31 @@ docker_setup() {
   [[ $args != *"HOIST_REPOSITORY="* ]]
   grep -qx 'HOIST_REPOSITORY=team/app' "$CALLS"
   [ "$(buildkite-agent meta-data get hoist-stub)" = from-the-container ]
+}
+
+@test "docker: at a release's tagged commit, the image that release published, by digest" {
+  docker_setup
+  # The plugin as the release workflow tags it: scripts/release-pin run on
+  # a copy of this checkout.
+  plugin=$BATS_TEST_TMPDIR/plugin
+  mkdir -p "$plugin"
+  (cd "$ROOT" && cp -R --parents Cargo.toml plugin.yml hooks/command scripts/release-pin \
+    templates/hoist/template.yml templates/hoist/README.md gitlab/hoist.yml "$plugin")
+  version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n 1)
+  digest=sha256:$(printf 'release' | sha256sum | cut -d' ' -f1)
+  if ! grep -qx 'pinned_image=' "$plugin/hooks/command"; then
+    skip "this checkout is a release's tagged commit, pinned already"
+  fi
+  "$plugin/scripts/release-pin" "$version" ghcr.io/hoist-dev/hoist "$digest"
+  export BUILDKITE_PLUGIN_HOIST_DOCKER=true
+  run "$plugin/hooks/command"
+  [ "$status" -eq 0 ]
+  [ "$(tail -n 3 "$DOCKER_STANDIN_LOG" | paste -sd ' ')" = "ghcr.io/hoist-dev/hoist:$version@$digest hoist ship" ]
+  # docker-image still wins over the pin.
+  export BUILDKITE_PLUGIN_HOIST_DOCKER_IMAGE=registry.example.com/tools/hoist:edge
+  run "$plugin/hooks/command"
+  [ "$status" -eq 0 ]
+  [ "$(tail -n 3 "$DOCKER_STANDIN_LOG" | paste -sd ' ')" = "registry.example.com/tools/hoist:edge hoist ship" ]
 }
 
 @test "docker-image picks the image" {

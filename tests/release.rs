@@ -1,0 +1,900 @@
+//! The release's pins: the GitLab component and the Buildkite plugin default
+//! to the image the release published, by digest, in the commit the release
+//! is tagged at (scripts/release-pin, the release workflow's `version` and
+//! `pin` jobs, the GitLab catalog pipeline in .gitlab-ci.yml).
+//!
+//! GitHub's runners and GitLab's catalog are not here; what runs here is
+//! what they would run: the workflow's own scripts, taken from release.yml
+//! and executed with bash on a copy of this checkout, with `gh` played by a
+//! stand-in and `origin` by a bare repository; the catalog pipeline's check
+//! run by gitlab-ci-local; the component's expanded YAML read back from
+//! gitlab-ci-local.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{sha256_hex, tool};
+use serde_yaml_ng::Value as Yaml;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What scripts/release-pin changes, sorted as `git diff --name-only` lists.
+const PINNED: [&str; 4] = [
+    "gitlab/hoist.yml",
+    "hooks/command",
+    "templates/hoist/README.md",
+    "templates/hoist/template.yml",
+];
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn digest(seed: &str) -> String {
+    format!("sha256:{}", sha256_hex(seed.as_bytes()))
+}
+
+/// (exit code, stdout and stderr)
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// git in `dir`, with no user or system configuration (no signing, no
+/// hooks) and a fixed identity: only what a runner's fresh checkout has.
+fn git_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+    cmd
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let (code, text) = run(git_cmd(dir).args(args));
+    assert_eq!(code, 0, "git {args:?}: {text}");
+    text.trim().to_string()
+}
+
+/// A repository holding this checkout's release files, one commit on main:
+/// main's commit as the release workflow checks it out.
+fn checkout_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("checkout");
+    for f in [
+        "Cargo.toml",
+        "plugin.yml",
+        "scripts/release-pin",
+        ".gitlab-ci.yml",
+        ".github/workflows/release.yml",
+    ]
+    .iter()
+    .chain(PINNED.iter())
+    {
+        let to = copy.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(f), &to).unwrap();
+    }
+    git(&copy, &["init", "-q", "-b", "main"]);
+    git(&copy, &["add", "."]);
+    git(&copy, &["commit", "-q", "-m", "main"]);
+    copy
+}
+
+fn release_pin(dir: &Path, args: &[&str]) -> (i32, String) {
+    run(Command::new(dir.join("scripts/release-pin")).args(args))
+}
+
+/// `git status --porcelain`: empty when nothing changed.
+fn changes(dir: &Path) -> String {
+    git(dir, &["status", "--porcelain"])
+}
+
+/// This checkout is main's (the defaults by tag), not a release's tagged
+/// commit (pinned). The tests that pin need main's files.
+fn main_is_unpinned() -> bool {
+    let hook = std::fs::read_to_string(repo_root().join("hooks/command")).unwrap();
+    hook.lines().any(|l| l == "pinned_image=")
+}
+
+/// On main, --check refuses (the defaults name the image by tag) and says
+/// how a release's commit is made; at a release's tagged commit it passes.
+#[test]
+fn this_checkout_is_pinned_only_if_it_is_a_release() {
+    let (code, text) = release_pin(repo_root(), &["--check", VERSION]);
+    if main_is_unpinned() {
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains("the image input's default is not pinned to a digest of version")
+                && text.contains(
+                    "hint: a release's tagged commit is made by .github/workflows/release.yml"
+                ),
+            "{text}"
+        );
+    } else {
+        assert_eq!(code, 0, "a pinned checkout fails its own check: {text}");
+    }
+}
+
+#[test]
+fn release_pin_pins_every_default_and_nothing_else() {
+    if !main_is_unpinned() {
+        return; // a release's commit is pinned already: nothing to pin
+    }
+    let work = tempfile::tempdir().unwrap();
+    let copy = checkout_copy(work.path());
+    let sha = digest("the release's index");
+    let (code, text) = release_pin(&copy, &[VERSION, "ghcr.io/hoist-dev/hoist", &sha]);
+    assert_eq!(code, 0, "{text}");
+    let pinned = format!("ghcr.io/hoist-dev/hoist:{VERSION}@{sha}");
+    assert_eq!(text.trim(), format!("pinned: {pinned}"));
+    assert_eq!(
+        git(&copy, &["diff", "--name-only"])
+            .lines()
+            .collect::<Vec<_>>(),
+        PINNED,
+        "only the four files change"
+    );
+    // One line each, and only that line.
+    let numstat = git(&copy, &["diff", "--numstat"]);
+    for line in numstat.lines() {
+        assert!(line.starts_with("1\t1\t"), "more than one line: {numstat}");
+    }
+    let read = |f: &str| std::fs::read_to_string(copy.join(f)).unwrap();
+    let template = read("templates/hoist/template.yml");
+    assert_eq!(
+        template,
+        read("gitlab/hoist.yml"),
+        "the copy stays the same file"
+    );
+    let (header, _) = template.split_once("\n---\n").unwrap();
+    let spec: Yaml = serde_yaml_ng::from_str(header).unwrap();
+    assert_eq!(
+        spec["spec"]["inputs"]["image"]["default"].as_str(),
+        Some(pinned.as_str())
+    );
+    assert!(read("hooks/command").contains(&format!("\npinned_image={pinned}\n")));
+    assert!(
+        read("templates/hoist/README.md").contains(&format!("| `image` | string, `{pinned}` |"))
+    );
+    // The hook is still executable, and still bash.
+    let (code, text) = run(Command::new("bash")
+        .arg("-n")
+        .arg(copy.join("hooks/command")));
+    assert_eq!(code, 0, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(copy.join("hooks/command"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "hooks/command lost its execute bits");
+
+    let (code, text) = release_pin(&copy, &["--check", VERSION]);
+    assert_eq!(
+        (code, text.trim()),
+        (0, format!("pinned: {pinned}").as_str())
+    );
+    // Pinned twice: refused, and nothing moves.
+    git(&copy, &["commit", "-q", "-am", "pinned"]);
+    let (code, text) = release_pin(
+        &copy,
+        &[VERSION, "ghcr.io/hoist-dev/hoist", &digest("another")],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("is this commit already pinned"), "{text}");
+    assert_eq!(changes(&copy), "");
+}
+
+/// Each refusal names what is wrong, exits 2 (bad arguments) or 1 (the
+/// checkout cannot be pinned as asked), and writes nothing.
+#[test]
+fn release_pin_refuses_and_changes_nothing() {
+    if !main_is_unpinned() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let copy = checkout_copy(work.path());
+    let sha = digest("index");
+    let image = "ghcr.io/hoist-dev/hoist";
+    let other_version = "99.0.0";
+    let cases: Vec<(&str, Vec<&str>, i32, String)> = vec![
+        (
+            "no arguments",
+            vec![],
+            2,
+            "usage: scripts/release-pin".into(),
+        ),
+        ("two arguments", vec![VERSION, image], 2, "usage:".into()),
+        (
+            "an unknown option",
+            vec!["--force", VERSION],
+            2,
+            "usage:".into(),
+        ),
+        (
+            "not a version",
+            vec!["v1.2", image, &sha],
+            2,
+            "'v1.2' is not a version".into(),
+        ),
+        (
+            "another version",
+            vec![other_version, image, &sha],
+            1,
+            format!("version {other_version} is not Cargo.toml's ({VERSION})"),
+        ),
+        (
+            "an image with a tag",
+            vec![VERSION, "ghcr.io/hoist-dev/hoist:1.0", &sha],
+            2,
+            "is not an image name".into(),
+        ),
+        (
+            "upper case",
+            vec![VERSION, "ghcr.io/Hoist-Dev/hoist", &sha],
+            2,
+            "is not an image name".into(),
+        ),
+        (
+            "no path",
+            vec![VERSION, "ghcr.io", &sha],
+            2,
+            "is not an image name".into(),
+        ),
+        (
+            "a line break",
+            vec![VERSION, "ghcr.io/hoist-dev/hoist\nx", &sha],
+            2,
+            "is not an image name".into(),
+        ),
+        (
+            "a short digest",
+            vec![VERSION, image, "sha256:abc"],
+            2,
+            "is not a digest".into(),
+        ),
+        (
+            "another algorithm",
+            vec![VERSION, image, "sha512:00"],
+            2,
+            "is not a digest".into(),
+        ),
+    ];
+    for (case, args, want, message) in &cases {
+        let (code, text) = release_pin(&copy, args);
+        assert_eq!(code, *want, "{case}: {text}");
+        assert!(text.contains(message.as_str()), "{case}: {text}");
+        assert_eq!(changes(&copy), "", "{case} wrote something");
+    }
+
+    // A checkout reworded so one place is missing: refused before any
+    // file is written, the others included.
+    for (file, from, to) in [
+        (
+            "hooks/command",
+            "\npinned_image=\n",
+            "\npinned_image=\"\"\n",
+        ),
+        (
+            "templates/hoist/README.md",
+            "| `image` | string,",
+            "| `image` | text,",
+        ),
+    ] {
+        let path = copy.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (code, out) = release_pin(&copy, &[VERSION, image, &sha]);
+        assert_eq!(code, 1, "{file}: {out}");
+        assert!(out.contains(&format!("{file}: expected the line")), "{out}");
+        assert_eq!(
+            changes(&copy),
+            format!("M {file}"),
+            "only the reworded file differs"
+        );
+        git(&copy, &["checkout", "--", file]);
+    }
+    // The template and its copy differ: refused.
+    let copy_path = copy.join("gitlab/hoist.yml");
+    let text = std::fs::read_to_string(&copy_path).unwrap();
+    std::fs::write(&copy_path, format!("{text}# drift\n")).unwrap();
+    let (code, out) = release_pin(&copy, &[VERSION, image, &sha]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("gitlab/hoist.yml is not templates/hoist/template.yml byte for byte"),
+        "{out}"
+    );
+    assert_eq!(changes(&copy), "M gitlab/hoist.yml");
+}
+
+/// A project including the component as a pipeline would, expanded by
+/// gitlab-ci-local: the hoist job's image.
+fn component_image(work: &Path, component_from: &Path) -> String {
+    let project = work.join("project");
+    let _ = std::fs::remove_dir_all(&project);
+    let to = project.join("templates/hoist/template.yml");
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(component_from.join("templates/hoist/template.yml"), &to).unwrap();
+    std::fs::write(
+        project.join(".gitlab-ci.yml"),
+        "include:\n  - local: templates/hoist/template.yml\n    inputs:\n      source: image\n      repository: team/app\n",
+    )
+    .unwrap();
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "."]);
+    git(&project, &["commit", "-q", "-m", "pipeline"]);
+    let out = Command::new(tool("gitlab-ci-local"))
+        .current_dir(&project)
+        .env("HOME", work)
+        .arg("--home")
+        .arg(work.join("gcl-home"))
+        .arg("--preview")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+    // Warnings first, then the expanded YAML.
+    let (_, yaml) = text
+        .split_once("---\n")
+        .unwrap_or_else(|| panic!("gitlab-ci-local printed no pipeline: {text}{errors}"));
+    let pipeline: Yaml = serde_yaml_ng::from_str(yaml).unwrap();
+    pipeline["hoist"]["image"]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no hoist job image: {yaml}"))
+        .to_string()
+}
+
+/// Included without an `image` input, the component runs the release's
+/// image: by tag on main, by digest once pinned.
+#[test]
+fn the_pinned_component_runs_the_image_by_digest() {
+    if !main_is_unpinned() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let copy = checkout_copy(work.path());
+    assert_eq!(
+        component_image(work.path(), &copy),
+        format!("ghcr.io/hoist-dev/hoist:{VERSION}")
+    );
+    let sha = digest("index");
+    let (code, text) = release_pin(&copy, &[VERSION, "ghcr.io/hoist-dev/hoist", &sha]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        component_image(work.path(), &copy),
+        format!("ghcr.io/hoist-dev/hoist:{VERSION}@{sha}")
+    );
+}
+
+/// The GitLab mirror's pipeline (.gitlab-ci.yml): it runs for a catalog
+/// version tag only, is valid GitLab CI, and its check refuses a tag on a
+/// commit whose component is not pinned — run by gitlab-ci-local, as the
+/// mirror's runner would run it.
+#[test]
+fn the_catalog_pipeline_publishes_only_a_pinned_version() {
+    let text = std::fs::read_to_string(repo_root().join(".gitlab-ci.yml")).unwrap();
+    let pipeline: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+    let rule = pipeline["workflow"]["rules"][0]["if"].as_str().unwrap();
+    let re = rule
+        .strip_prefix("$CI_COMMIT_TAG =~ /")
+        .and_then(|r| r.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the workflow runs on a tag pattern: {rule}"));
+    // grep -E reads this pattern as GitLab's RE2 does.
+    let matches = |tag: &str| {
+        run(Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s\\n' \"$1\" | LC_ALL=C grep -qE \"$2\"")
+            .arg("sh")
+            .arg(tag)
+            .arg(re))
+        .0 == 0
+    };
+    for tag in ["0.1.0", "1.2.3", "10.20.30", "1.2.3-rc.1"] {
+        assert!(matches(tag), "{tag} is a catalog version");
+    }
+    for tag in ["v1.2.3", "1.2", "main", "1.2.3.4", "x1.2.3", ""] {
+        assert!(!matches(tag), "{tag} is not a catalog version");
+    }
+    assert_eq!(
+        pipeline["catalog"]["release"]["tag_name"].as_str(),
+        Some("$CI_COMMIT_TAG")
+    );
+    assert_eq!(pipeline["catalog"]["needs"][0].as_str(), Some("pinned"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run(Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.gitlab-ci"])
+        .arg(repo_root().join(".gitlab-ci.yml")));
+    assert_eq!(code, 0, "{out}");
+
+    if !main_is_unpinned() {
+        return;
+    }
+    let copy = checkout_copy(dir.path());
+    let gitlab_ci_local = |work: &Path| {
+        run(Command::new(tool("gitlab-ci-local"))
+            .current_dir(&copy)
+            .env("HOME", work)
+            .arg("--home")
+            .arg(work.join("gcl-home"))
+            // The job names an image: run its script in this shell.
+            .arg("--force-shell-executor")
+            .args(["--variable", &format!("CI_COMMIT_TAG={VERSION}")])
+            .arg("pinned"))
+    };
+    let (code, out) = gitlab_ci_local(dir.path());
+    assert_ne!(code, 0, "an unpinned tag passed the check: {out}");
+    assert!(
+        out.contains("the image input's default is not pinned to a digest"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL") && out.contains("pinned"), "{out}");
+
+    let sha = digest("index");
+    let (code, out) = release_pin(&copy, &[VERSION, "ghcr.io/hoist-dev/hoist", &sha]);
+    assert_eq!(code, 0, "{out}");
+    git(&copy, &["commit", "-q", "-am", "pinned"]);
+    let (code, out) = gitlab_ci_local(dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("pinned: ghcr.io/hoist-dev/hoist:{VERSION}@{sha}")),
+        "{out}"
+    );
+}
+
+// --- the release workflow's own scripts -----------------------------------------
+
+fn workflow() -> Yaml {
+    let text = std::fs::read_to_string(repo_root().join(".github/workflows/release.yml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// The `run` script of job `job`'s step with id `step`.
+fn step_script(job: &str, step: &str) -> String {
+    let wf = workflow();
+    let steps = wf["jobs"][job]["steps"].as_sequence().unwrap();
+    steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some(step))
+        .and_then(|s| s["run"].as_str())
+        .unwrap_or_else(|| panic!("release.yml: job {job} has no step {step} with a script"))
+        .to_string()
+}
+
+/// `gh`, played for the workflow's scripts: `api
+/// repos/R/git/matching-refs/tags/T --jq .[].ref` lists the refs of
+/// $GH_STAND_IN_TAGS (one per line) starting with refs/tags/T, as GitHub
+/// answers; `auth setup-git` does nothing (origin is a local path).
+/// $GH_STAND_IN_FAIL makes every call fail as an unreachable API does.
+const GH_STAND_IN: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+echo "$*" >> "$GH_STAND_IN_LOG"
+if [ -n "${GH_STAND_IN_FAIL:-}" ]; then echo "HTTP 502: Bad Gateway" >&2; exit 1; fi
+case "$1 $2" in
+  "auth setup-git") exit 0 ;;
+  "api repos/"*)
+    prefix=refs/tags/${2##*/git/matching-refs/tags/}
+    while IFS= read -r ref; do
+      case $ref in "$prefix"*) echo "$ref" ;; esac
+    done < "${GH_STAND_IN_TAGS:-/dev/null}"
+    ;;
+  *) echo "gh stand-in: unexpected: $*" >&2; exit 1 ;;
+esac
+"#;
+
+struct Runner {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Runner {
+    fn new(work: &Path) -> Runner {
+        let bin = work.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let gh = bin.join("gh");
+        std::fs::write(&gh, GH_STAND_IN).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Runner {
+            dir: work.to_path_buf(),
+            bin,
+        }
+    }
+
+    /// Runs `script` as a `run:` step does (bash -e), in `checkout`, with
+    /// the step's `env`. (exit code, log, $GITHUB_OUTPUT)
+    fn step(&self, checkout: &Path, script: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+        let output = self.dir.join("github_output");
+        std::fs::write(&output, "").unwrap();
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(checkout)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("PATH", path)
+            .env("HOME", &self.dir)
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", self.dir.join("summary.md"))
+            .env("GITHUB_REPOSITORY", "hoist-dev/hoist")
+            .env("GITHUB_SHA", git(checkout, &["rev-parse", "HEAD"]))
+            .env("GH_STAND_IN_LOG", self.dir.join("gh.log"))
+            // As GitHub runs a `run:` step: bash -e.
+            .args(["--noprofile", "--norc", "-e", "-c", script]);
+        for k in [
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_EMAIL",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (code, log) = run(&mut cmd);
+        (code, log, std::fs::read_to_string(&output).unwrap())
+    }
+}
+
+/// The `version` job: a release is main's, of Cargo.toml's version, not
+/// yet tagged either way, and pinnable; anything else stops the release
+/// before anything is built. The API failing is a failure, never "no tag".
+#[test]
+fn the_release_starts_only_for_a_new_version_on_main() {
+    if !main_is_unpinned() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let copy = checkout_copy(work.path());
+    let runner = Runner::new(work.path());
+    let script = step_script("version", "version");
+    let tags = work.path().join("tags");
+    let tags_s = tags.to_str().unwrap();
+    let main = "refs/heads/main";
+    let cases: Vec<(&str, &str, &str, &str, Option<&str>)> = vec![
+        // (case, version, ref, existing tags, the error)
+        ("a new version", VERSION, main, "refs/tags/v0.0.1\n", None),
+        (
+            "from a branch",
+            VERSION,
+            "refs/heads/feature",
+            "",
+            Some("releases are made from main, not refs/heads/feature"),
+        ),
+        (
+            "another version",
+            "9.9.9",
+            main,
+            "",
+            Some("version 9.9.9 is not Cargo.toml's"),
+        ),
+        (
+            "released on GitHub",
+            VERSION,
+            main,
+            "refs/tags/vVERSION\n",
+            Some("tag vVERSION exists already"),
+        ),
+        (
+            "released in the catalog",
+            VERSION,
+            main,
+            "refs/tags/VERSION\n",
+            Some("tag VERSION exists already"),
+        ),
+    ];
+    for (case, version, git_ref, existing, error) in cases {
+        std::fs::write(&tags, existing.replace("VERSION", VERSION)).unwrap();
+        let (code, log, output) = runner.step(
+            &copy,
+            &script,
+            &[
+                ("VERSION", version),
+                ("REF", git_ref),
+                ("GH_REPO", "hoist-dev/hoist"),
+                ("GH_TOKEN", "t"),
+                ("GH_STAND_IN_TAGS", tags_s),
+            ],
+        );
+        match error {
+            None => {
+                assert_eq!(code, 0, "{case}: {log}");
+                assert_eq!(output, format!("version={VERSION}\n"), "{case}");
+            }
+            Some(error) => {
+                assert_ne!(code, 0, "{case}: {log}");
+                assert!(
+                    log.contains(&format!("::error::{}", error.replace("VERSION", VERSION))),
+                    "{case}: {log}"
+                );
+                assert_eq!(output, "", "{case}");
+            }
+        }
+        assert_eq!(
+            changes(&copy),
+            "",
+            "{case}: the trial pin left files changed"
+        );
+    }
+    // A tag 1.2.3-rc.1 does not make 1.2.3 released (GitHub lists refs by
+    // prefix).
+    std::fs::write(
+        &tags,
+        format!("refs/tags/v{VERSION}-rc.1\nrefs/tags/{VERSION}-rc.1\n"),
+    )
+    .unwrap();
+    let env = [
+        ("VERSION", VERSION),
+        ("REF", main),
+        ("GH_REPO", "hoist-dev/hoist"),
+        ("GH_TOKEN", "t"),
+        ("GH_STAND_IN_TAGS", tags_s),
+    ];
+    let (code, log, _) = runner.step(&copy, &script, &env);
+    assert_eq!(code, 0, "{log}");
+    // The API down: the release stops.
+    let mut failing = env.to_vec();
+    failing.push(("GH_STAND_IN_FAIL", "1"));
+    let (code, log, output) = runner.step(&copy, &script, &failing);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("HTTP 502"), "{log}");
+    assert_eq!(output, "");
+    // A checkout that cannot be pinned stops it before the build.
+    let hook = copy.join("hooks/command");
+    let text = std::fs::read_to_string(&hook).unwrap();
+    std::fs::write(&hook, text.replacen("\npinned_image=\n", "\n", 1)).unwrap();
+    git(&copy, &["commit", "-q", "-am", "reworded"]);
+    let (code, log, output) = runner.step(&copy, &script, &env);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("hooks/command: expected the line 'pinned_image=' once"),
+        "{log}"
+    );
+    assert_eq!(output, "");
+}
+
+/// The `pin` job, run on a fresh checkout of main's commit with `origin` a
+/// bare repository: it tags v<version> and <version> at one commit whose
+/// parent is the commit built and whose only change is the pins. Run again
+/// (a re-run of the job), it makes the same commit and succeeds; with
+/// another digest it cannot move the tags.
+#[test]
+fn the_pin_job_tags_the_built_commit_plus_the_pins() {
+    if !main_is_unpinned() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let main = checkout_copy(work.path());
+    let origin = work.path().join("origin.git");
+    git(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            main.to_str().unwrap(),
+            origin.to_str().unwrap(),
+        ],
+    );
+    let built = git(&main, &["rev-parse", "HEAD"]);
+    let runner = Runner::new(work.path());
+    let script = step_script("pin", "pin");
+    let sha = digest("the index");
+    let attempt = |n: u32, digest: &str| {
+        // Each attempt is a new runner: a fresh clone of the built commit.
+        let checkout = work.path().join(format!("attempt-{n}"));
+        git(
+            work.path(),
+            &[
+                "clone",
+                "-q",
+                origin.to_str().unwrap(),
+                checkout.to_str().unwrap(),
+            ],
+        );
+        // ...at another time: git would date a commit made now by the
+        // clock, which these stand for.
+        let now = format!("@{} +0000", 1_800_000_000 + n * 3600);
+        runner.step(
+            &checkout,
+            &script,
+            &[
+                ("VERSION", VERSION),
+                ("IMAGE", "ghcr.io/hoist-dev/hoist"),
+                ("DIGEST", digest),
+                ("GH_TOKEN", "t"),
+                ("GIT_AUTHOR_DATE", &now),
+                ("GIT_COMMITTER_DATE", &now),
+            ],
+        )
+    };
+    let (code, log, output) = attempt(1, &sha);
+    assert_eq!(code, 0, "{log}");
+    let tag_v = git(
+        &origin,
+        &["rev-parse", &format!("refs/tags/v{VERSION}^{{commit}}")],
+    );
+    let tag = git(
+        &origin,
+        &["rev-parse", &format!("refs/tags/{VERSION}^{{commit}}")],
+    );
+    assert_eq!(tag_v, tag, "both tags name one commit");
+    assert_eq!(output, format!("commit={tag}\n"));
+    assert_eq!(
+        git(&origin, &["rev-parse", &format!("{tag}^")]),
+        built,
+        "its parent is the commit built"
+    );
+    assert_eq!(
+        git(&origin, &["diff", "--name-only", &built, &tag])
+            .lines()
+            .collect::<Vec<_>>(),
+        PINNED
+    );
+    assert_eq!(
+        git(&origin, &["rev-parse", "refs/heads/main"]),
+        built,
+        "main is not moved"
+    );
+    let template = git(
+        &origin,
+        &["show", &format!("{tag}:templates/hoist/template.yml")],
+    );
+    assert!(template.contains(&format!("default: ghcr.io/hoist-dev/hoist:{VERSION}@{sha}")));
+    let message = git(&origin, &["log", "-1", "--format=%an <%ae>%n%s", &tag]);
+    assert!(
+        message.starts_with(
+            "github-actions[bot] <41898282+github-actions[bot]@users.noreply.github.com>"
+        ),
+        "{message}"
+    );
+
+    // A re-run: the same commit, pushed again, no error.
+    let (code, log, output) = attempt(2, &sha);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        output,
+        format!("commit={tag}\n"),
+        "the re-run made another commit"
+    );
+
+    // Another digest (the image rebuilt): refused, the tags stay.
+    let (code, log, output) = attempt(3, &digest("another index"));
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("rejected") || log.contains("already exists"),
+        "{log}"
+    );
+    assert_eq!(output, "");
+    assert_eq!(
+        git(
+            &origin,
+            &["rev-parse", &format!("refs/tags/v{VERSION}^{{commit}}")]
+        ),
+        tag
+    );
+    assert_eq!(
+        git(
+            &origin,
+            &["rev-parse", &format!("refs/tags/{VERSION}^{{commit}}")]
+        ),
+        tag
+    );
+}
+
+/// The workflow's shape: started by hand only; the pin needs everything
+/// built and attested; only the jobs that run no build may write to the
+/// repository; the release is created on the pinned tag.
+#[test]
+fn the_release_workflow_tags_after_the_build_and_publishes_the_tag() {
+    let wf = workflow();
+    let on = wf["on"].as_mapping().unwrap();
+    assert_eq!(on.len(), 1, "started by hand only: {on:?}");
+    assert!(on.contains_key("workflow_dispatch"));
+    assert_eq!(
+        wf["on"]["workflow_dispatch"]["inputs"]["version"]["required"].as_bool(),
+        Some(true)
+    );
+    let needs = |job: &str| -> Vec<String> {
+        match &wf["jobs"][job]["needs"] {
+            Yaml::String(s) => vec![s.clone()],
+            Yaml::Sequence(v) => v.iter().map(|n| n.as_str().unwrap().to_string()).collect(),
+            _ => vec![],
+        }
+    };
+    for need in ["version", "attest", "image-index"] {
+        assert!(needs("pin").contains(&need.to_string()), "pin needs {need}");
+    }
+    assert!(needs("release").contains(&"pin".to_string()));
+    let jobs = wf["jobs"].as_mapping().unwrap();
+    for (name, job) in jobs {
+        let name = name.as_str().unwrap();
+        let writes = job["permissions"]["contents"].as_str() == Some("write");
+        assert_eq!(
+            writes,
+            matches!(name, "pin" | "release"),
+            "{name}: contents: write"
+        );
+        if writes {
+            let scripts: String = job["steps"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["run"].as_str())
+                .collect();
+            assert!(!scripts.contains("cargo"), "{name} writes and builds");
+            assert_eq!(
+                job["permissions"].as_mapping().unwrap().len(),
+                1,
+                "{name}: only contents"
+            );
+        }
+    }
+    let pin = step_script("pin", "pin");
+    assert!(pin.contains("scripts/release-pin \"$VERSION\" \"$IMAGE\" \"$DIGEST\""));
+    assert!(pin.contains("scripts/release-pin --check \"$VERSION\""));
+    assert!(pin.contains(
+        "git push --atomic origin \"$commit:refs/tags/v$VERSION\" \"$commit:refs/tags/$VERSION\""
+    ));
+    let release = wf["jobs"]["release"]["steps"][1]["run"].as_str().unwrap();
+    assert!(release.contains("gh release create \"$tag\"") && release.contains("--verify-tag"));
+    assert!(release.contains("tag=v$VERSION"));
+}
+
+/// The tagged commit differs from the commit built only in files that are
+/// in neither the binary nor the image: the release's binaries and image,
+/// built from main's commit, are what the tagged commit builds.
+#[test]
+fn the_pins_are_in_neither_the_binary_nor_the_image() {
+    // The image's build context: what .dockerignore lets through.
+    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
+    let allowed: Vec<&str> = ignore.lines().filter_map(|l| l.strip_prefix('!')).collect();
+    assert!(allowed.contains(&"src/"), "{allowed:?}");
+    for file in PINNED {
+        for allow in &allowed {
+            assert!(
+                !(file == allow.trim_end_matches('/') || file.starts_with(allow)),
+                "{file} is in the image's build context ({allow})"
+            );
+        }
+    }
+    // The binary: no build script, nothing included from outside src/.
+    assert!(!repo_root().join("build.rs").exists());
+    let mut stack = vec![repo_root().join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for name in PINNED {
+                    let base = name.rsplit('/').next().unwrap();
+                    assert!(
+                        !(text.contains("include_str!") || text.contains("include_bytes!"))
+                            || !text.contains(base),
+                        "{} includes {name}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
