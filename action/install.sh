@@ -32,7 +32,12 @@ set -euo pipefail
 say() { echo "hoist install: $*" >&2; }
 # To stderr: it reaches the log from inside $(…) too, and the runner reads
 # workflow commands from both streams.
-fail() { echo "::error title=hoist install::$*" >&2; exit 1; }
+# Exit codes as hoist's own (README, "Exit codes"): 2 for what the workflow
+# must change (an input, a release that is not there or is incomplete), 3 for
+# what a re-run may fix (the network, GitHub answering an error, a download
+# that arrived damaged). Never 1, which is hoist's "blocked by policy".
+fail() { echo "::error title=hoist install::$*" >&2; exit 2; }
+fail_retry() { echo "::error title=hoist install::$*" >&2; exit 3; }
 
 # Where hoist's releases are published (.github/workflows/release.yml).
 canonical=hoist-dev/hoist
@@ -106,7 +111,7 @@ get() { # output url [extra curl args…]
   shift 2
   curl --silent --show-error --location --retry 3 --retry-connrefused \
        --output "$out" --write-out '%{http_code}' "$@" "$url" ||
-    fail "could not download $url (network): re-run the job"
+    fail_retry "could not download $url (network): re-run the job"
 }
 
 # A JSON field reader: jq where there is one (GitHub's runners), else Python.
@@ -162,7 +167,7 @@ if [ -n "$platform" ]; then
       200) code=$(fetch "$asset" "$tmp/hoist") ;;
       404) ;;
       401 | 403) fail "$api refused the job's token for the releases of $repo (HTTP $code): give the token input a token that can read them, or an empty token for the public download" ;;
-      *) fail "reading release v$version of $repo answered HTTP $code: re-run the job" ;;
+      *) fail_retry "reading release v$version of $repo answered HTTP $code: re-run the job" ;;
     esac
   else
     if [ -n "$token" ]; then
@@ -182,7 +187,7 @@ if [ -n "$platform" ]; then
         fail "$asset.sha256 of release v$version holds no SHA-256 checksum: refusing to run an unverified binary"
       got=$(sha256_of "$tmp/hoist")
       [ "$got" = "$want" ] ||
-        fail "$asset of release v$version has SHA-256 $got, but its $asset.sha256 says $want: refusing to run it"
+        fail_retry "$asset of release v$version has SHA-256 $got, but its $asset.sha256 says $want: refusing to run it"
       mkdir -p "$dir"
       install -m 0755 "$tmp/hoist" "$dir/hoist"
       echo "$got" > "$marker"
@@ -191,7 +196,7 @@ if [ -n "$platform" ]; then
       exit 0
       ;;
     404) no_release "$repo has no release v$version with $asset (HTTP 404)" ;;
-    *) fail "downloading $asset of release v$version from $repo answered HTTP $code: re-run the job, or check the action's version input" ;;
+    *) fail_retry "downloading $asset of release v$version from $repo answered HTTP $code: re-run the job, or check the action's version input" ;;
   esac
 else
   no_release "hoist's releases have no binary for ${RUNNER_OS:-?}/${RUNNER_ARCH:-?}"

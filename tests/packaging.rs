@@ -1749,28 +1749,70 @@ fn path_without(w: &Path, name: &str) -> String {
     dir.display().to_string()
 }
 
+/// GitHub out of reach: the install step fails with 3 (a re-run may fix
+/// it), naming the download and the network, and hoist does not run.
+#[test]
+fn action_install_without_a_network_exits_3() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A port nothing listens on: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let runner = Runner::new(w, &format!("http://127.0.0.1:{port}"));
+    let image = layout(w);
+    let run = runner.run(&[
+        ("image", image.to_str().unwrap()),
+        ("repository", "pkg/never-pushed"),
+        ("token", ""),
+    ]);
+    assert_eq!(
+        run.steps.len(),
+        1,
+        "the ship step must not run:\n{}",
+        run.log()
+    );
+    let install = run.step("install");
+    assert_eq!(install.code, 3, "{}", install.log);
+    assert!(
+        install
+            .log
+            .contains("::error title=hoist install::could not download http://127.0.0.1:")
+            && install.log.contains("(network): re-run the job"),
+        "{}",
+        install.log
+    );
+}
+
 #[test]
 fn action_refuses_an_unverified_binary() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
     let wrong = sha256_hex(b"something else");
-    for (case, checksum, expected) in [
+    // (case, the .sha256 file, the error, the exit code: 3 where a re-run
+    // may fix it — a damaged download —, 2 where the release must change)
+    for (case, checksum, expected, exit) in [
         (
             "checksum mismatch",
             Some(wrong.clone()),
             format!("but its hoist-x86_64-linux.sha256 says {wrong}: refusing to run it"),
+            3,
         ),
         (
             "no checksum file",
             None,
             "but no hoist-x86_64-linux.sha256 (HTTP 404): refusing to run an unverified binary"
                 .to_string(),
+            2,
         ),
         (
             "not a checksum",
             Some("not-a-checksum".into()),
             "holds no SHA-256 checksum: refusing".to_string(),
+            2,
         ),
     ] {
         let case_dir = w.join(case.replace(' ', "-"));
@@ -1795,7 +1837,7 @@ fn action_refuses_an_unverified_binary() {
             run.log()
         );
         let install = run.step("install");
-        assert_ne!(install.code, 0, "{case}");
+        assert_eq!(install.code, exit, "{case}: {}", install.log);
         assert!(
             install.log.contains("::error title=hoist install::")
                 && install.log.contains(&expected),
@@ -1900,7 +1942,8 @@ fn action_builds_from_source_only_when_allowed() {
             let args = std::fs::read_to_string(&cargo_log).unwrap();
             if !allowed {
                 assert_eq!(run.steps.len(), 1, "{case}: {}", run.log());
-                assert_ne!(install.code, 0);
+                // Not 1 (hoist's "blocked by policy"): the workflow must change.
+                assert_eq!(install.code, 2, "{case}: {}", install.log);
                 assert!(
                     install
                         .log
