@@ -88,6 +88,12 @@ pub fn show(d: Duration) -> String {
     }
 }
 
+/// `show` for a number of seconds (a report's `*_secs`); a negative or
+/// non-finite number shows as 0ms.
+pub fn show_secs(secs: f64) -> String {
+    show(Duration::try_from_secs_f64(secs).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +136,15 @@ mod tests {
         ] {
             assert_eq!(show(d), want);
             assert_eq!(parse(&show(d)), Ok(d), "{want} reads back");
+        }
+        for (secs, want) in [
+            (42.06, "42.1s"),
+            (0.5, "500ms"),
+            (-1.0, "0ms"),
+            (f64::NAN, "0ms"),
+            (f64::INFINITY, "0ms"),
+        ] {
+            assert_eq!(show_secs(secs), want, "{secs}");
         }
     }
 }

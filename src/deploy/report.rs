@@ -94,27 +94,30 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(tenths(*d))
 }
 
+/// Seconds to a tenth, for the JSON document's `*_secs` numbers.
 fn tenths(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
 impl Timings {
-    /// `took 42.1 s: 3.2 s waiting on AWS (update 2.0 s, version Active
-    /// 1.2 s, provisioned concurrency 0 s), 30 s baking`.
+    /// `took 42.1s: 3.2s waiting on AWS (update 2s, version Active 1.2s,
+    /// provisioned concurrency 0ms), 30s baking` — durations as hoist writes
+    /// them everywhere (`duration::show`), as ship's line does.
     pub fn line(&self) -> String {
+        let show = crate::duration::show;
         let mut s = format!(
-            "took {} s: {} s waiting on AWS (update {} s, version Active {} s, provisioned concurrency {} s), {} s baking",
-            tenths(self.total),
-            tenths(self.aws_wait),
-            tenths(self.update),
-            tenths(self.version_active),
-            tenths(self.provisioned),
-            tenths(self.bake)
+            "took {}: {} waiting on AWS (update {}, version Active {}, provisioned concurrency {}), {} baking",
+            show(self.total),
+            show(self.aws_wait),
+            show(self.update),
+            show(self.version_active),
+            show(self.provisioned),
+            show(self.bake)
         );
         if !self.other_deployment.is_zero() {
             s.push_str(&format!(
-                ", {} s waiting for another deployment",
-                tenths(self.other_deployment)
+                ", {} waiting for another deployment",
+                show(self.other_deployment)
             ));
         }
         s
@@ -288,13 +291,13 @@ mod tests {
         t.add_provisioned(s(0.5));
         assert_eq!(
             t.line(),
-            "took 42.1 s: 3.5 s waiting on AWS (update 2 s, version Active 1 s, provisioned concurrency 0.5 s), 30 s baking"
+            "took 42.1s: 3.5s waiting on AWS (update 2s, version Active 1s, provisioned concurrency 500ms), 30s baking"
         );
         let json = serde_json::to_value(t).unwrap();
         assert_eq!(json["aws_wait_secs"], 3.5);
         assert_eq!(json["bake_secs"], 30.0);
         t.other_deployment = s(12.0);
-        assert!(t.line().ends_with(", 12 s waiting for another deployment"));
+        assert!(t.line().ends_with(", 12s waiting for another deployment"));
     }
 
     /// The signal by name and the exit code it ends the run with.

@@ -348,11 +348,11 @@ impl Shift<'_> {
         p.timings.add_provisioned(began.elapsed());
         Ok(match ready? {
             Some(r) => format!(
-                "provisioned concurrency of {} READY ({} of {}) after {:.1} s",
+                "provisioned concurrency of {} READY ({} of {}) after {}",
                 self.alias,
                 r.allocated,
                 r.requested,
-                began.elapsed().as_secs_f64()
+                crate::duration::show(began.elapsed())
             ),
             None => format!("alias {} no longer has provisioned concurrency", self.alias),
         })

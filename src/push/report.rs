@@ -77,9 +77,9 @@ impl Report {
             );
         }
         format!(
-            "pushed {} in {:.1}s: {} uploaded ({}), {} mounted, {} already there; {}",
+            "pushed {} in {}: {} uploaded ({}), {} mounted, {} already there; {}",
             self.image_uri,
-            self.seconds,
+            crate::duration::show_secs(self.seconds),
             plural(b.uploaded, "blob"),
             bytes(b.bytes_uploaded),
             b.mounted,
@@ -101,7 +101,7 @@ impl Report {
         };
         let b = &self.blobs;
         format!(
-            "### hoist push\n\n| | |\n|---|---|\n| image | `{}` |\n| digest | `{}` |\n| tags | {} |\n| platforms | {} |\n| blobs | {} uploaded ({}), {} mounted, {} already there |\n| time | {:.1} s |\n",
+            "### hoist push\n\n| | |\n|---|---|\n| image | `{}` |\n| digest | `{}` |\n| tags | {} |\n| platforms | {} |\n| blobs | {} uploaded ({}), {} mounted, {} already there |\n| time | {} |\n",
             self.image_uri,
             self.digest,
             tags,
@@ -114,7 +114,7 @@ impl Report {
             bytes(b.bytes_uploaded),
             b.mounted,
             b.present,
-            self.seconds
+            crate::duration::show_secs(self.seconds)
         )
     }
 }

@@ -313,7 +313,7 @@ impl Timings {
     /// `took 4.2s: checks 0.3s, push 1.1s, gate 2.1s (waiting for ECR's
     /// scan), deploy 0.7s; 2.5s of it waiting on AWS`
     pub fn line(&self) -> String {
-        let show = |s: f64| crate::duration::show(std::time::Duration::from_secs_f64(s.max(0.0)));
+        let show = crate::duration::show_secs;
         format!(
             "took {}: checks {}, push {}, gate {} (waiting for ECR's scan), deploy {}; {} of it waiting on AWS",
             show(self.total),
