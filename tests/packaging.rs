@@ -217,18 +217,78 @@ fn ci_examples_match_their_schemas() {
 
 /// check-jsonschema reads one YAML document per file; a template with
 /// `spec: inputs` is two (the header, then the jobs), so each is checked on
-/// its own, as GitLab itself does.
+/// its own, as GitLab itself does: the jobs after interpolation.
 fn gitlab_documents(text: &str, dir: &Path) -> Vec<PathBuf> {
     let (header, jobs) = text
         .split_once("\n---\n")
         .expect("the template has a spec header and a --- separator");
+    let jobs = interpolated(header, jobs);
     let mut files = vec![];
-    for (name, doc) in [("header.yml", header), ("jobs.yml", jobs)] {
+    for (name, doc) in [("header.yml", header), ("jobs.yml", jobs.as_str())] {
         let p = dir.join(name);
         std::fs::write(&p, doc).unwrap();
         files.push(p);
     }
     files
+}
+
+/// The jobs as GitLab validates them: each `$[[ inputs.NAME ]]` replaced
+/// by the input's default (an input without one by a placeholder), in keys
+/// and values; a value that is only the input takes the default's type.
+fn interpolated(header: &str, jobs: &str) -> String {
+    let spec: Yaml = serde_yaml_ng::from_str(header).unwrap_or(Yaml::Null);
+    let inputs = spec["spec"]["inputs"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default();
+    let value_of = |name: &str| -> Yaml {
+        match inputs.get(name).map(|i| &i["default"]) {
+            Some(d) if !d.is_null() => d.clone(),
+            _ => Yaml::String(format!("input-{name}")),
+        }
+    };
+    let as_text = |v: &Yaml| match v {
+        Yaml::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other).unwrap().trim().to_string(),
+    };
+    let subst = |s: &str| -> Yaml {
+        let whole = s
+            .strip_prefix("$[[ inputs.")
+            .and_then(|r| r.strip_suffix(" ]]"))
+            .filter(|name| !name.contains(' '));
+        if let Some(name) = whole {
+            return value_of(name);
+        }
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(at) = rest.find("$[[ inputs.") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + "$[[ inputs.".len()..];
+            let end = after.find(" ]]").expect("an input reference ends with ]]");
+            out.push_str(&as_text(&value_of(&after[..end])));
+            rest = &after[end + " ]]".len()..];
+        }
+        out.push_str(rest);
+        Yaml::String(out)
+    };
+    fn walk(v: &mut Yaml, subst: &dyn Fn(&str) -> Yaml) {
+        match v {
+            Yaml::String(s) => *v = subst(s),
+            Yaml::Sequence(items) => items.iter_mut().for_each(|i| walk(i, subst)),
+            Yaml::Mapping(m) => {
+                let entries = std::mem::take(m);
+                for (mut k, mut val) in entries {
+                    walk(&mut k, subst);
+                    walk(&mut val, subst);
+                    m.insert(k, val);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut doc: Yaml = serde_yaml_ng::from_str(jobs).unwrap();
+    walk(&mut doc, &subst);
+    serde_yaml_ng::to_string(&doc).unwrap()
 }
 
 #[test]
@@ -242,6 +302,11 @@ fn gitlab_template_matches_gitlab_ci_schema() {
     for (from, to) in [
         ("\nspec:\n  inputs:", "\nspec:\n  inputz:"),
         ("\n    when: always", "\n    when: sometimes"),
+        // Checked after interpolation: a default GitLab refuses fails.
+        (
+            "options: [start, prepare, verify, access]\n      default: start",
+            "options: [start, prepare, verify, access]\n      default: begin",
+        ),
     ] {
         assert!(text.contains(from));
         let broken = dir.path().join("broken");
@@ -768,6 +833,58 @@ hoist:
         "the environment input:\n{text}"
     );
     check_gitlab_run(&project, &text, &token, &repo, &function);
+}
+
+/// The pipeline gitlab-ci-local expands from `project` (includes, inputs
+/// and defaults applied), as GitLab would hand it to a runner.
+fn gitlab_preview(work: &Path, project: &Path) -> Yaml {
+    let out = Command::new(tool("gitlab-ci-local"))
+        .current_dir(project)
+        .env("HOME", work)
+        .arg("--home")
+        .arg(work.join("gcl-home"))
+        .arg("--preview")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+    // Warnings first, then the expanded YAML.
+    let (_, yaml) = text
+        .split_once("---\n")
+        .unwrap_or_else(|| panic!("gitlab-ci-local printed no pipeline: {text}{errors}"));
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
+
+/// The job is a deployment by default; a job that only pushes and gates
+/// says `environment-action: prepare`, and GitLab records no deployment.
+#[test]
+fn gitlab_component_environment_action() {
+    for (inputs, action) in [
+        ("", "start"),
+        ("      environment-action: prepare\n", "prepare"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let project = gitlab_project(
+            work.path(),
+            &format!(
+                "include:\n  - local: {COMPONENT}\n    inputs:\n      source: image\n      repository: team/app\n{inputs}"
+            ),
+        );
+        let pipeline = gitlab_preview(work.path(), &project);
+        let environment = &pipeline["hoist"]["environment"];
+        assert_eq!(
+            environment["name"].as_str(),
+            Some("production"),
+            "{environment:?}"
+        );
+        assert_eq!(
+            environment["action"].as_str(),
+            Some(action),
+            "{environment:?}"
+        );
+    }
 }
 
 /// Two names for one role that disagree: the job stops before hoist runs.
