@@ -27,7 +27,7 @@
 # HOIST_INSTALL_BUILD_FROM_SOURCE (true/false). The runner gives
 # GITHUB_ACTION_PATH, GITHUB_SERVER_URL, GITHUB_API_URL, RUNNER_OS,
 # RUNNER_ARCH, RUNNER_TOOL_CACHE, RUNNER_TEMP, GITHUB_OUTPUT and GITHUB_PATH.
-set -euo pipefail
+set -Eeuo pipefail
 
 say() { echo "hoist install: $*" >&2; }
 # To stderr: it reaches the log from inside $(…) too, and the runner reads
@@ -38,6 +38,10 @@ say() { echo "hoist install: $*" >&2; }
 # that arrived damaged). Never 1, which is hoist's "blocked by policy".
 fail() { echo "::error title=hoist install::$*" >&2; exit 2; }
 fail_retry() { echo "::error title=hoist install::$*" >&2; exit 3; }
+# Any other command that fails (set -e: mkdir, install, cargo …) ends the step
+# with 3, saying which, not with its own code (1 would read as hoist's "blocked
+# by policy"); 2 and 3 from fail/fail_retry in a $(…) pass through.
+trap 'rc=$?; case $rc in 2 | 3) exit "$rc" ;; esac; echo "::error title=hoist install::the install step failed at line $LINENO (exit $rc): re-run the job" >&2; exit 3' ERR
 
 # Where hoist's releases are published (.github/workflows/release.yml).
 canonical=hoist-dev/hoist
@@ -179,8 +183,11 @@ if [ -n "$platform" ]; then
   case $code in
     200)
       code=$(fetch "$asset.sha256" "$tmp/hoist.sha256")
-      [ "$code" = 200 ] ||
-        fail "release v$version has $asset but no $asset.sha256 (HTTP $code): refusing to run an unverified binary"
+      case $code in
+        200) ;;
+        404) fail "release v$version has $asset but no $asset.sha256 (HTTP 404): refusing to run an unverified binary" ;;
+        *) fail_retry "downloading $asset.sha256 of release v$version answered HTTP $code: refusing to run an unverified binary; re-run the job" ;;
+      esac
       # `sha256sum` format: the hex digest, then the file name.
       want=$(tr -s ' \t' ' ' < "$tmp/hoist.sha256" | cut -d ' ' -f 1 | tr 'A-F' 'a-f')
       [[ $want =~ ^[0-9a-f]{64}$ ]] ||

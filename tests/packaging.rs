@@ -1903,6 +1903,54 @@ fn action_install_without_a_network_exits_3() {
     );
 }
 
+/// A command the install step does not expect to fail (here: the tool
+/// cache cannot be created) ends the step with 3 and says where — not with
+/// the command's own code (mkdir's 1 would read as "blocked by policy").
+#[test]
+fn action_install_unexpected_failure_exits_3() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    let github = GitHub::start(
+        vec![release(
+            CANONICAL,
+            &binary,
+            Some(sha256_hex(&binary)),
+            false,
+        )],
+        github_token(),
+    );
+    let mut runner = Runner::new(w, &github.url());
+    // Under a regular file: no directory can be made there.
+    let file = w.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    runner.env.insert(
+        "RUNNER_TOOL_CACHE".into(),
+        file.join("cache").display().to_string(),
+    );
+    let image = layout(w);
+    let run = runner.run(&[
+        ("image", image.to_str().unwrap()),
+        ("repository", "pkg/never-pushed"),
+        ("token", ""),
+    ]);
+    assert_eq!(
+        run.steps.len(),
+        1,
+        "the ship step must not run:\n{}",
+        run.log()
+    );
+    let install = run.step("install");
+    assert_eq!(install.code, 3, "{}", install.log);
+    assert!(
+        install
+            .log
+            .contains("::error title=hoist install::the install step failed at line"),
+        "{}",
+        install.log
+    );
+}
+
 #[test]
 fn action_refuses_an_unverified_binary() {
     let work = tempfile::tempdir().unwrap();

@@ -115,10 +115,11 @@ fn this_checkout_is_pinned_only_if_it_is_a_release() {
     if main_is_unpinned() {
         assert_eq!(code, 1, "{text}");
         assert!(
-            text.contains("the image input's default is not pinned to a digest of version")
-                && text.contains(
-                    "hint: a release's tagged commit is made by .github/workflows/release.yml"
-                ),
+            text.contains(
+                "the image input's default is not pinned to a digest of ghcr.io/hoist-dev/hoist:"
+            ) && text.contains(
+                "hint: a release's tagged commit is made by .github/workflows/release.yml"
+            ),
             "{text}"
         );
     } else {
@@ -193,6 +194,57 @@ fn release_pin_pins_every_default_and_nothing_else() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("is this commit already pinned"), "{text}");
     assert_eq!(changes(&copy), "");
+}
+
+/// The GitLab catalog pipeline runs `--check` in an Alpine image: busybox's
+/// sh, sed, grep and awk, not GNU's. Pinning and checking work with those
+/// alone (the script's only tools, linked from busybox, nothing else on
+/// PATH).
+#[test]
+fn release_pin_runs_on_busybox_alone() {
+    if !main_is_unpinned() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let copy = checkout_copy(work.path());
+    let bin = work.path().join("busybox-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let busybox = tool("busybox");
+    for applet in [
+        "sh", "awk", "chmod", "cmp", "cp", "dirname", "grep", "head", "mv", "printf", "sed",
+        "stat", "wc",
+    ] {
+        std::os::unix::fs::symlink(&busybox, bin.join(applet)).unwrap();
+    }
+    let pin = |args: &[&str]| {
+        run(Command::new(bin.join("sh"))
+            .arg(copy.join("scripts/release-pin"))
+            .args(args)
+            .env_clear()
+            .env("PATH", &bin))
+    };
+    let sha = digest("index");
+    let (code, text) = pin(&["--check", VERSION]);
+    assert_eq!(code, 1, "{text}");
+    let (code, text) = pin(&[VERSION, "ghcr.io/hoist-dev/hoist", "sha256:abc"]);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(changes(&copy), "");
+    let (code, text) = pin(&[VERSION, "ghcr.io/hoist-dev/hoist", &sha]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = pin(&["--check", VERSION]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        text.trim(),
+        format!("pinned: ghcr.io/hoist-dev/hoist:{VERSION}@{sha}")
+    );
+    // The same result as with GNU's tools.
+    let busybox_diff = git(&copy, &["diff"]);
+    git(&copy, &["checkout", "--", "."]);
+    let (code, text) = release_pin(&copy, &[VERSION, "ghcr.io/hoist-dev/hoist", &sha]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(git(&copy, &["diff"]), busybox_diff);
+    let (code, text) = pin(&["--check", VERSION, "ghcr.io/acme/hoist"]);
+    assert_eq!(code, 1, "another image's pin does not pass: {text}");
 }
 
 /// Each refusal names what is wrong, exits 2 (bad arguments) or 1 (the
@@ -474,23 +526,53 @@ fn step_script(job: &str, step: &str) -> String {
         .to_string()
 }
 
-/// `gh`, played for the workflow's scripts: `api
-/// repos/R/git/matching-refs/tags/T --jq .[].ref` lists the refs of
-/// $GH_STAND_IN_TAGS (one per line) starting with refs/tags/T, as GitHub
-/// answers; `auth setup-git` does nothing (origin is a local path).
+/// `gh`, played for the workflow's scripts, keeping GitHub's rules:
+/// - `api repos/R/git/matching-refs/tags/T --jq JQ` lists the tags of
+///   $GH_STAND_IN_TAGS (lines `refs/tags/NAME [SHA]`) starting with
+///   refs/tags/T, as `.[].ref` or as `[.ref, .object.sha] | @tsv`;
+/// - `api repos/R/git/refs -f ref=REF -f sha=SHA` creates a tag, refused
+///   (422) when it exists;
+/// - `release view TAG` succeeds only for a release in
+///   $GH_STAND_IN_RELEASES; `release create TAG …` adds it there (or fails
+///   with $GH_STAND_IN_CREATE_FAILS); `release upload` succeeds;
+/// - `auth setup-git` does nothing (origin is a local path).
+///
 /// $GH_STAND_IN_FAIL makes every call fail as an unreachable API does.
+/// Every call is logged to $GH_STAND_IN_LOG.
 const GH_STAND_IN: &str = r#"#!/usr/bin/env bash
 set -euo pipefail
 echo "$*" >> "$GH_STAND_IN_LOG"
 if [ -n "${GH_STAND_IN_FAIL:-}" ]; then echo "HTTP 502: Bad Gateway" >&2; exit 1; fi
+tags=${GH_STAND_IN_TAGS:-/dev/null} releases=${GH_STAND_IN_RELEASES:-/dev/null}
 case "$1 $2" in
   "auth setup-git") exit 0 ;;
-  "api repos/"*)
+  "api repos/"*/git/matching-refs/tags/*)
     prefix=refs/tags/${2##*/git/matching-refs/tags/}
-    while IFS= read -r ref; do
-      case $ref in "$prefix"*) echo "$ref" ;; esac
-    done < "${GH_STAND_IN_TAGS:-/dev/null}"
+    [ "$3" = --jq ] || { echo "gh stand-in: matching-refs without --jq" >&2; exit 1; }
+    while read -r ref sha; do
+      case $ref in
+        "$prefix"*)
+          case $4 in
+            '.[].ref') echo "$ref" ;;
+            '.[] | [.ref, .object.sha] | @tsv') printf '%s\t%s\n' "$ref" "$sha" ;;
+            *) echo "gh stand-in: unknown --jq $4" >&2; exit 1 ;;
+          esac ;;
+      esac
+    done < "$tags"
     ;;
+  "api repos/"*/git/refs)
+    [ "$3 $5" = "-f -f" ] || { echo "gh stand-in: unexpected: $*" >&2; exit 1; }
+    ref=${4#ref=} sha=${6#sha=}
+    if grep -q "^$ref\( \|$\)" "$tags"; then echo '{"message":"Reference already exists","status":"422"}'; echo "gh: Reference already exists (HTTP 422)" >&2; exit 1; fi
+    echo "$ref $sha" >> "$tags"
+    echo '{"ref":"'"$ref"'"}'
+    ;;
+  "release view") grep -qxF "$3" "$releases" ;;
+  "release create")
+    if [ -n "${GH_STAND_IN_CREATE_FAILS:-}" ]; then echo "HTTP 500: creating the release" >&2; exit 1; fi
+    echo "$3" >> "$releases"
+    ;;
+  "release upload") exit 0 ;;
   *) echo "gh stand-in: unexpected: $*" >&2; exit 1 ;;
 esac
 "#;
@@ -670,11 +752,12 @@ fn the_release_starts_only_for_a_new_version_on_main() {
     assert_eq!(output, "");
 }
 
-/// The `pin` job, run on a fresh checkout of main's commit with `origin` a
-/// bare repository: it tags v<version> and <version> at one commit whose
-/// parent is the commit built and whose only change is the pins. Run again
-/// (a re-run of the job), it makes the same commit and succeeds; with
-/// another digest it cannot move the tags.
+/// The `pin` job (its steps `pin` then `push`), run on a fresh checkout of
+/// main's commit with `origin` a bare repository: it tags v<version> at a
+/// commit whose parent is the commit built and whose only change is the
+/// pins; the catalog's tag is not made here (the release job makes it once
+/// the GitHub release exists). Run again (a re-run of the job), it makes
+/// the same commit and succeeds; with another digest it cannot move the tag.
 #[test]
 fn the_pin_job_tags_the_built_commit_plus_the_pins() {
     if !main_is_unpinned() {
@@ -683,60 +766,58 @@ fn the_pin_job_tags_the_built_commit_plus_the_pins() {
     let work = tempfile::tempdir().unwrap();
     let main = checkout_copy(work.path());
     let origin = work.path().join("origin.git");
-    git(
-        work.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            main.to_str().unwrap(),
-            origin.to_str().unwrap(),
-        ],
-    );
+    let (main_s, origin_s) = (main.to_str().unwrap(), origin.to_str().unwrap());
+    git(work.path(), &["clone", "-q", "--bare", main_s, origin_s]);
     let built = git(&main, &["rev-parse", "HEAD"]);
     let runner = Runner::new(work.path());
-    let script = step_script("pin", "pin");
+    let (pin, push) = (step_script("pin", "pin"), step_script("pin", "push"));
     let sha = digest("the index");
+    // (exit code, log, the commit the pin step made)
     let attempt = |n: u32, digest: &str| {
-        // Each attempt is a new runner: a fresh clone of the built commit.
+        // Each attempt is a new runner: a fresh clone of the built commit...
         let checkout = work.path().join(format!("attempt-{n}"));
         git(
             work.path(),
-            &[
-                "clone",
-                "-q",
-                origin.to_str().unwrap(),
-                checkout.to_str().unwrap(),
-            ],
+            &["clone", "-q", origin_s, checkout.to_str().unwrap()],
         );
         // ...at another time: git would date a commit made now by the
         // clock, which these stand for.
         let now = format!("@{} +0000", 1_800_000_000 + n * 3600);
-        runner.step(
-            &checkout,
-            &script,
-            &[
-                ("VERSION", VERSION),
-                ("IMAGE", "ghcr.io/hoist-dev/hoist"),
-                ("DIGEST", digest),
-                ("GH_TOKEN", "t"),
-                ("GIT_AUTHOR_DATE", &now),
-                ("GIT_COMMITTER_DATE", &now),
-            ],
+        let mut env = vec![
+            ("VERSION", VERSION),
+            ("IMAGE", "ghcr.io/hoist-dev/hoist"),
+            ("DIGEST", digest),
+            ("GIT_AUTHOR_DATE", now.as_str()),
+            ("GIT_COMMITTER_DATE", now.as_str()),
+        ];
+        let (code, log, output) = runner.step(&checkout, &pin, &env);
+        if code != 0 {
+            return (code, log, String::new());
+        }
+        let commit = output
+            .strip_prefix("commit=")
+            .and_then(|c| c.strip_suffix('\n'))
+            .unwrap_or_else(|| panic!("the pin step's output: {output:?}"))
+            .to_string();
+        env.extend([("COMMIT", commit.as_str()), ("GH_TOKEN", "t")]);
+        let (code, more, _) = runner.step(&checkout, &push, &env);
+        (code, format!("{log}{more}"), commit)
+    };
+    let (code, log, commit) = attempt(1, &sha);
+    assert_eq!(code, 0, "{log}");
+    let tagged = |name: &str| {
+        git(
+            &origin,
+            &["rev-parse", &format!("refs/tags/{name}^{{commit}}")],
         )
     };
-    let (code, log, output) = attempt(1, &sha);
-    assert_eq!(code, 0, "{log}");
-    let tag_v = git(
-        &origin,
-        &["rev-parse", &format!("refs/tags/v{VERSION}^{{commit}}")],
+    let tag = tagged(&format!("v{VERSION}"));
+    assert_eq!(tag, commit);
+    assert_eq!(
+        git(&origin, &["tag", "--list"]),
+        format!("v{VERSION}"),
+        "the catalog's tag waits for the GitHub release"
     );
-    let tag = git(
-        &origin,
-        &["rev-parse", &format!("refs/tags/{VERSION}^{{commit}}")],
-    );
-    assert_eq!(tag_v, tag, "both tags name one commit");
-    assert_eq!(output, format!("commit={tag}\n"));
     assert_eq!(
         git(&origin, &["rev-parse", &format!("{tag}^")]),
         built,
@@ -767,36 +848,122 @@ fn the_pin_job_tags_the_built_commit_plus_the_pins() {
     );
 
     // A re-run: the same commit, pushed again, no error.
-    let (code, log, output) = attempt(2, &sha);
+    let (code, log, again) = attempt(2, &sha);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(
-        output,
-        format!("commit={tag}\n"),
-        "the re-run made another commit"
-    );
+    assert_eq!(again, tag, "the re-run made another commit");
 
-    // Another digest (the image rebuilt): refused, the tags stay.
-    let (code, log, output) = attempt(3, &digest("another index"));
+    // Another digest (the image rebuilt): refused, the tag stays.
+    let (code, log, _) = attempt(3, &digest("another index"));
     assert_ne!(code, 0, "{log}");
     assert!(
         log.contains("rejected") || log.contains("already exists"),
         "{log}"
     );
-    assert_eq!(output, "");
-    assert_eq!(
-        git(
-            &origin,
-            &["rev-parse", &format!("refs/tags/v{VERSION}^{{commit}}")]
-        ),
-        tag
+    assert_eq!(tagged(&format!("v{VERSION}")), tag);
+}
+
+/// The `release` job's script: the GitHub release on v<version>, then —
+/// only once that exists — the catalog's tag <version> on the same commit
+/// (the GitLab mirror publishes a catalog version when it sees that tag).
+/// A failed release leaves no catalog tag; a re-run finishes the job; a
+/// catalog tag on another commit stops it.
+#[test]
+fn the_catalog_tag_follows_a_published_release() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let runner = Runner::new(w);
+    let script = step_script("release", "publish");
+    // What the job downloads: the binaries and their checksums.
+    let checkout = w.join("job");
+    let dist = checkout.join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    let binary = b"#!/bin/sh\n";
+    std::fs::write(dist.join("hoist-x86_64-linux"), binary).unwrap();
+    std::fs::write(
+        dist.join("hoist-x86_64-linux.sha256"),
+        format!("{}  hoist-x86_64-linux\n", sha256_hex(binary)),
+    )
+    .unwrap();
+    git(&checkout, &["init", "-q"]); // Runner::step reads GITHUB_SHA from git
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "job"]);
+    let commit = "c".repeat(40);
+    let (tags, releases) = (w.join("tags"), w.join("releases"));
+    let (tags_s, releases_s) = (
+        tags.to_str().unwrap().to_string(),
+        releases.to_str().unwrap().to_string(),
     );
-    assert_eq!(
-        git(
-            &origin,
-            &["rev-parse", &format!("refs/tags/{VERSION}^{{commit}}")]
-        ),
-        tag
+    let runner_temp = w.join("runner-temp");
+    std::fs::create_dir_all(&runner_temp).unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("VERSION", VERSION),
+            ("COMMIT", commit.as_str()),
+            ("IMAGE", "ghcr.io/hoist-dev/hoist"),
+            ("DIGEST", "sha256:0000"),
+            ("GH_REPO", "hoist-dev/hoist"),
+            ("GH_TOKEN", "t"),
+            ("GH_STAND_IN_TAGS", tags_s.as_str()),
+            ("GH_STAND_IN_RELEASES", releases_s.as_str()),
+            ("RUNNER_TEMP", runner_temp.to_str().unwrap()),
+        ];
+        env.extend_from_slice(extra);
+        let _ = std::fs::remove_file(w.join("gh.log"));
+        let (code, log, _) = runner.step(&checkout, &script, &env);
+        let calls = std::fs::read_to_string(w.join("gh.log")).unwrap_or_default();
+        (code, log, calls)
+    };
+    let vtag = format!("refs/tags/v{VERSION} {commit}\n");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+
+    // The release cannot be created: no catalog tag.
+    std::fs::write(&tags, &vtag).unwrap();
+    let (code, log, calls) = run(&[("GH_STAND_IN_CREATE_FAILS", "1")]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        calls.contains(&format!("release create v{VERSION}")),
+        "{calls}"
     );
+    assert!(!calls.contains("git/refs "), "{calls}");
+    assert_eq!(read(&tags), vtag, "a catalog tag without a GitHub release");
+
+    // Then it can ("re-run failed jobs"): the release, then the tag.
+    let (code, log, calls) = run(&[]);
+    assert_eq!(code, 0, "{log}");
+    let create = calls.find("release create").unwrap();
+    let tag_call = calls
+        .find("git/refs -f")
+        .unwrap_or_else(|| panic!("{calls}"));
+    assert!(create < tag_call, "the catalog's tag comes last: {calls}");
+    assert!(calls.contains("--verify-tag"), "{calls}");
+    assert_eq!(read(&tags), format!("{vtag}refs/tags/{VERSION} {commit}\n"));
+    assert_eq!(read(&releases), format!("v{VERSION}\n"));
+
+    // Run again: the release is uploaded to, the tag is there: done.
+    let (code, log, calls) = run(&[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        calls.contains("release upload") && !calls.contains("git/refs -f"),
+        "{calls}"
+    );
+
+    // A catalog tag on another commit: stopped, with what to do.
+    std::fs::write(
+        &tags,
+        format!("{vtag}refs/tags/{VERSION} {}\n", "d".repeat(40)),
+    )
+    .unwrap();
+    let (code, log, _) = run(&[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("::error::tag {VERSION} names {}", "d".repeat(40))),
+        "{log}"
+    );
+
+    // The API down while listing: stopped, not read as "no tag".
+    std::fs::write(&tags, &vtag).unwrap();
+    let (code, log, _) = run(&[("GH_STAND_IN_FAIL", "1")]);
+    assert_ne!(code, 0, "{log}");
+    assert_eq!(read(&tags), vtag);
 }
 
 /// The workflow's shape: started by hand only; the pin needs everything
@@ -849,13 +1016,31 @@ fn the_release_workflow_tags_after_the_build_and_publishes_the_tag() {
     }
     let pin = step_script("pin", "pin");
     assert!(pin.contains("scripts/release-pin \"$VERSION\" \"$IMAGE\" \"$DIGEST\""));
-    assert!(pin.contains("scripts/release-pin --check \"$VERSION\""));
-    assert!(pin.contains(
-        "git push --atomic origin \"$commit:refs/tags/v$VERSION\" \"$commit:refs/tags/$VERSION\""
-    ));
-    let release = wf["jobs"]["release"]["steps"][1]["run"].as_str().unwrap();
-    assert!(release.contains("gh release create \"$tag\"") && release.contains("--verify-tag"));
-    assert!(release.contains("tag=v$VERSION"));
+    assert!(pin.contains("scripts/release-pin --check \"$VERSION\" \"$IMAGE\""));
+    assert!(!pin.contains("GH_TOKEN") && !pin.contains("git push"));
+    // The token is given to the step that pushes, not to the one that
+    // runs the checkout's scripts.
+    let steps = wf["jobs"]["pin"]["steps"].as_sequence().unwrap();
+    let token_steps: Vec<_> = steps
+        .iter()
+        .filter(|s| s["env"]["GH_TOKEN"].as_str().is_some())
+        .map(|s| s["id"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(token_steps, ["push"]);
+    assert!(step_script("pin", "push").contains("git push origin \"$COMMIT:refs/tags/v$VERSION\""));
+    // The jobs that tag run in the `release` environment (main only, a
+    // reviewer: configured in the repository's settings).
+    for job in ["pin", "release"] {
+        assert_eq!(
+            wf["jobs"][job]["environment"].as_str(),
+            Some("release"),
+            "{job}"
+        );
+    }
+    // Once tagged, the image's tags are not moved by a rebuild.
+    let index = step_script("image-index", "index");
+    let refuse = index.find("is tagged already").unwrap();
+    assert!(refuse < index.find("imagetools create").unwrap());
 }
 
 /// The tagged commit differs from the commit built only in files that are
