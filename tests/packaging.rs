@@ -835,28 +835,6 @@ hoist:
     check_gitlab_run(&project, &text, &token, &repo, &function);
 }
 
-/// The pipeline gitlab-ci-local expands from `project` (includes, inputs
-/// and defaults applied), as GitLab would hand it to a runner.
-fn gitlab_preview(work: &Path, project: &Path) -> Yaml {
-    let out = Command::new(tool("gitlab-ci-local"))
-        .current_dir(project)
-        .env("HOME", work)
-        .arg("--home")
-        .arg(work.join("gcl-home"))
-        .arg("--preview")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}{errors}");
-    // Warnings first, then the expanded YAML.
-    let (_, yaml) = text
-        .split_once("---\n")
-        .unwrap_or_else(|| panic!("gitlab-ci-local printed no pipeline: {text}{errors}"));
-    serde_yaml_ng::from_str(yaml).unwrap()
-}
-
 /// The job is a deployment by default; a job that only pushes and gates
 /// says `environment-action: prepare`, and GitLab records no deployment.
 #[test]
@@ -872,7 +850,7 @@ fn gitlab_component_environment_action() {
                 "include:\n  - local: {COMPONENT}\n    inputs:\n      source: image\n      repository: team/app\n{inputs}"
             ),
         );
-        let pipeline = gitlab_preview(work.path(), &project);
+        let pipeline = common::gitlab_preview(work.path(), &project);
         let environment = &pipeline["hoist"]["environment"];
         assert_eq!(
             environment["name"].as_str(),
@@ -1866,48 +1844,13 @@ fn path_without(w: &Path, name: &str) -> String {
     dir.display().to_string()
 }
 
-/// GitHub out of reach: the install step fails with 3 (a re-run may fix
-/// it), naming the download and the network, and hoist does not run.
+/// Failures a re-run may fix end the install step with 3, naming what
+/// failed, and hoist does not run: GitHub out of reach (the download and
+/// the network named), and a command the step does not expect to fail —
+/// here the tool cache cannot be created — (the line named, not the
+/// command's own code: mkdir's 1 would read as "blocked by policy").
 #[test]
-fn action_install_without_a_network_exits_3() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    // A port nothing listens on: connections are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let runner = Runner::new(w, &format!("http://127.0.0.1:{port}"));
-    let image = layout(w);
-    let run = runner.run(&[
-        ("image", image.to_str().unwrap()),
-        ("repository", "pkg/never-pushed"),
-        ("token", ""),
-    ]);
-    assert_eq!(
-        run.steps.len(),
-        1,
-        "the ship step must not run:\n{}",
-        run.log()
-    );
-    let install = run.step("install");
-    assert_eq!(install.code, 3, "{}", install.log);
-    assert!(
-        install
-            .log
-            .contains("::error title=hoist install::could not download http://127.0.0.1:")
-            && install.log.contains("(network): re-run the job"),
-        "{}",
-        install.log
-    );
-}
-
-/// A command the install step does not expect to fail (here: the tool
-/// cache cannot be created) ends the step with 3 and says where — not with
-/// the command's own code (mkdir's 1 would read as "blocked by policy").
-#[test]
-fn action_install_unexpected_failure_exits_3() {
+fn action_install_failures_a_rerun_may_fix_exit_3() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let binary = std::fs::read(stripped_hoist(w)).unwrap();
@@ -1920,35 +1863,59 @@ fn action_install_unexpected_failure_exits_3() {
         )],
         github_token(),
     );
-    let mut runner = Runner::new(w, &github.url());
+    // A port nothing listens on: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     // Under a regular file: no directory can be made there.
     let file = w.join("a-file");
     std::fs::write(&file, "").unwrap();
-    runner.env.insert(
-        "RUNNER_TOOL_CACHE".into(),
-        file.join("cache").display().to_string(),
-    );
-    let image = layout(w);
-    let run = runner.run(&[
-        ("image", image.to_str().unwrap()),
-        ("repository", "pkg/never-pushed"),
-        ("token", ""),
-    ]);
-    assert_eq!(
-        run.steps.len(),
-        1,
-        "the ship step must not run:\n{}",
-        run.log()
-    );
-    let install = run.step("install");
-    assert_eq!(install.code, 3, "{}", install.log);
-    assert!(
-        install
-            .log
-            .contains("::error title=hoist install::the install step failed at line"),
-        "{}",
-        install.log
-    );
+    let unwritable = file.join("cache").display().to_string();
+    for (case, server, tool_cache, expected) in [
+        (
+            "no network",
+            format!("http://127.0.0.1:{closed}"),
+            None,
+            "could not download http://127.0.0.1:",
+        ),
+        (
+            "the tool cache cannot be made",
+            github.url(),
+            Some(unwritable.as_str()),
+            "the install step failed at line",
+        ),
+    ] {
+        let case_dir = w.join(case.replace(' ', "-"));
+        std::fs::create_dir_all(&case_dir).unwrap();
+        let mut runner = Runner::new(&case_dir, &server);
+        if let Some(dir) = tool_cache {
+            runner.env.insert("RUNNER_TOOL_CACHE".into(), dir.into());
+        }
+        let image = layout(&case_dir);
+        let run = runner.run(&[
+            ("image", image.to_str().unwrap()),
+            ("repository", "pkg/never-pushed"),
+            ("token", ""),
+        ]);
+        assert_eq!(
+            run.steps.len(),
+            1,
+            "{case}: the ship step must not run:\n{}",
+            run.log()
+        );
+        let install = run.step("install");
+        assert_eq!(install.code, 3, "{case}: {}", install.log);
+        assert!(
+            install
+                .log
+                .contains(&format!("::error title=hoist install::{expected}"))
+                && install.log.contains("re-run the job"),
+            "{case}: {}",
+            install.log
+        );
+    }
 }
 
 #[test]

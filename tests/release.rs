@@ -386,26 +386,10 @@ fn component_image(work: &Path, component_from: &Path) -> String {
     git(&project, &["init", "-q", "-b", "main"]);
     git(&project, &["add", "."]);
     git(&project, &["commit", "-q", "-m", "pipeline"]);
-    let out = Command::new(tool("gitlab-ci-local"))
-        .current_dir(&project)
-        .env("HOME", work)
-        .arg("--home")
-        .arg(work.join("gcl-home"))
-        .arg("--preview")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}{errors}");
-    // Warnings first, then the expanded YAML.
-    let (_, yaml) = text
-        .split_once("---\n")
-        .unwrap_or_else(|| panic!("gitlab-ci-local printed no pipeline: {text}{errors}"));
-    let pipeline: Yaml = serde_yaml_ng::from_str(yaml).unwrap();
+    let pipeline = common::gitlab_preview(work, &project);
     pipeline["hoist"]["image"]["name"]
         .as_str()
-        .unwrap_or_else(|| panic!("no hoist job image: {yaml}"))
+        .unwrap_or_else(|| panic!("no hoist job image: {pipeline:?}"))
         .to_string()
 }
 

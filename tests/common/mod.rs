@@ -64,6 +64,29 @@ pub fn tool(name: &str) -> PathBuf {
         })
 }
 
+/// The pipeline gitlab-ci-local expands for the project in `project`
+/// (includes, inputs and defaults applied), as GitLab would hand it to a
+/// runner; gitlab-ci-local keeps its state under `work`.
+pub fn gitlab_preview(work: &Path, project: &Path) -> serde_yaml_ng::Value {
+    let out = Command::new(tool("gitlab-ci-local"))
+        .current_dir(project)
+        .env("HOME", work)
+        .arg("--home")
+        .arg(work.join("gcl-home"))
+        .arg("--preview")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+    // Warnings first, then the expanded YAML.
+    let (_, yaml) = text
+        .split_once("---\n")
+        .unwrap_or_else(|| panic!("gitlab-ci-local printed no pipeline: {text}{errors}"));
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
+
 /// The environment `localenv up` wrote to `$HOIST_LOCALENV_DIR/env.sh`.
 pub fn local() -> &'static Local {
     static LOCAL: OnceLock<Local> = OnceLock::new();
