@@ -36,17 +36,44 @@ say() { echo "hoist install: $*" >&2; }
 # must change (an input, a release that is not there or is incomplete), 3 for
 # what a re-run may fix (the network, GitHub answering an error, a download
 # that arrived damaged). Never 1, which is hoist's "blocked by policy".
-fail() { echo "::error title=hoist install::$*" >&2; exit 2; }
-fail_retry() { echo "::error title=hoist install::$*" >&2; exit 3; }
+#
+# fail/fail_retry leave a mark ($reported; $$ is this shell's even inside a
+# $(…)), so that their 2 or 3, passed up through a $(…), is told apart from
+# another command's own 2 (sed's, say).
+reported=${RUNNER_TEMP:-/tmp}/hoist-install-reported.$$
+rm -f "$reported"
+fail() { echo "::error title=hoist install::$*" >&2; : > "$reported"; exit 2; }
+fail_retry() { echo "::error title=hoist install::$*" >&2; : > "$reported"; exit 3; }
 # Any other command that fails (set -e: mkdir, install, cargo …) ends the step
-# with 3, saying which, not with its own code (1 would read as hoist's "blocked
-# by policy"); 2 and 3 from fail/fail_retry in a $(…) pass through.
-trap 'rc=$?; case $rc in 2 | 3) exit "$rc" ;; esac; echo "::error title=hoist install::the install step failed at line $LINENO (exit $rc): re-run the job" >&2; exit 3' ERR
+# with 3, saying where, not with its own code (1 would read as hoist's
+# "blocked by policy"). errtrace (-E) runs this inside functions and $(…) too.
+on_error() { # exit code, line
+  if [ -e "$reported" ]; then exit "$1"; fi
+  echo "::error title=hoist install::the install step failed at line $2 (exit $1): re-run the job" >&2
+  : > "$reported"
+  exit 3
+}
+trap 'on_error $? $LINENO' ERR
+# What stops bash without the ERR trap (an unset variable under -u) exits 1:
+# made 3 here, with the same error.
+tmp=
+on_exit() {
+  local rc=$?
+  [ -z "$tmp" ] || rm -rf "$tmp"
+  if [ "$rc" = 1 ] && [ ! -e "$reported" ]; then
+    echo "::error title=hoist install::the install step stopped (exit 1): re-run the job" >&2
+    rc=3
+  fi
+  rm -f "$reported"
+  exit "$rc"
+}
+trap on_exit EXIT
 
 # Where hoist's releases are published (.github/workflows/release.yml).
 canonical=hoist-dev/hoist
 
-action_path=${GITHUB_ACTION_PATH:?the runner sets GITHUB_ACTION_PATH}
+[ -n "${GITHUB_ACTION_PATH:-}" ] || fail "GITHUB_ACTION_PATH is not set: run this as the hoist action's install step"
+action_path=$GITHUB_ACTION_PATH
 server=${GITHUB_SERVER_URL:-https://github.com}
 api=${GITHUB_API_URL:-https://api.github.com}
 tool_cache=${RUNNER_TOOL_CACHE:-${RUNNER_TEMP:-/tmp}/hoist-tool-cache}
@@ -82,10 +109,12 @@ case "${RUNNER_OS:-}/${RUNNER_ARCH:-}" in
   *) platform= ;;
 esac
 
-publish() { # dir
+publish() { # dir — only a hoist that runs is handed on.
+  local v
+  v=$("$1/hoist" --version) || fail_retry "$1/hoist does not run (hoist --version failed): re-run the job"
   echo "bin=$1/hoist" >> "$GITHUB_OUTPUT"
   echo "$1" >> "$GITHUB_PATH"
-  say "using $("$1/hoist" --version) from $1"
+  say "using $v from $1"
 }
 
 # GNU sha256sum on Linux; macOS runners have shasum instead.
@@ -103,7 +132,6 @@ no_release() { # reason
 }
 
 tmp=$(mktemp -d "${RUNNER_TEMP:-/tmp}/hoist-install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 # The token goes to curl in a file (-H @file), never on a command line.
 if [ -n "$token" ]; then
   (umask 077 && printf 'Authorization: Bearer %s\n' "$token" > "$tmp/auth")
@@ -137,7 +165,7 @@ via_api=false
 fetch() { # name dest
   if $via_api; then
     local id
-    id=$(asset_id "$tmp/release.json" "$1") || fail "cannot read the release's JSON (neither jq nor python3 is installed)"
+    id=$(asset_id "$tmp/release.json" "$1") || fail_retry "cannot read the JSON of release v$version of $repo: re-run the job"
     if [ -z "$id" ]; then echo 404; return; fi
     # The API answers with a redirect to the file's storage; curl does not
     # send the Authorization header on to another host.

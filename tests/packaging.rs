@@ -1505,6 +1505,11 @@ fn action_installs_the_verified_release_and_ships() {
     ];
     let run = runner.run(&inputs);
     run.ok();
+    assert!(
+        run.step_outputs["install"]["bin"].ends_with("/hoist"),
+        "the install step hands on the hoist it verified: {:?}",
+        run.step_outputs
+    );
     let log = run.log();
     // The token is masked (the runner hides it from then on) and never
     // printed anywhere else.
@@ -1873,18 +1878,29 @@ fn action_install_failures_a_rerun_may_fix_exit_3() {
     let file = w.join("a-file");
     std::fs::write(&file, "").unwrap();
     let unwritable = file.join("cache").display().to_string();
-    for (case, server, tool_cache, expected) in [
+    // A cached hoist, checksum recorded, that does not run.
+    let broken = b"#!/bin/sh\nexit 1\n";
+    for (case, server, tool_cache, cached, expected) in [
         (
             "no network",
             format!("http://127.0.0.1:{closed}"),
             None,
+            false,
             "could not download http://127.0.0.1:",
         ),
         (
             "the tool cache cannot be made",
             github.url(),
             Some(unwritable.as_str()),
+            false,
             "the install step failed at line",
+        ),
+        (
+            "the cached hoist does not run",
+            github.url(),
+            None,
+            true,
+            "hoist does not run (hoist --version failed)",
         ),
     ] {
         let case_dir = w.join(case.replace(' ', "-"));
@@ -1892,6 +1908,15 @@ fn action_install_failures_a_rerun_may_fix_exit_3() {
         let mut runner = Runner::new(&case_dir, &server);
         if let Some(dir) = tool_cache {
             runner.env.insert("RUNNER_TOOL_CACHE".into(), dir.into());
+        }
+        if cached {
+            let dir = case_dir.join(format!("tool-cache/hoist/{VERSION}"));
+            std::fs::create_dir_all(dir.join("x86_64-linux")).unwrap();
+            let bin = dir.join("x86_64-linux/hoist");
+            std::fs::write(&bin, broken).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(dir.join("x86_64-linux.complete"), sha256_hex(broken)).unwrap();
         }
         let image = layout(&case_dir);
         let run = runner.run(&[
@@ -1908,12 +1933,18 @@ fn action_install_failures_a_rerun_may_fix_exit_3() {
         let install = run.step("install");
         assert_eq!(install.code, 3, "{case}: {}", install.log);
         assert!(
-            install
-                .log
-                .contains(&format!("::error title=hoist install::{expected}"))
+            install.log.contains("::error title=hoist install::")
+                && install.log.contains(expected)
                 && install.log.contains("re-run the job"),
             "{case}: {}",
             install.log
+        );
+        assert!(
+            !run.step_outputs
+                .get("install")
+                .is_some_and(|o| o.contains_key("bin")),
+            "{case}: a hoist was handed on: {:?}",
+            run.step_outputs
         );
     }
 }

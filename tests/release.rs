@@ -510,15 +510,22 @@ fn step_script(job: &str, step: &str) -> String {
         .to_string()
 }
 
-/// `gh`, played for the workflow's scripts, keeping GitHub's rules:
+/// `gh`, played for the parts of GitHub's API the workflow's scripts use,
+/// with GitHub's refusals:
 /// - `api repos/R/git/matching-refs/tags/T --jq JQ` lists the tags of
 ///   $GH_STAND_IN_TAGS (lines `refs/tags/NAME [SHA]`) starting with
 ///   refs/tags/T, as `.[].ref` or as `[.ref, .object.sha] | @tsv`;
-/// - `api repos/R/git/refs -f ref=REF -f sha=SHA` creates a tag, refused
-///   (422) when it exists;
-/// - `release view TAG` succeeds only for a release in
-///   $GH_STAND_IN_RELEASES; `release create TAG …` adds it there (or fails
-///   with $GH_STAND_IN_CREATE_FAILS); `release upload` succeeds;
+/// - `api repos/R/git/refs -f ref=REF -f sha=SHA` creates a tag: refused
+///   (422) when it exists, when REF is not under refs/, or when SHA is not
+///   a commit the repository has (one a tag names);
+/// - `release view TAG` succeeds for a release in $GH_STAND_IN_RELEASES;
+///   `release create TAG FILE… --verify-tag …` refuses an existing release
+///   and, with --verify-tag, a tag that does not exist, and records each
+///   file with its digest in $GH_STAND_IN_ASSETS (`TAG NAME sha256:HEX`);
+///   $GH_STAND_IN_CREATE_FAILS makes it fail; `release upload TAG FILE…`
+///   refuses a name the release has (without --clobber);
+/// - `api repos/R/releases/tags/T --jq '.assets[] | [.name, (.digest //
+///   "")] | @tsv'` lists a release's assets (404 without the release);
 /// - `auth setup-git` does nothing (origin is a local path).
 ///
 /// $GH_STAND_IN_FAIL makes every call fail as an unreachable API does.
@@ -528,6 +535,14 @@ set -euo pipefail
 echo "$*" >> "$GH_STAND_IN_LOG"
 if [ -n "${GH_STAND_IN_FAIL:-}" ]; then echo "HTTP 502: Bad Gateway" >&2; exit 1; fi
 tags=${GH_STAND_IN_TAGS:-/dev/null} releases=${GH_STAND_IN_RELEASES:-/dev/null}
+assets=${GH_STAND_IN_ASSETS:-/dev/null}
+refuse() { echo "gh: $* (HTTP 422)" >&2; exit 1; }
+has_tag() { grep -q "^refs/tags/$1\( \|$\)" "$tags"; }
+has_asset() { grep -q "^$1 $2 " "$assets"; }
+record() { # tag file
+  [ -f "$2" ] || { echo "gh: $2: no such file" >&2; exit 1; }
+  echo "$1 $(basename "$2") sha256:$(sha256sum "$2" | cut -d ' ' -f 1)" >> "$assets"
+}
 case "$1 $2" in
   "auth setup-git") exit 0 ;;
   "api repos/"*/git/matching-refs/tags/*)
@@ -545,18 +560,51 @@ case "$1 $2" in
     done < "$tags"
     ;;
   "api repos/"*/git/refs)
-    [ "$3 $5" = "-f -f" ] || { echo "gh stand-in: unexpected: $*" >&2; exit 1; }
+    [ "$#" = 6 ] && [ "$3 $5" = "-f -f" ] && [ "${4%%=*} ${6%%=*}" = "ref sha" ] ||
+      { echo "gh stand-in: unexpected: $*" >&2; exit 1; }
     ref=${4#ref=} sha=${6#sha=}
-    if grep -q "^$ref\( \|$\)" "$tags"; then echo '{"message":"Reference already exists","status":"422"}'; echo "gh: Reference already exists (HTTP 422)" >&2; exit 1; fi
+    case $ref in refs/*/*) ;; *) refuse "Reference name must start with 'refs/' and have at least two slashes" ;; esac
+    [[ $sha =~ ^[0-9a-f]{40}$ ]] && grep -q " $sha$" "$tags" || refuse "Object does not exist"
+    if grep -q "^$ref\( \|$\)" "$tags"; then refuse "Reference already exists"; fi
     echo "$ref $sha" >> "$tags"
     echo '{"ref":"'"$ref"'"}'
     ;;
+  "api repos/"*/releases/tags/*)
+    tag=${2##*/releases/tags/}
+    grep -qxF "$tag" "$releases" || { echo "gh: Not Found (HTTP 404)" >&2; exit 1; }
+    [ "$3 $4" = '--jq .assets[] | [.name, (.digest // "")] | @tsv' ] || { echo "gh stand-in: unknown --jq $4" >&2; exit 1; }
+    while read -r t name digest; do
+      [ "$t" = "$tag" ] && printf '%s\t%s\n' "$name" "$digest"
+    done < "$assets"
+    true
+    ;;
   "release view") grep -qxF "$3" "$releases" ;;
   "release create")
+    tag=$3; shift 3
     if [ -n "${GH_STAND_IN_CREATE_FAILS:-}" ]; then echo "HTTP 500: creating the release" >&2; exit 1; fi
-    echo "$3" >> "$releases"
+    grep -qxF "$tag" "$releases" && refuse "Release.tag_name already exists"
+    files=()
+    while [ $# -gt 0 ]; do
+      case $1 in
+        --verify-tag) has_tag "$tag" || { echo "gh: tag $tag doesn't exist in the repo, aborting due to --verify-tag flag" >&2; exit 1; }; shift ;;
+        --title | --notes-file) shift 2 ;;
+        --generate-notes | --prerelease) shift ;;
+        -*) echo "gh stand-in: unknown flag $1" >&2; exit 1 ;;
+        *) files+=("$1"); shift ;;
+      esac
+    done
+    echo "$tag" >> "$releases"
+    for f in "${files[@]}"; do record "$tag" "$f"; done
     ;;
-  "release upload") exit 0 ;;
+  "release upload")
+    tag=$3; shift 3
+    grep -qxF "$tag" "$releases" || { echo "gh: release not found" >&2; exit 1; }
+    for f in "$@"; do
+      [ "$f" != --clobber ] || { echo "gh stand-in: --clobber replaces published assets" >&2; exit 1; }
+      has_asset "$tag" "$(basename "$f")" && refuse "asset under the same name already exists: $(basename "$f")"
+      record "$tag" "$f"
+    done
+    ;;
   *) echo "gh stand-in: unexpected: $*" >&2; exit 1 ;;
 esac
 "#;
@@ -849,8 +897,9 @@ fn the_pin_job_tags_the_built_commit_plus_the_pins() {
 /// The `release` job's script: the GitHub release on v<version>, then —
 /// only once that exists — the catalog's tag <version> on the same commit
 /// (the GitLab mirror publishes a catalog version when it sees that tag).
-/// A failed release leaves no catalog tag; a re-run finishes the job; a
-/// catalog tag on another commit stops it.
+/// A failed release leaves no catalog tag; a re-run uploads only what is
+/// missing and never replaces a published asset; a catalog tag on another
+/// commit stops it.
 #[test]
 fn the_catalog_tag_follows_a_published_release() {
     let work = tempfile::tempdir().unwrap();
@@ -861,23 +910,24 @@ fn the_catalog_tag_follows_a_published_release() {
     let checkout = w.join("job");
     let dist = checkout.join("dist");
     std::fs::create_dir_all(&dist).unwrap();
-    let binary = b"#!/bin/sh\n";
-    std::fs::write(dist.join("hoist-x86_64-linux"), binary).unwrap();
-    std::fs::write(
-        dist.join("hoist-x86_64-linux.sha256"),
-        format!("{}  hoist-x86_64-linux\n", sha256_hex(binary)),
-    )
-    .unwrap();
+    let write_binary = |bytes: &[u8]| {
+        std::fs::write(dist.join("hoist-x86_64-linux"), bytes).unwrap();
+        std::fs::write(
+            dist.join("hoist-x86_64-linux.sha256"),
+            format!("{}  hoist-x86_64-linux\n", sha256_hex(bytes)),
+        )
+        .unwrap();
+    };
+    write_binary(b"#!/bin/sh\n");
     git(&checkout, &["init", "-q"]); // Runner::step reads GITHUB_SHA from git
     git(&checkout, &["commit", "-q", "--allow-empty", "-m", "job"]);
     let commit = "c".repeat(40);
-    let (tags, releases) = (w.join("tags"), w.join("releases"));
-    let (tags_s, releases_s) = (
-        tags.to_str().unwrap().to_string(),
-        releases.to_str().unwrap().to_string(),
-    );
+    let (tags, releases, assets) = (w.join("tags"), w.join("releases"), w.join("assets"));
+    let path_s = |p: &Path| p.to_str().unwrap().to_string();
+    let (tags_s, releases_s, assets_s) = (path_s(&tags), path_s(&releases), path_s(&assets));
     let runner_temp = w.join("runner-temp");
     std::fs::create_dir_all(&runner_temp).unwrap();
+    let temp_s = path_s(&runner_temp);
     let run = |extra: &[(&str, &str)]| {
         let mut env = vec![
             ("VERSION", VERSION),
@@ -888,7 +938,8 @@ fn the_catalog_tag_follows_a_published_release() {
             ("GH_TOKEN", "t"),
             ("GH_STAND_IN_TAGS", tags_s.as_str()),
             ("GH_STAND_IN_RELEASES", releases_s.as_str()),
-            ("RUNNER_TEMP", runner_temp.to_str().unwrap()),
+            ("GH_STAND_IN_ASSETS", assets_s.as_str()),
+            ("RUNNER_TEMP", temp_s.as_str()),
         ];
         env.extend_from_slice(extra);
         let _ = std::fs::remove_file(w.join("gh.log"));
@@ -897,6 +948,7 @@ fn the_catalog_tag_follows_a_published_release() {
         (code, log, calls)
     };
     let vtag = format!("refs/tags/v{VERSION} {commit}\n");
+    let catalog_tag = format!("refs/tags/{VERSION} {commit}\n");
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
 
     // The release cannot be created: no catalog tag.
@@ -918,28 +970,56 @@ fn the_catalog_tag_follows_a_published_release() {
         .find("git/refs -f")
         .unwrap_or_else(|| panic!("{calls}"));
     assert!(create < tag_call, "the catalog's tag comes last: {calls}");
-    assert!(calls.contains("--verify-tag"), "{calls}");
-    assert_eq!(read(&tags), format!("{vtag}refs/tags/{VERSION} {commit}\n"));
+    assert_eq!(read(&tags), format!("{vtag}{catalog_tag}"));
     assert_eq!(read(&releases), format!("v{VERSION}\n"));
+    assert_eq!(read(&assets).lines().count(), 2, "{}", read(&assets));
 
-    // Run again: the release is uploaded to, the tag is there: done.
+    // Run again: everything is there, nothing is uploaded or tagged.
     let (code, log, calls) = run(&[]);
     assert_eq!(code, 0, "{log}");
     assert!(
-        calls.contains("release upload") && !calls.contains("git/refs -f"),
+        !calls.contains("release upload") && !calls.contains("git/refs -f"),
         "{calls}"
     );
 
+    // An asset missing (its upload failed): only it is uploaded.
+    let kept: String = read(&assets)
+        .lines()
+        .filter(|l| !l.contains(".sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&assets, &kept).unwrap();
+    let (code, log, calls) = run(&[]);
+    assert_eq!(code, 0, "{log}");
+    let uploads: Vec<_> = calls
+        .lines()
+        .filter(|l| l.starts_with("release upload"))
+        .collect();
+    assert_eq!(
+        uploads,
+        [format!(
+            "release upload v{VERSION} hoist-x86_64-linux.sha256"
+        )],
+        "{calls}"
+    );
+
+    // A rebuilt binary (other bytes): refused, the published one stays.
+    let published = read(&assets);
+    write_binary(b"#!/bin/sh\necho rebuilt\n");
+    let (code, log, calls) = run(&[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("a published asset is never replaced"), "{log}");
+    assert!(!calls.contains("release upload"), "{calls}");
+    assert_eq!(read(&assets), published);
+    write_binary(b"#!/bin/sh\n");
+
     // A catalog tag on another commit: stopped, with what to do.
-    std::fs::write(
-        &tags,
-        format!("{vtag}refs/tags/{VERSION} {}\n", "d".repeat(40)),
-    )
-    .unwrap();
+    let other = "d".repeat(40);
+    std::fs::write(&tags, format!("{vtag}refs/tags/{VERSION} {other}\n")).unwrap();
     let (code, log, _) = run(&[]);
     assert_ne!(code, 0, "{log}");
     assert!(
-        log.contains(&format!("::error::tag {VERSION} names {}", "d".repeat(40))),
+        log.contains(&format!("::error::tag {VERSION} names {other}")),
         "{log}"
     );
 
