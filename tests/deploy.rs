@@ -1730,13 +1730,7 @@ fn the_lambda_endpoint_refuses_what_lambda_refuses() {
         .map(|a| a.revision_id().unwrap().to_string())
         .map_err(|e| e.code().unwrap_or("?").to_string())
     };
-    let read = || {
-        block_on(l.get_alias().function_name(&f).name("live").send())
-            .unwrap()
-            .revision_id()
-            .unwrap()
-            .to_string()
-    };
+    let read = || common::lambda::alias_revision(&f, "live");
     let first = read();
     assert_eq!(read(), first, "reading does not change it");
     let second = move_with(&first, "one").unwrap();

@@ -1463,6 +1463,21 @@ fn release(repo: &str, binary: &[u8], checksum: Option<String>, private: bool) -
     }
 }
 
+/// GitHub serving hoist's public release of this build (the stripped
+/// binary and its checksum file).
+fn public_release(w: &Path) -> GitHub {
+    let binary = std::fs::read(stripped_hoist(w)).unwrap();
+    GitHub::start(
+        vec![release(
+            CANONICAL,
+            &binary,
+            Some(sha256_hex(&binary)),
+            false,
+        )],
+        github_token(),
+    )
+}
+
 /// The installed, verified release ships: OIDC role, push, gate, deploy,
 /// outputs and summary. The release repository is hoist's own, and private
 /// here: only the API with the job's token reaches it — the token goes to
@@ -1858,16 +1873,7 @@ fn path_without(w: &Path, name: &str) -> String {
 fn action_install_failures_a_rerun_may_fix_exit_3() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let binary = std::fs::read(stripped_hoist(w)).unwrap();
-    let github = GitHub::start(
-        vec![release(
-            CANONICAL,
-            &binary,
-            Some(sha256_hex(&binary)),
-            false,
-        )],
-        github_token(),
-    );
+    let github = public_release(w);
     // A port nothing listens on: connections are refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -2158,16 +2164,7 @@ fn action_builds_from_source_only_when_allowed() {
 fn action_fails_with_hoists_exit_code() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let binary = std::fs::read(stripped_hoist(w)).unwrap();
-    let github = GitHub::start(
-        vec![release(
-            CANONICAL,
-            &binary,
-            Some(sha256_hex(&binary)),
-            false,
-        )],
-        github_token(),
-    );
+    let github = public_release(w);
     let runner = Runner::new(w, &github.url());
     let image = layout(w);
     let repo = unique("pkg/missing");

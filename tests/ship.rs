@@ -718,13 +718,7 @@ fn the_aws_front_refuses_what_lambda_refuses() {
     );
     assert_eq!(alias(&f, "live"), ("1".into(), Default::default()));
 
-    let read = || {
-        block_on(l.get_alias().function_name(&f).name("live").send())
-            .unwrap()
-            .revision_id()
-            .unwrap()
-            .to_string()
-    };
+    let read = || common::lambda::alias_revision(&f, "live");
     let first = read();
     let moved = block_on(
         l.update_alias()

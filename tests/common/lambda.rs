@@ -147,6 +147,21 @@ fn function_with_alias(repo: &str, digest: &str, arch: &str, publish: bool) -> S
     name
 }
 
+/// The alias's RevisionId, as GetAlias answers it now.
+pub fn alias_revision(function: &str, name: &str) -> String {
+    let a = block_on(
+        lambda()
+            .get_alias()
+            .function_name(function)
+            .name(name)
+            .send(),
+    )
+    .expect("the alias exists");
+    a.revision_id()
+        .expect("Lambda gives every alias a RevisionId")
+        .to_string()
+}
+
 /// (primary version, additional weights) of an alias.
 pub fn alias(function: &str, name: &str) -> (String, HashMap<String, f64>) {
     let a = block_on(
